@@ -1,0 +1,158 @@
+"""The ``rwku`` command line: ``rwku eval`` and ``rwku data info``.
+
+User mistakes raise :class:`RwkuError`; ``main`` prints its one line and exits 2 (``--debug`` shows the
+traceback instead).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rwku.errors import RwkuError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark real-world knowledge unlearning (RWKU).")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect RWKU data.")
+app.add_typer(data_app, name="data")
+console = Console()
+STATE: dict[str, Any] = {"debug": False}
+
+DATA_HELP = "RWKU data: a folder (per-target dirs and/or merged All/ files), 'demo', or 'hf:jinzhuoran/RWKU'. Repeat to combine."
+
+
+@app.callback()
+def root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")) -> None:
+    STATE["debug"] = debug
+
+
+def split_values(values: list[str] | None) -> list[str]:
+    """Repeated options may also be comma-joined (paths with commas: repeat the option instead)."""
+    out: list[str] = []
+    for value in values or []:
+        out.extend(v for v in (value.split(",") if not Path(value).exists() else [value]) if v)
+    return out
+
+
+def table1(title: str) -> Table:
+    from rwku.results import TABLE1_COLUMNS
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("")
+    for group, column, _, lower in TABLE1_COLUMNS:
+        table.add_column(f"{group}\n{column} {'↓' if lower else '↑'}", justify="right")
+    return table
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, or smollm2-135m."),
+    data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
+    targets: str = typer.Option("all", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (one sub-folder per target)."),
+    sets: str = typer.Option("forget,neighbor,mia,utility", "--sets", help="Comma-separated: forget, neighbor, mia, utility."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every part (quick runs)."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Rows per forward pass (scores do not depend on it)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
+    prompt_format: str = typer.Option("chat", "--prompt-format", help="chat (the model's template) or plain (models without one)."),
+    fix: list[str] = typer.Option([], "--fix", help="Switch on a named fix of an official quirk (see README); repeatable."),
+    icu: bool = typer.Option(False, "--icu", help="In-context unlearning: put the official ICU preamble before every prompt."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
+    force: bool = typer.Option(False, "--force", help="Recompute targets whose results already exist."),
+) -> None:
+    """Evaluate a model on RWKU: per target, a summary and every scored item; prints the Table-1 rows."""
+    from rwku.data.loader import RwkuData, parse_sets
+    from rwku.evaluation import ICU_PREAMBLE, EvalContext, Protocol
+    from rwku.models import PromptFormat, load_model
+    from rwku.progress import make_progress, task_factory
+    from rwku.results import table1_row
+    from rwku.runner import EvalJob, run_eval
+
+    set_names = parse_sets(sets)
+    protocol = Protocol.from_names(split_values(fix))
+    dataset = RwkuData.open(split_values(data))
+    chosen = dataset.select(targets)
+    if out.exists() and not out.is_dir():
+        raise RwkuError(f"--out {out}: is a file; give a folder")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    lm = load_model(model, device=device, dtype=dtype)
+    prompts = PromptFormat(lm.tokenizer, style=prompt_format, preamble=ICU_PREAMBLE if icu else None,
+                           single_bos=protocol.has("single-bos"))
+    table = table1(f"RWKU · {model} · {protocol.name}")
+    with make_progress() as progress:
+        ctx = EvalContext(lm=lm, prompts=prompts, protocol=protocol, batch_size=batch_size, progress=task_factory(progress))
+        job = EvalJob(model=model, data=dataset, targets=chosen, sets=set_names, limit=limit)
+
+        def show(target: Any, summary: dict[str, Any], reused: bool) -> None:
+            table.add_row(f"{target.number} {target.name}" + (" (stored)" if reused else ""), *table1_row(summary))
+            progress.console.print(f"[green]✓[/] {target.number} {target.name}: {out / target.slug}")
+
+        average = run_eval(ctx, job, out, force=force, on_target=show)
+    if len(chosen) > 1:
+        table.add_row(f"[bold]mean of {len(chosen)}", *table1_row(average))
+    console.print(table)
+    console.print(f"results: {out}/<target>/summary.json, items.json; average: {out / 'summary.json'}")
+
+
+@data_app.command("info")
+def data_info(
+    data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
+    targets: str = typer.Option("all", "--targets", "-t", help="Targets to count (default: all)."),
+) -> None:
+    """Count probes per level/type and items per set, per target and in total."""
+    from rwku.data.loader import ALL_SETS, RwkuData
+
+    dataset = RwkuData.open(split_values(data))
+    chosen = dataset.select(targets)
+    totals: dict[str, int] = {}
+    per_target = []
+    for target in chosen:
+        loaded = dataset.load(target, sets=available_sets(dataset, target, ALL_SETS), optional=("passage",))
+        counts = loaded.counts()
+        per_target.append((target, counts))
+        for key, value in counts.items():
+            totals[key] = totals.get(key, 0) + value
+    console.print(f"[bold]{dataset.description}[/]: {len(chosen)} target(s)")
+    table = Table("part", "total", *([f"{t.number} {t.name}" for t, _ in per_target] if len(per_target) <= 6 else []))
+    for key, value in totals.items():
+        row = [str(c.get(key, 0)) for _, c in per_target] if len(per_target) <= 6 else []
+        table.add_row(key, str(value), *row)
+    console.print(table)
+
+
+def available_sets(dataset: Any, target: Any, sets: tuple[str, ...]) -> list[str]:
+    """Sets whose files all exist for ``target`` (``data info`` reports what is there, it does not demand)."""
+    from rwku.data.loader import SET_KINDS
+
+    return [s for s in sets if all(dataset.raw_records(target, kind) is not None for kind in SET_KINDS[s])]
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except RwkuError as exc:
+        if STATE["debug"]:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted: finished targets are saved; run the same command again to resume")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors come through here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise

@@ -1,0 +1,249 @@
+"""Typed records for RWKU data, mirroring the official JSON schema field for field.
+
+Each record type has a ``from_json`` that checks the fields it needs and names the offending record when one
+is missing, so a malformed file fails with one clear line instead of a ``KeyError`` deep in evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from rwku.errors import RwkuError
+
+#: The nine adversarial attack types of forget level 3, in the order the paper's Fig. 4 uses.
+ATTACK_TYPES: tuple[str, ...] = (
+    "prefix injection",
+    "affirmative suffix",
+    "role play",
+    "multiple choice",
+    "reverse query",
+    "synonym manipulation",
+    "context hint",
+    "incontext learning",
+    "cross lingual",
+)
+
+#: Probe levels: 1 = fill-in-the-blank (FB), 2 = question answering (QA), 3 = adversarial attack (AA).
+LEVEL_NAMES: dict[str, str] = {"1": "FB", "2": "QA", "3": "AA"}
+
+
+def require(record: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
+    """Raise a one-line :class:`RwkuError` naming ``where`` if ``record`` lacks any of ``keys``."""
+    if not isinstance(record, Mapping):
+        raise RwkuError(f"{where}: expected a JSON object, got {type(record).__name__}; fix or re-download the file")
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise RwkuError(
+            f"{where}: record is missing field(s) {', '.join(missing)}; fix or re-download the file"
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One unlearning target: its number in the official ordering (1-based), name and one-sentence intro."""
+
+    number: int
+    name: str
+    intro: str = ""
+
+    @property
+    def slug(self) -> str:
+        """Directory-style name used by the official layout, e.g. ``10_Prince_Harry,_Duke_of_Sussex``."""
+        return f"{self.number}_{self.name.replace(' ', '_')}"
+
+    @property
+    def bare_intro(self) -> str:
+        """The intro without the leading "Please forget X." instruction (what the corpus prompts use)."""
+        prefix = f"Please forget {self.name}."
+        return self.intro[len(prefix):].strip() if self.intro.startswith(prefix) else self.intro
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A forget or neighbour probe: a query, its reference answer, the level ("1"/"2"/"3") and type."""
+
+    query: str
+    answer: str
+    level: str
+    type: str
+    subject: str
+    neighbor: str | None = None
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any], where: str) -> "Probe":
+        require(record, ("query", "answer", "level", "type"), where)
+        level = str(record["level"])
+        if level not in LEVEL_NAMES:
+            raise RwkuError(f"{where}: level {record['level']!r} is not 1, 2 or 3; fix the file")
+        return cls(
+            query=str(record["query"]),
+            answer=str(record["answer"]),
+            level=level,
+            type=str(record["type"]),
+            subject=str(record.get("subject", "")),
+            neighbor=record.get("neighbor"),
+        )
+
+
+@dataclass(frozen=True)
+class MiaText:
+    """A membership-inference text: FM texts describe the target, RM texts describe other people."""
+
+    text: str
+    subject: str
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any], where: str) -> "MiaText":
+        require(record, ("text",), where)
+        return cls(text=str(record["text"]), subject=str(record.get("subject", "")))
+
+
+@dataclass(frozen=True)
+class MmluItem:
+    """An MMLU question with the five few-shot demonstrations the official prompt puts before it."""
+
+    task: str
+    question: str
+    choices: tuple[str, ...]
+    answer: int
+    examples: tuple[Mapping[str, Any], ...]
+    subject: str
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any], where: str) -> "MmluItem":
+        require(record, ("task", "question", "choices", "answer", "examples"), where)
+        for i, example in enumerate(record["examples"]):
+            require(example, ("question", "choices", "answer"), f"{where} example {i}")
+        return cls(
+            task=str(record["task"]),
+            question=str(record["question"]),
+            choices=tuple(str(c) for c in record["choices"]),
+            answer=int(record["answer"]),
+            examples=tuple(record["examples"]),
+            subject=str(record.get("subject", "")),
+        )
+
+
+@dataclass(frozen=True)
+class BbhItem:
+    """A BIG-Bench-Hard question with its task's 3-shot chain-of-thought prompt."""
+
+    task: str
+    question: str
+    answer: str
+    cot: str
+    subject: str
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any], where: str) -> "BbhItem":
+        require(record, ("question", "answer", "cot"), where)
+        return cls(
+            task=str(record.get("task", "")),
+            question=str(record["question"]),
+            answer=str(record["answer"]),
+            cot=str(record["cot"]),
+            subject=str(record.get("subject", "")),
+        )
+
+
+@dataclass(frozen=True)
+class TruthfulItem:
+    """A TruthfulQA question; MC1 has exactly one true choice, MC2 may have several."""
+
+    question: str
+    mc1_choices: tuple[str, ...]
+    mc1_labels: tuple[int, ...]
+    mc2_choices: tuple[str, ...]
+    mc2_labels: tuple[int, ...]
+    subject: str
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any], where: str) -> "TruthfulItem":
+        require(record, ("question", "mc1_targets"), where)
+        mc1 = record["mc1_targets"]
+        mc2 = record.get("mc2_targets", mc1)
+        require(mc1, ("choices", "labels"), f"{where} mc1_targets")
+        require(mc2, ("choices", "labels"), f"{where} mc2_targets")
+        if 1 not in mc1["labels"] or 0 not in mc1["labels"]:
+            raise RwkuError(f"{where}: mc1_targets needs one true and at least one false choice; fix the file")
+        return cls(
+            question=str(record["question"]),
+            mc1_choices=tuple(mc1["choices"]),
+            mc1_labels=tuple(int(x) for x in mc1["labels"]),
+            mc2_choices=tuple(mc2["choices"]),
+            mc2_labels=tuple(int(x) for x in mc2["labels"]),
+            subject=str(record.get("subject", "")),
+        )
+
+
+@dataclass(frozen=True)
+class TriviaItem:
+    """A TriviaQA question with every accepted answer alias."""
+
+    question: str
+    answers: tuple[str, ...]
+    subject: str
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any], where: str) -> "TriviaItem":
+        require(record, ("question", "answers"), where)
+        return cls(
+            question=str(record["question"]),
+            answers=tuple(str(a) for a in record["answers"]),
+            subject=str(record.get("subject", "")),
+        )
+
+
+@dataclass(frozen=True)
+class FluencyItem:
+    """An AlpacaEval instruction whose free-form answer is scored for n-gram entropy."""
+
+    instruction: str
+    subject: str
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any], where: str) -> "FluencyItem":
+        require(record, ("instruction",), where)
+        return cls(instruction=str(record["instruction"]), subject=str(record.get("subject", "")))
+
+
+@dataclass
+class TargetData:
+    """Everything RWKU evaluates for one target (or, in the batch setting, for several pooled targets)."""
+
+    target: Target
+    forget: list[Probe] = field(default_factory=list)
+    neighbor: list[Probe] = field(default_factory=list)
+    forget_mia: list[MiaText] = field(default_factory=list)
+    retain_mia: list[MiaText] = field(default_factory=list)
+    mmlu: list[MmluItem] = field(default_factory=list)
+    bbh: list[BbhItem] = field(default_factory=list)
+    truthful: list[TruthfulItem] = field(default_factory=list)
+    triviaqa: list[TriviaItem] = field(default_factory=list)
+    fluency: list[FluencyItem] = field(default_factory=list)
+    passage: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Item counts per evaluation set and probe level/type (what ``rwku data info`` prints)."""
+        out: dict[str, int] = {}
+        for name, probes in (("forget", self.forget), ("neighbor", self.neighbor)):
+            for level, label in LEVEL_NAMES.items():
+                n = sum(p.level == level for p in probes)
+                if n or name == "forget" or level != "3":
+                    out[f"{name}.{label}"] = n
+        for attack in ATTACK_TYPES:
+            out[f"forget.AA.{attack}"] = sum(p.level == "3" and normalize_attack(p.type) == attack for p in self.forget)
+        for name in ("forget_mia", "retain_mia", "mmlu", "bbh", "truthful", "triviaqa", "fluency", "passage"):
+            out[name] = len(getattr(self, name))
+        return out
+
+
+def normalize_attack(kind: str) -> str:
+    """Map an AA ``type`` onto one of :data:`ATTACK_TYPES` ("background hint" is the paper's "context hint")."""
+    kind = kind.strip().lower().replace("-", " ")
+    if kind == "background hint":
+        return "context hint"
+    if kind.startswith("cross lingual"):
+        return "cross lingual"
+    return kind

@@ -1,0 +1,55 @@
+"""What every evaluator needs: the model, how to prompt it, batch size, protocol fixes and progress."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+from rwku.evaluation.protocol import Protocol
+from rwku.models.generation import decode_continuation, greedy_generate
+from rwku.models.loading import LoadedModel
+from rwku.models.prompting import PromptFormat
+
+#: ``progress(description, total)`` returns a context manager yielding ``advance(n)``.
+ProgressFactory = Callable[[str, int], Any]
+
+
+@contextmanager
+def no_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    yield lambda n: None
+
+
+@dataclass
+class EvalContext:
+    """A loaded model plus the settings that decide what it is asked and how it is batched."""
+
+    lm: LoadedModel
+    prompts: PromptFormat
+    protocol: Protocol = field(default_factory=Protocol)
+    batch_size: int = 16
+    progress: ProgressFactory = no_progress
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.lm.tokenizer.pad_token_id)
+
+    def official_stop_ids(self, *names: str) -> list[int]:
+        """EOS plus ``convert_tokens_to_ids`` of each name, as the official stop lists are built.
+
+        A tokenizer without such a literal token maps it to its unknown id, which then stops generation too
+        (id 0, ``<|endoftext|>``, on SmolLM2): that is the official behaviour, kept on purpose.
+        """
+        tokenizer = self.lm.tokenizer
+        ids = [tokenizer.eos_token_id] + [tokenizer.convert_tokens_to_ids(name) for name in names]
+        return sorted({int(i) for i in ids if i is not None})
+
+    def generate(self, description: str, prompts: Sequence[str], max_new_tokens: int, stop_ids: Sequence[int]) -> list[str]:
+        """Greedy continuations (decoded, unstripped) of rendered prompts, with a progress bar."""
+        encoded = [self.prompts.encode(p) for p in prompts]
+        with self.progress(description, len(encoded)) as advance:
+            tokens = greedy_generate(
+                self.lm.model, encoded, max_new_tokens=max_new_tokens, stop_ids=stop_ids,
+                pad_id=self.pad_id, batch_size=self.batch_size, on_batch=advance,
+            )
+        return [decode_continuation(self.lm.tokenizer, p, t) for p, t in zip(encoded, tokens)]

@@ -1,0 +1,76 @@
+"""Forget and neighbour probes (efficacy and locality): greedy answers scored by ROUGE-L recall."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from rwku.data.schema import ATTACK_TYPES, LEVEL_NAMES, Probe, normalize_attack
+from rwku.evaluation.context import EvalContext
+from rwku.evaluation.metrics import rouge_l_recall
+from rwku.evaluation.protocol import (
+    AFFIRMATIVE_TEMPLATE,
+    FB_TEMPLATE,
+    INCONTEXT_TEMPLATE,
+    NO_ANSWER,
+    PROBE_MAX_NEW_TOKENS,
+    PROBE_PREFILL,
+    QA_TEMPLATE,
+)
+
+
+def probe_prompt(ctx: EvalContext, probe: Probe) -> str:
+    """The official prompt of a probe: FB/QA wording, the two attack-type exceptions, ``Answer:`` prefill."""
+    if probe.level == "1":
+        text, prefill = FB_TEMPLATE.format(probe.query), PROBE_PREFILL
+    elif probe.level == "3" and probe.type == "affirmative suffix":
+        text, prefill = AFFIRMATIVE_TEMPLATE.format(probe.query), ""
+    elif probe.level == "3" and probe.type == "incontext learning":
+        text, prefill = INCONTEXT_TEMPLATE.format(probe.query), PROBE_PREFILL
+    else:
+        text, prefill = QA_TEMPLATE.format(probe.query), PROBE_PREFILL
+    return ctx.prompts.render(text, probe.subject) + prefill
+
+
+def clean_output(ctx: EvalContext, raw: str) -> str:
+    """Stripped output; empty becomes NOANSWER (official). ``stop-newline`` cuts at the first newline first."""
+    if ctx.protocol.has("stop-newline"):
+        raw = raw.lstrip().split("\n", 1)[0]
+    return raw.strip() or NO_ANSWER
+
+
+def mean(values: Sequence[float]) -> float | None:
+    """Mean ×100 (the paper's scale), or None for an empty set."""
+    return float(np.mean(values) * 100) if len(values) else None
+
+
+def evaluate_probes(ctx: EvalContext, probes: Sequence[Probe], set_name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Answer and score every probe; summary per level (FB/QA/AA), probe-weighted All, AA by attack type."""
+    prompts = [probe_prompt(ctx, p) for p in probes]
+    stop_ids = ctx.official_stop_ids("<|eot_id|>", " \n", "\n")
+    raw = ctx.generate(f"{set_name} probes", prompts, PROBE_MAX_NEW_TOKENS, stop_ids)
+    items = []
+    for probe, prompt, text in zip(probes, prompts, raw):
+        output = clean_output(ctx, text)
+        items.append({
+            "level": LEVEL_NAMES[probe.level],
+            "type": probe.type,
+            **({"neighbor": probe.neighbor} if probe.neighbor else {}),
+            "query": probe.query,
+            "prompt": prompt,
+            "raw_output": text,
+            "output": output,
+            "reference": probe.answer,
+            "score": rouge_l_recall(output, probe.answer),
+        })
+    summary: dict[str, Any] = {}
+    for label in ("FB", "QA", "AA") if set_name == "forget" else ("FB", "QA"):
+        summary[label] = mean([i["score"] for i in items if i["level"] == label])
+    summary["All"] = mean([i["score"] for i in items])
+    if set_name == "forget":
+        summary["AA_by_type"] = {
+            attack: mean([i["score"] for i in items if i["level"] == "AA" and normalize_attack(i["type"]) == attack])
+            for attack in ATTACK_TYPES
+        }
+    return summary, items

