@@ -1,0 +1,90 @@
+"""Shared fixtures: one torch thread, a tiny random Llama with a tokenizer built here, the shared RWKU data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SHARED_DATA_REASON = "set RWKU_SHARED_DATA to ../shared/rwku-data to run loader tests on the real RWKU data"
+
+
+def shared_data_root() -> Path | None:
+    value = os.environ.get("RWKU_SHARED_DATA")
+    return Path(value) if value else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared RWKU data folder (``$RWKU_SHARED_DATA``); tests using it are skipped when it is unset."""
+    root = shared_data_root()
+    if root is None:
+        pytest.skip(SHARED_DATA_REASON)
+    if not root.is_dir():
+        pytest.fail(f"RWKU_SHARED_DATA={root} is not a folder")
+    return root
+
+
+def build_tiny_tokenizer(chat_template: str | None = CHATML):
+    """A byte-level BPE tokenizer trained here on a few sentences (any text encodes; no download)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = [
+        "Please complete the blank in the following question.", "Please briefly answer the following question.",
+        "Question: Who wrote the book? Answer: The author wrote it.", "Stephen King is an American author.",
+        "Isaac Newton was an English physicist and mathematician.", "The answer is True. So the answer is False.",
+    ] * 20
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1,
+                            special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, unk_token="<|endoftext|>", eos_token="<|im_end|>",
+        pad_token="<|im_end|>", bos_token="<|im_start|>",
+    )
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def build_tiny_model(vocab_size: int, seed: int = 0):
+    """A 2-layer Llama with random weights (fp32), small enough to run in milliseconds."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        bos_token_id=1, eos_token_id=2, pad_token_id=2, tie_word_embeddings=True,
+        initializer_range=0.5,  # large random weights: outputs that vary with the input, not one repeated token
+    )
+    model = LlamaForCausalLM(config)
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved tiny model folder (config, safetensors, tokenizer with chat template)."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(len(tokenizer))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_model_dir):
+    """The tiny model loaded the way rwku loads any local model."""
+    from rwku.models.loading import load_model
+
+    return load_model(str(tiny_model_dir), device="cpu", dtype="float32")
