@@ -11,6 +11,7 @@ import json
 import lzma
 import math
 import os
+import re
 import zlib
 from pathlib import Path
 
@@ -324,6 +325,10 @@ MODEL_STYLE_OUTPUTS = [
 ]
 
 
+#: A period followed (after whitespace) by another period: where the punkt package and NLTK may disagree.
+PERIOD_RUN = re.compile(r"\.\s+\.")
+
+
 def _reference_word_tokenize(text: str) -> list[str]:
     """Independent composition: the punkt package's own sentence splitter, then NLTK's word tokenizer."""
     import punkt
@@ -340,14 +345,31 @@ def test_word_tokenize_equals_punkt_plus_nltk_on_model_style_outputs(text):
 
 def test_word_tokenize_equals_punkt_plus_nltk_on_real_mia_texts(real_data):
     merged = real_data / "strzar-purge" / "All"
-    wanted = {"Stephen King", "Prince Harry, Duke of Sussex", "Beyoncé", "Michael J. Fox"}
+    named = {"Stephen King", "Prince Harry, Duke of Sussex", "Beyoncé", "Michael J. Fox"}
     texts: list[str] = []
     for kind in ("forget_mia", "retain_mia"):
         records = json.loads(lzma.decompress((merged / f"{kind}.json.xz").read_bytes()))
-        texts.extend(r["text"] for r in records if r["subject"] in wanted)
-    assert len(texts) > 100
+        first_ten = set(list(dict.fromkeys(r["subject"] for r in records))[:10])  # targets 1-10
+        texts.extend(r["text"] for r in records if r["subject"] in named | first_ten)
+    assert len(texts) > 500
     mismatches = [t for t in texts if word_tokenize(t) != _reference_word_tokenize(t)]
-    assert not mismatches, f"{len(mismatches)} of {len(texts)} texts differ, e.g. {mismatches[:2]!r}"
+    # The punkt package deliberately departs from NLTK around runs of periods (its rules/boundaries.py:
+    # "NLTK splits 'Wait . . . what?' into four sentences"); word_tokenize follows NLTK there (pinned by
+    # test_word_tokenize_follows_nltk_on_period_runs). Any other difference is a failure.
+    unexplained = [t for t in mismatches if not PERIOD_RUN.search(t)]
+    assert not unexplained, f"{len(unexplained)} of {len(texts)} texts differ, e.g. {unexplained[:2]!r}"
+    assert len(texts) - len(mismatches) > 500
+
+
+def test_word_tokenize_follows_nltk_on_period_runs():
+    # NLTK's Punkt: "fine." is a period-final non-abbreviation -> sentence break (first pass); the ellipsis
+    # token "..." before the capitalised "The" -> break by the orthographic heuristic. Sentences
+    # ["It was fine.", "...", "The end."] -> the Treebank tokenizer splits each final period.
+    assert word_tokenize("It was fine. ... The end.") == ["It", "was", "fine", ".", "...", "The", "end", "."]
+    # Spaced periods: NLTK's boundary regex sees each '.' ("Wait .", ".", ".", "what?"), all word tokens '.'.
+    assert word_tokenize("Wait . . . what?") == ["Wait", ".", ".", ".", "what", "?"]
+    # An attached ellipsis is one token and ends the sentence before a capitalised word.
+    assert word_tokenize("He paused... Then he left.") == ["He", "paused", "...", "Then", "he", "left", "."]
 
 
 def test_ngram_entropy_hand_values():

@@ -41,10 +41,14 @@ def split_values(values: list[str] | None) -> list[str]:
 def table1(title: str) -> Table:
     from rwku.results import TABLE1_COLUMNS
 
-    table = Table(title=title, title_justify="left")
-    table.add_column("")
+    table = Table(title=title, title_justify="left", caption="* stored result of an earlier run with the same settings",
+                  caption_justify="left")
+    table.add_column("target", no_wrap=True)
+    previous = ""
     for group, column, _, lower in TABLE1_COLUMNS:
-        table.add_column(f"{group}\n{column} {'↓' if lower else '↑'}", justify="right")
+        heading = group if group != previous else ""
+        table.add_column(f"{heading}\n{column}{'↓' if lower else '↑'}", justify="right", no_wrap=True)
+        previous = group
     return table
 
 
@@ -79,6 +83,8 @@ def eval_command(
     chosen = dataset.select(targets)
     if out.exists() and not out.is_dir():
         raise RwkuError(f"--out {out}: is a file; give a folder")
+    job = EvalJob(model=model, data=dataset, targets=chosen, sets=set_names, limit=limit)
+    loaded = job.load_all()  # bad data fails here, before the model is loaded
     if threads:
         import torch
 
@@ -89,16 +95,15 @@ def eval_command(
     table = table1(f"RWKU · {model} · {protocol.name}")
     with make_progress() as progress:
         ctx = EvalContext(lm=lm, prompts=prompts, protocol=protocol, batch_size=batch_size, progress=task_factory(progress))
-        job = EvalJob(model=model, data=dataset, targets=chosen, sets=set_names, limit=limit)
 
         def show(target: Any, summary: dict[str, Any], reused: bool) -> None:
-            table.add_row(f"{target.number} {target.name}" + (" (stored)" if reused else ""), *table1_row(summary))
+            table.add_row(f"{target.number} {target.name}" + ("*" if reused else ""), *table1_row(summary))
             progress.console.print(f"[green]✓[/] {target.number} {target.name}: {out / target.slug}")
 
-        average = run_eval(ctx, job, out, force=force, on_target=show)
+        average = run_eval(ctx, job, out, force=force, loaded=loaded, on_target=show)
     if len(chosen) > 1:
         table.add_row(f"[bold]mean of {len(chosen)}", *table1_row(average))
-    console.print(table)
+    Console(width=max(console.width, 150)).print(table)
     console.print(f"results: {out}/<target>/summary.json, items.json; average: {out / 'summary.json'}")
 
 
@@ -121,11 +126,15 @@ def data_info(
         for key, value in counts.items():
             totals[key] = totals.get(key, 0) + value
     console.print(f"[bold]{dataset.description}[/]: {len(chosen)} target(s)")
-    table = Table("part", "total", *([f"{t.number} {t.name}" for t, _ in per_target] if len(per_target) <= 6 else []))
+    table = Table(title="items per part (AA also by attack type)", title_justify="left")
+    table.add_column("part", no_wrap=True)
+    table.add_column("total", justify="right")
+    for target, _ in per_target if len(per_target) <= 6 else []:
+        table.add_column(f"{target.number} {target.name}", justify="right")
     for key, value in totals.items():
         row = [str(c.get(key, 0)) for _, c in per_target] if len(per_target) <= 6 else []
         table.add_row(key, str(value), *row)
-    console.print(table)
+    Console(width=max(console.width, 120)).print(table)
 
 
 def available_sets(dataset: Any, target: Any, sets: tuple[str, ...]) -> list[str]:

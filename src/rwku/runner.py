@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 from rwku import __version__
 from rwku.data.loader import RwkuData
-from rwku.data.schema import Target
+from rwku.data.schema import Target, TargetData
 from rwku.evaluation.context import EvalContext
 from rwku.evaluation.engine import evaluate_target, limit_data
 from rwku.results import ResultStore, average_summaries, write_json_atomic
@@ -24,6 +24,10 @@ class EvalJob:
     sets: Sequence[str]
     limit: int | None = None
     extra_config: dict[str, Any] = field(default_factory=dict)
+
+    def load_all(self) -> dict[int, TargetData]:
+        """Read and check every target's data up front, so bad input fails before any model work."""
+        return {t.number: limit_data(self.data.load(t, self.sets), self.limit) for t in self.targets}
 
     def config(self, ctx: EvalContext) -> dict[str, Any]:
         return {
@@ -47,10 +51,12 @@ def run_eval(
     out: Path,
     *,
     force: bool = False,
+    loaded: dict[int, TargetData] | None = None,
     on_target: Callable[[Target, dict[str, Any], bool], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate each target (skipping ones already stored with the same config), then store the average.
 
+    ``loaded`` is the output of :meth:`EvalJob.load_all` when the caller validated the data already;
     ``on_target(target, summary, reused)`` is called after each target, e.g. to print its row.
     """
     store = ResultStore(out)
@@ -61,7 +67,7 @@ def run_eval(
             summary = store.load_summary(target.slug)
             reused = not force and same_config(summary, config)
             if not reused:
-                data = limit_data(job.data.load(target, job.sets), job.limit)
+                data = loaded[target.number] if loaded else limit_data(job.data.load(target, job.sets), job.limit)
                 result = evaluate_target(ctx, data, job.sets)
                 summary = {
                     "model": job.model,

@@ -69,7 +69,7 @@ class RwkuData:
 
     @classmethod
     def open(cls, specs: Iterable[str]) -> "RwkuData":
-        """Open ``--data`` values (folders, ``demo``, ``hf:ID``); comma-free paths may also be comma-joined."""
+        """Open ``--data`` values (folders, ``demo``, ``hf:ID``); earlier values win where several have a file."""
         sources: list[Source] = []
         for spec in specs:
             sources.extend(discover_sources(spec))

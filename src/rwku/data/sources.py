@@ -193,7 +193,8 @@ class HubSource:
                 f"hf:{self.path}: cannot load config {config!r} ({type(exc).__name__}: {exc}); "
                 "check the dataset id, your network, or pass a local copy with --data PATH"
             ) from exc
-        return [dict(record) for record in dataset]
+        # a field some records lack comes back as None from datasets; drop it so records match the JSON files
+        return [{k: v for k, v in record.items() if v is not None} for record in dataset]
 
     def targets(self) -> list[Target]:
         records = self._load("intro") or []

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from rwku.evaluation.protocol import Protocol
 from rwku.models.generation import decode_continuation, greedy_generate
+from rwku.models.scoring import TokenScores, next_token_probs, score_tokens
 from rwku.models.loading import LoadedModel
 from rwku.models.prompting import PromptFormat
 
@@ -22,7 +23,11 @@ def no_progress(description: str, total: int) -> Iterator[Callable[[int], None]]
 
 @dataclass
 class EvalContext:
-    """A loaded model plus the settings that decide what it is asked and how it is batched."""
+    """A loaded model plus the settings that decide what it is asked and how it is batched.
+
+    Every model call of the evaluators goes through :meth:`generate`, :meth:`score` and :meth:`next_token_probs`,
+    so another execution strategy (the official one-at-a-time loops in ``benchmarks/``) is a subclass away.
+    """
 
     lm: LoadedModel
     prompts: PromptFormat
@@ -53,3 +58,16 @@ class EvalContext:
                 pad_id=self.pad_id, batch_size=self.batch_size, on_batch=advance,
             )
         return [decode_continuation(self.lm.tokenizer, p, t) for p, t in zip(encoded, tokens)]
+
+    def score(self, description: str, sequences: Sequence[Sequence[int]], n_scored: Sequence[int],
+              vocab_moments: bool = False) -> list[TokenScores]:
+        """Log-probs of the last ``n_scored[i]`` tokens of each sequence (see :func:`score_tokens`)."""
+        with self.progress(description, len(sequences)) as advance:
+            return score_tokens(self.lm.model, sequences, n_scored, pad_id=self.pad_id, batch_size=self.batch_size,
+                                vocab_moments=vocab_moments, on_batch=advance)
+
+    def next_token_probs(self, description: str, prompts: Sequence[Sequence[int]], candidates: Sequence[int]) -> list[list[float]]:
+        """Full-vocabulary next-token probabilities of ``candidates`` after each prompt."""
+        with self.progress(description, len(prompts)) as advance:
+            return next_token_probs(self.lm.model, prompts, candidates, pad_id=self.pad_id,
+                                    batch_size=self.batch_size, on_batch=advance)

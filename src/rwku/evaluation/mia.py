@@ -14,18 +14,13 @@ import numpy as np
 from rwku.data.schema import MiaText
 from rwku.evaluation.context import EvalContext
 from rwku.evaluation.metrics import mia_attack_scores, roc_auc
-from rwku.models.scoring import score_tokens
 
 
 def score_texts(ctx: EvalContext, texts: Sequence[MiaText], label: str) -> list[dict[str, Any]]:
     """Per-text NLL and attack scores (the preamble, if any, is prepended to the raw text, as officially)."""
     raw = [ctx.prompts.raw_text(t.text, t.subject) for t in texts]
     encoded = [ctx.prompts.encode(r) for r in raw]
-    with ctx.progress(f"MIA {label}", len(encoded)) as advance:
-        scores = score_tokens(
-            ctx.lm.model, encoded, [len(e) - 1 for e in encoded], pad_id=ctx.pad_id,
-            batch_size=ctx.batch_size, vocab_moments=True, on_batch=advance,
-        )
+    scores = ctx.score(f"MIA {label}", encoded, [len(e) - 1 for e in encoded], vocab_moments=True)
     items = []
     for text, token_scores in zip(raw, scores):
         attacks = mia_attack_scores(text, token_scores.logprobs, token_scores.mean or [], token_scores.std or [])

