@@ -7,16 +7,19 @@ import torch
 
 from conftest import build_tiny_tokenizer
 from rwku.errors import RwkuError
-from rwku.models.generation import decode_continuation, greedy_generate, length_sorted_batches
+from rwku.models.batching import common_prefix_length, prefix_sorted_batches
+from rwku.models.generation import decode_continuation, greedy_generate
 from rwku.models.loading import load_model
 from rwku.models.prompting import PromptFormat, after_colon_prefill
 from rwku.models.scoring import next_token_probs, score_tokens
 
-PROMPTS = [
+SHARED = "Stephen King is an American author. Isaac Newton was an English physicist and mathematician. "
+PROMPTS = [  # three share a long prefix (computed once per batch), two do not
     "Please briefly answer the following question.\nQuestion: Who wrote the book?\n",
+    SHARED + "Who?",
+    SHARED + "Which of the two wrote the book? Answer briefly.",
     "Hi",
-    "Stephen King is an American author. Isaac Newton was an English physicist and mathematician. Who?",
-    "The answer is",
+    SHARED + "Who",
     "Please complete the blank in the following question.\nQuestion: ___ wrote it.\n",
 ]
 
@@ -45,15 +48,17 @@ def test_greedy_generation_matches_transformers_at_every_batch_size(tiny_lm):
     stop_ids = [tiny_lm.tokenizer.eos_token_id, free[0][4]]
     expected = [hf_greedy(tiny_lm, p, 12, stop_ids) for p in prompts]
     assert len({len(e) for e in expected}) > 1
-    for batch_size in (1, 2, 5):
+    for batch_size in (1, 2, 3, 6):
         got = greedy_generate(tiny_lm.model, prompts, max_new_tokens=12, stop_ids=stop_ids,
                               pad_id=tiny_lm.tokenizer.pad_token_id, batch_size=batch_size)
         assert got == expected, f"batch size {batch_size}"
 
 
-def test_length_sorted_batches_cover_every_index_once():
-    batches = length_sorted_batches([3, 9, 1, 9, 4], 2)
-    assert batches == [[1, 3], [4, 0], [2]]
+def test_prefix_sorted_batches_group_rows_with_a_common_prefix():
+    rows = [[5, 1, 2], [9, 9], [5, 1, 3], [1], [5, 1, 2, 7]]
+    assert prefix_sorted_batches(rows, 2) == [[3, 0], [4, 2], [1]]
+    assert common_prefix_length([[5, 1, 2], [5, 1, 3], [5, 1, 2, 7]]) == 2
+    assert common_prefix_length([[5, 1], [5, 1, 3]]) == 2
 
 
 def naive_logprobs(model, sequence):
@@ -152,3 +157,16 @@ def test_hub_id_that_cannot_be_reached_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(RwkuError, match="cannot load it"):
         load_model("some-org/some-model-that-is-not-cached", device="cpu")
+
+
+def test_shared_prefix_prefill_equals_plain_prefill(tiny_lm):
+    from rwku.models.batching import MIN_SHARED_PREFIX, prefill
+
+    prompts = [p for p in encoded_prompts(tiny_lm) if SHARED.split()[0] in tiny_lm.tokenizer.decode(p)]
+    assert len(prompts) == 3 and common_prefix_length(prompts) >= MIN_SHARED_PREFIX
+    pad = tiny_lm.tokenizer.pad_token_id
+    shared = prefill(tiny_lm.model, prompts, pad, keep=2, first_needed=min(len(p) for p in prompts) - 2)
+    plain = prefill(tiny_lm.model, prompts, pad, keep=2, first_needed=0)  # nothing may be shared
+    assert shared.mask.shape[1] == plain.mask.shape[1]
+    assert torch.allclose(shared.logits, plain.logits, atol=1e-5)
+    assert torch.equal(shared.last_position, plain.last_position)

@@ -1,4 +1,4 @@
-"""The ``rwku`` command line: ``rwku eval`` and ``rwku data info``.
+"""The ``rwku`` command line: ``rwku eval``, ``rwku unlearn`` and ``rwku data info``.
 
 User mistakes raise :class:`RwkuError`; ``main`` prints its one line and exits 2 (``--debug`` shows the
 traceback instead).
@@ -38,12 +38,12 @@ def split_values(values: list[str] | None) -> list[str]:
     return out
 
 
-def table1(title: str) -> Table:
+def table1(title: str, first_column: str = "target") -> Table:
     from rwku.results import TABLE1_COLUMNS
 
     table = Table(title=title, title_justify="left", caption="* stored result of an earlier run with the same settings",
                   caption_justify="left")
-    table.add_column("target", no_wrap=True)
+    table.add_column(first_column, no_wrap=True)
     previous = ""
     for group, column, _, lower in TABLE1_COLUMNS:
         heading = group if group != previous else ""
@@ -105,6 +105,90 @@ def eval_command(
         table.add_row(f"[bold]mean of {len(chosen)}", *table1_row(average))
     Console(width=max(console.width, 150)).print(table)
     console.print(f"results: {out}/<target>/summary.json, items.json; average: {out / 'summary.json'}")
+
+
+@app.command("unlearn")
+def unlearn_command(
+    method: str = typer.Option(..., "--method", help="Comma-separated: icu, repe, ga, ga_passage (GA*), dpo, npo, rt."),
+    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, or smollm2-135m."),
+    data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
+    targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-100, 'Stephen King', all."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (before/, one folder per method, comparison.json)."),
+    mode: str = typer.Option("lora", "--mode", help="full or lora."),
+    setting: str = typer.Option("single", "--setting", help="single (each target from the original model) or batch (pooled)."),
+    train_layers: Optional[str] = typer.Option(None, "--train-layers", help="Train only layers a..b-1, e.g. 4-8."),
+    lora_r: int = typer.Option(8, "--lora-r"),
+    lora_alpha: int = typer.Option(16, "--lora-alpha"),
+    lora_targets: str = typer.Option("q_proj,v_proj", "--lora-targets"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="paper (Llama-3-8B values), small (135M on CPU), none; default: small for smollm2-135m, else paper."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="JSON file of hyper-parameters (overrides the preset)."),
+    overrides: list[str] = typer.Option([], "--set", help="Hyper-parameter override key=value (lr=1e-5, epochs=2, corpus_size=16, alpha=1.5 ...); repeatable."),
+    corpus: str = typer.Option("generated", "--corpus", help="generated (the model writes it; cached) or official (the release's files)."),
+    sets: str = typer.Option("forget,neighbor,mia,utility", "--sets"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every evaluation part."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    prompt_format: str = typer.Option("chat", "--prompt-format"),
+    fix: list[str] = typer.Option([], "--fix"),
+    save_model: bool = typer.Option(False, "--save-model", help="Also write each unlearned model (or adapter)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+) -> None:
+    """Unlearn each target with each method, evaluate, and print Before vs. after (Table-1 rows)."""
+    from rwku.data.loader import RwkuData, parse_sets
+    from rwku.evaluation import Protocol
+    from rwku.methods import METHODS
+    from rwku.methods.config import ModeConfig, parse_range
+    from rwku.models.loading import DEFAULT_MODEL
+    from rwku.progress import make_progress, task_factory
+    from rwku.results import table1_row
+    from rwku.unlearn import UnlearnJob, run_unlearn
+
+    methods = [m.strip().lower().replace("ga*", "ga_passage") for m in method.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise RwkuError(f"--method {method}: unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if setting not in ("single", "batch"):
+        raise RwkuError(f"--setting {setting}: choose single or batch")
+    if corpus not in ("generated", "official"):
+        raise RwkuError(f"--corpus {corpus}: choose generated or official")
+    parsed: dict[str, str] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise RwkuError(f"--set {item}: expected key=value")
+        key, value = item.split("=", 1)
+        parsed[key.strip()] = value.strip()
+    mode_config = ModeConfig(mode=mode, lora_r=lora_r, lora_alpha=lora_alpha,
+                             lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()),
+                             train_layers=parse_range(train_layers) if train_layers else None)
+    dataset = RwkuData.open(split_values(data))
+    job = UnlearnJob(
+        model=model, data=dataset, targets=dataset.select(targets), methods=methods, mode=mode_config, setting=setting,
+        preset=preset or ("small" if model == DEFAULT_MODEL else "paper"), overrides=parsed, config_file=config_file,
+        corpus_source=corpus, sets=parse_sets(sets), limit=limit, batch_size=batch_size,
+        protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device, dtype=dtype,
+        save_model=save_model,
+    )
+    for name in methods:
+        job.train_config(name)  # bad presets, config files and overrides fail here, before any model work
+    for unit in job.units():
+        for target in unit:
+            dataset.load(target, job.sets)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    with make_progress() as progress:
+        def show(run: str, unit: str, summary: dict[str, Any], reused: bool) -> None:
+            progress.console.print(f"[green]✓[/] {run} · {unit}" + (" (stored)" if reused else "") +
+                                   f" · forget All {table1_row(summary)[3]}, neighbor All {table1_row(summary)[6]}")
+
+        rows = run_unlearn(job, out, task_factory(progress), show)
+    table = table1(f"RWKU · {model} · {job.setting} · {len(job.targets)} target(s) · mean over units", "run")
+    for name, row in rows.items():
+        table.add_row(name, *table1_row(row))
+    Console(width=max(console.width, 150)).print(table)
+    console.print(f"results: {out}/<run>/<unit>/summary.json, items.json, train_log.json; table: {out / 'comparison.json'}")
 
 
 @data_app.command("info")

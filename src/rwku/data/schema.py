@@ -247,3 +247,13 @@ def normalize_attack(kind: str) -> str:
     if kind.startswith("cross lingual"):
         return "cross lingual"
     return kind
+
+
+def pool(datas: list[TargetData]) -> TargetData:
+    """Several targets' data as one (the batch-target setting evaluates the pooled probes)."""
+    names = ", ".join(d.target.name for d in datas)
+    pooled = TargetData(target=Target(number=0, name=names, intro=""))
+    for data in datas:
+        for name in ("forget", "neighbor", "forget_mia", "retain_mia", "mmlu", "bbh", "truthful", "triviaqa", "fluency", "passage"):
+            getattr(pooled, name).extend(getattr(data, name))
+    return pooled

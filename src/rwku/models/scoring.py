@@ -1,8 +1,8 @@
 """Batched log-likelihood scoring: per-token log-probs, full-vocabulary moments, next-token distributions.
 
-The official code scores MMLU and MIA texts one at a time. Here sequences are sorted by length, left-padded
-with mask-derived position ids, and only the logits that are needed are computed (``logits_to_keep``): the last
-position for MMLU, the answer span for TruthfulQA, every position for MIA.
+The official code scores MMLU and MIA texts one at a time. Here sequences are batched by shared prefix (computed
+once, see :mod:`rwku.models.batching`), and only the logits that are needed are computed (``logits_to_keep``):
+the last position for MMLU, the answer span for TruthfulQA, every position for MIA.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from rwku.models.generation import left_pad, length_sorted_batches, positions_from_mask
+from rwku.models.batching import prefill, prefix_sorted_batches
 
 
 @dataclass
@@ -29,15 +29,6 @@ class TokenScores:
     std: list[float] | None = None
 
 
-@torch.no_grad()
-def tail_logits(model: Any, rows: Sequence[Sequence[int]], keep: int, pad_id: int) -> torch.Tensor:
-    """Float32 logits of the last ``keep`` positions of each row of one left-padded batch: [B, keep, V]."""
-    device = next(model.parameters()).device
-    ids, mask = left_pad(rows, pad_id, device)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False, logits_to_keep=keep)
-    return out.logits.float()
-
-
 def score_tokens(
     model: Any,
     sequences: Sequence[Sequence[int]],
@@ -50,9 +41,10 @@ def score_tokens(
 ) -> list[TokenScores]:
     """Log-probs of the last ``n_scored[i]`` tokens of ``sequences[i]`` (each at most ``len - 1``)."""
     results: list[TokenScores | None] = [None] * len(sequences)
-    for batch in length_sorted_batches([len(s) for s in sequences], batch_size):
+    for batch in prefix_sorted_batches(sequences, batch_size):
         keep = max(n_scored[i] for i in batch) + 1
-        logits = tail_logits(model, [sequences[i] for i in batch], keep, pad_id)
+        first_needed = min(len(sequences[i]) - 1 - n_scored[i] for i in batch)
+        logits = prefill(model, [sequences[i] for i in batch], pad_id, keep, first_needed).logits
         logprobs = torch.log_softmax(logits, dim=-1)
         for row, i in enumerate(batch):
             n = n_scored[i]
@@ -87,8 +79,9 @@ def next_token_probs(
     """Next-token probabilities (softmax over the full vocabulary) of ``candidates`` after each prompt."""
     results: list[list[float]] = [[] for _ in prompts]
     index = torch.tensor(list(candidates))
-    for batch in length_sorted_batches([len(p) for p in prompts], batch_size):
-        logits = tail_logits(model, [prompts[i] for i in batch], 1, pad_id)[:, -1, :]
+    for batch in prefix_sorted_batches(prompts, batch_size):
+        rows = [prompts[i] for i in batch]
+        logits = prefill(model, rows, pad_id, keep=1, first_needed=min(len(r) for r in rows) - 1).logits[:, -1, :]
         probs = torch.softmax(logits, dim=-1)[:, index.to(logits.device)]
         for row, i in enumerate(batch):
             results[i] = probs[row].tolist()

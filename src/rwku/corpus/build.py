@@ -1,0 +1,195 @@
+"""Build (or load from cache) what a method trains on, written by the model itself about the target.
+
+Kinds: ``forget`` (factual biographies), ``counterfactual`` (invented biographies, scrubbed), ``questions``
+(questions about the target, for rejection tuning). Each kind is sampled as the official generation scripts do
+and cached under a key of everything that decides its content (model, target, intro, prompts, prefixes,
+sampling settings, size, seed), so a rerun with the same settings reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from rwku.corpus.prompts import (
+    COUNTER_SYSTEM,
+    COUNTER_USER,
+    DEFAULT_PREFIXES,
+    DEFAULT_REFUSALS,
+    FORGET_SYSTEM,
+    FORGET_USER,
+    PAIR_PROMPT,
+    QUESTION_PREFILL,
+    QUESTION_USER,
+    scrub_counterfactual,
+)
+from rwku.data.loader import RwkuData
+from rwku.data.schema import Target
+from rwku.errors import RwkuError
+from rwku.models.loading import LoadedModel, cache_root
+from rwku.results import read_json, write_json_atomic
+
+KINDS = ("forget", "counterfactual", "questions")
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """Sizes and sampling settings of the generated corpora (official: 582 texts, 300 questions, 512 tokens)."""
+
+    size: int = 582
+    questions: int = 300
+    max_new_tokens: int = 512
+    question_tokens: int = 50
+    temperature: float = 1.0
+    top_p: float = 0.9
+    seed: int = 42
+    prefixes: tuple[str, ...] = DEFAULT_PREFIXES
+    refusals: tuple[str, ...] = DEFAULT_REFUSALS
+    batch_size: int = 16
+
+
+@dataclass
+class Corpus:
+    """Training material for one target (or several pooled targets in the batch setting)."""
+
+    targets: list[str]
+    forget: list[str] = field(default_factory=list)
+    counterfactual: list[str] = field(default_factory=list)
+    pair_prompts: list[str] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    passage: list[str] = field(default_factory=list)
+    source: str = "generated"
+
+    def pairs(self) -> list[tuple[str, str, str]]:
+        """DPO triples (prompt, chosen = counterfactual, rejected = factual), as in the official ``pair`` files."""
+        return list(zip(self.pair_prompts, self.counterfactual, self.forget))
+
+    def merged(self, other: "Corpus") -> "Corpus":
+        """Pool two corpora (batch-target setting)."""
+        return Corpus(
+            targets=self.targets + other.targets, forget=self.forget + other.forget,
+            counterfactual=self.counterfactual + other.counterfactual, pair_prompts=self.pair_prompts + other.pair_prompts,
+            questions=self.questions + other.questions, refusals=self.refusals + other.refusals,
+            passage=self.passage + other.passage, source=self.source if self.source == other.source else "mixed",
+        )
+
+
+def render_with_system(tokenizer: Any, system: str, user: str, style: str) -> str:
+    """Chat prompt with a system turn; templates that refuse a system role get it folded into the user turn."""
+    if style == "plain":
+        return f"{system}\n\n{user}\n"
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception:  # jinja raises for "system role not supported"; fold it in
+        folded = [{"role": "user", "content": f"{system}\n\n{user}"}]
+        return tokenizer.apply_chat_template(folded, tokenize=False, add_generation_prompt=True)
+
+
+@torch.no_grad()
+def sample(lm: LoadedModel, prompts: Sequence[str], spec: CorpusSpec, max_new_tokens: int,
+           on_batch: Callable[[int], None] | None = None) -> list[str]:
+    """Nucleus-sampled continuations (T, top-p from ``spec``), batched, seeded; cut at EOS / end of turn."""
+    tokenizer, model = lm.tokenizer, lm.model
+    device = next(model.parameters()).device
+    stop_ids = [tokenizer.eos_token_id] + [i for i in [tokenizer.convert_tokens_to_ids("<|eot_id|>")] if i is not None]
+    torch.manual_seed(spec.seed)
+    outputs: list[str] = []
+    for start in range(0, len(prompts), spec.batch_size):
+        batch = list(prompts[start:start + spec.batch_size])
+        encoded = tokenizer(batch, padding=True, return_tensors="pt", add_special_tokens=True).to(device)
+        generated = model.generate(
+            **encoded, do_sample=True, temperature=spec.temperature, top_p=spec.top_p, top_k=0,
+            max_new_tokens=max_new_tokens, eos_token_id=sorted(set(stop_ids)), pad_token_id=tokenizer.pad_token_id,
+        )
+        new_tokens = generated[:, encoded["input_ids"].shape[1]:]
+        outputs += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        if on_batch is not None:
+            on_batch(len(batch))
+    return outputs
+
+
+def cache_key(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, style: str) -> str:
+    payload = {"model": lm.source, "target": target.name, "intro": target.bare_intro, "kind": kind, "style": style,
+               **{k: v for k, v in asdict(spec).items() if k != "batch_size"}}
+    if kind == "questions":
+        payload.pop("max_new_tokens")
+    else:
+        payload.pop("question_tokens")
+        payload.pop("questions")
+        payload.pop("refusals")
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def generate_kind(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, style: str,
+                  progress: Callable[[str, int], Any]) -> list[str]:
+    """Sample one kind of text about ``target``."""
+    intro, name = target.bare_intro, target.name
+    if kind == "questions":
+        user = QUESTION_USER.format(intro=intro, target=name)
+        base = (lm.tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+                if style == "chat" else user)
+        prompts = [base + QUESTION_PREFILL] * spec.questions
+        with progress(f"questions · {name}", len(prompts)) as advance:
+            raw = sample(lm, prompts, spec, spec.question_tokens, advance)
+        return [r.strip().split("\n")[0].strip() for r in raw]
+    system, user = (FORGET_SYSTEM, FORGET_USER) if kind == "forget" else (COUNTER_SYSTEM, COUNTER_USER)
+    base = render_with_system(lm.tokenizer, system.format(intro=intro, target=name), user.format(target=name), style)
+    prefixes = [spec.prefixes[i % len(spec.prefixes)] for i in range(spec.size)]
+    with progress(f"{kind} corpus · {name}", len(prefixes)) as advance:
+        raw = sample(lm, [base + p for p in prefixes], spec, spec.max_new_tokens, advance)
+    texts = [p + r for p, r in zip(prefixes, raw)]
+    return [scrub_counterfactual(t) for t in texts] if kind == "counterfactual" else texts
+
+
+def build_corpus(lm: LoadedModel, target: Target, spec: CorpusSpec, kinds: Sequence[str], *, style: str = "chat",
+                 progress: Callable[[str, int], Any], cache_dir: Path | None = None) -> Corpus:
+    """The requested kinds for ``target``, each generated once and then read from the cache."""
+    cache_dir = cache_dir or cache_root() / "corpora"
+    corpus = Corpus(targets=[target.name])
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"unknown corpus kind {kind}")
+        path = cache_dir / f"{target.slug}-{kind}-{cache_key(lm, target, kind, spec, style)}.json"
+        if path.is_file():
+            texts = read_json(path)["texts"]
+        else:
+            texts = generate_kind(lm, target, kind, spec, style, progress)
+            write_json_atomic(path, {"target": target.name, "kind": kind, "model": lm.source, "spec": asdict(spec), "texts": texts})
+        setattr(corpus, kind, list(texts))
+        if kind == "questions":
+            corpus.refusals = [spec.refusals[i % len(spec.refusals)] for i in range(len(texts))]
+    if "counterfactual" in kinds:
+        corpus.pair_prompts = [PAIR_PROMPT.format(intro=target.bare_intro, target=target.name)] * len(corpus.counterfactual)
+    return corpus
+
+
+def official_corpus(data: RwkuData, target: Target, limit: int | None = None) -> Corpus:
+    """The precomputed corpora of the RWKU release (positive/negative/reject/passage), where the data has them."""
+    corpus = Corpus(targets=[target.name], source="official")
+    found_any = False
+    for kind, attribute in (("positive", "forget"), ("negative", "counterfactual"), ("passage", "passage")):
+        found = data.raw_records(target, kind)
+        if found is not None:
+            found_any = True
+            setattr(corpus, attribute, [str(r["text"]) for r in found[0]][:limit])
+    reject = data.raw_records(target, "reject")
+    if reject is not None:
+        found_any = True
+        records = reject[0][:limit]
+        corpus.questions = [str(r["instruction"]) for r in records]
+        corpus.refusals = [str(r["output"]) for r in records]
+    if not found_any:
+        raise RwkuError(f"target {target.number} ({target.name}): {data.description} has no official corpora "
+                        "(positive/negative/reject/passage); use --corpus generated")
+    if corpus.forget and corpus.counterfactual:  # pairs are aligned by index
+        n = min(len(corpus.forget), len(corpus.counterfactual))
+        corpus.forget, corpus.counterfactual = corpus.forget[:n], corpus.counterfactual[:n]
+    corpus.pair_prompts = [PAIR_PROMPT.format(intro=target.bare_intro, target=target.name)] * len(corpus.counterfactual)
+    return corpus

@@ -1,0 +1,120 @@
+"""What a method is: given the original model, the targets and a corpus, return a model to evaluate.
+
+Methods are small classes in a registry (:data:`METHODS`); trained ones share
+:func:`rwku.methods.training.train` and differ only in their examples and loss.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
+
+import torch
+
+from rwku.corpus.build import Corpus
+from rwku.data.schema import Target
+from rwku.methods.config import ModeConfig, TrainConfig
+from rwku.methods.training import Batch, Example, collate, prepare_trainable, sequence_logprob, train
+from rwku.models.loading import LoadedModel
+
+
+@dataclass
+class Session:
+    """Everything a method may use for one unlearning run (one target, or pooled targets)."""
+
+    lm: LoadedModel
+    targets: list[Target]
+    corpus: Corpus
+    config: TrainConfig
+    mode: ModeConfig
+    progress: Callable[[str, int], Any]
+
+
+@dataclass
+class Unlearned:
+    """The result of a method: the model to evaluate, an optional prompt preamble, hooks to remove afterwards."""
+
+    model: Any
+    preamble: str | None = None
+    hooks: list[Any] = field(default_factory=list)
+    log: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks.clear()
+
+
+class Method:
+    """Base class: ``name`` for the registry, ``corpus_kinds`` it needs generated, and ``unlearn``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    corpus_kinds: ClassVar[tuple[str, ...]] = ()
+    trains: ClassVar[bool] = True
+
+    def unlearn(self, session: Session) -> Unlearned:
+        raise NotImplementedError
+
+
+class TrainedMethod(Method):
+    """A method that fine-tunes: subclasses give ``examples`` and ``loss``; the shared loop does the rest."""
+
+    needs_reference: ClassVar[bool] = False
+
+    def examples(self, session: Session) -> Sequence[Any]:
+        raise NotImplementedError
+
+    def loss(self, model: Any, batch: Any, session: Session, reference: "Reference | None") -> torch.Tensor:
+        raise NotImplementedError
+
+    def collate(self, session: Session) -> Callable[[Sequence[Any]], Any]:
+        pad_id, device = int(session.lm.tokenizer.pad_token_id), session.lm.device
+        return lambda examples: collate(examples, pad_id, device)
+
+    def unlearn(self, session: Session) -> Unlearned:
+        base = session.lm.model
+        frozen_copy = copy.deepcopy(base).eval() if self.needs_reference and session.mode.mode == "full" else None
+        model = prepare_trainable(base, session.mode)
+        reference = Reference(model, frozen_copy) if self.needs_reference else None
+        examples = self.examples(session)
+        steps = max(1, -(-len(examples) // (session.config.batch_size * session.config.grad_accum))) * session.config.epochs
+        with session.progress(f"train {self.name}", steps) as advance:
+            log = train(model, examples, lambda m, b: self.loss(m, b, session, reference), session.config,
+                        collate_fn=self.collate(session), on_step=lambda entry: advance(1))
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return Unlearned(model=model, log={"steps": log.steps, "examples": len(examples), "trainable_parameters": trainable})
+
+
+class Reference:
+    """The original model's log-probabilities: a frozen copy (full/partial tuning) or the adapter switched off (LoRA)."""
+
+    def __init__(self, model: Any, frozen_copy: Any | None):
+        self.model = model
+        self.frozen_copy = frozen_copy
+
+    @torch.no_grad()
+    def sequence_logprob(self, batch: Batch) -> torch.Tensor:
+        if self.frozen_copy is not None:
+            return sequence_logprob(self.frozen_copy, batch)
+        with self.model.disable_adapter():
+            return sequence_logprob(self.model, batch)
+
+
+# ------------------------------------------------------------------ turning text into examples
+
+
+def text_example(tokenizer: Any, text: str, max_length: int) -> Example:
+    """Raw text + EOS (default special tokens, e.g. BOS), truncated to ``max_length``; every token counts."""
+    ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])[: max_length - 1] + [tokenizer.eos_token_id]
+    return Example(ids=ids, loss_mask=[1] * len(ids))
+
+
+def chat_example(tokenizer: Any, render: Callable[[str], str], prompt: str, response: str, max_length: int) -> Example:
+    """A user turn (rendered by ``render``) and the assistant's response + EOS; only the response counts."""
+    prompt_ids = list(tokenizer(render(prompt), add_special_tokens=True)["input_ids"])
+    response_ids = list(tokenizer(response, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+    ids = (prompt_ids + response_ids)[:max_length]
+    mask = ([0] * len(prompt_ids) + [1] * len(response_ids))[:max_length]
+    return Example(ids=ids, loss_mask=mask)

@@ -1,0 +1,59 @@
+"""Direct preference optimisation (DPO): prefer the counterfactual biography over the factual one.
+
+Loss (sigmoid DPO): L = −mean log σ(β · [(log π_θ(y_w|x) − log π_ref(y_w|x)) − (log π_θ(y_l|x) − log π_ref(y_l|x))])
+with y_w the counterfactual (chosen) and y_l the factual (rejected) text, x = "{intro} Please write a short
+biography of {target}." in a chat turn, log-probabilities summed over the response tokens. β = 0.1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from rwku.errors import RwkuError
+from rwku.methods.base import Session, TrainedMethod, chat_example
+from rwku.methods.training import Batch, Example, collate, sequence_logprob
+from rwku.models.prompting import PromptFormat
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
+             reference_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """Sigmoid DPO loss from summed response log-probabilities."""
+    margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+    return -F.logsigmoid(beta * margin).mean()
+
+
+@dataclass
+class PairExample:
+    chosen: Example
+    rejected: Example
+
+
+class DirectPreference(TrainedMethod):
+    name: ClassVar[str] = "dpo"
+    description: ClassVar[str] = "DPO: counterfactual (chosen) over factual (rejected) biographies"
+    corpus_kinds: ClassVar[tuple[str, ...]] = ("forget", "counterfactual")
+    needs_reference: ClassVar[bool] = True
+
+    def examples(self, session: Session) -> list[PairExample]:
+        pairs = session.corpus.pairs()
+        if not pairs:
+            raise RwkuError(f"dpo: no (counterfactual, factual) pairs for {', '.join(session.corpus.targets)}")
+        fmt = PromptFormat(session.lm.tokenizer)
+        tok, n = session.lm.tokenizer, session.config.max_length
+        return [PairExample(chat_example(tok, fmt.render, prompt, chosen, n), chat_example(tok, fmt.render, prompt, rejected, n))
+                for prompt, chosen, rejected in pairs]
+
+    def collate(self, session: Session) -> Callable[[Sequence[PairExample]], tuple[Batch, int]]:
+        pad_id, device = int(session.lm.tokenizer.pad_token_id), session.lm.device
+        # chosen and rejected go through the model together: rows [0, n) chosen, [n, 2n) rejected
+        return lambda pairs: (collate([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id, device), len(pairs))
+
+    def loss(self, model: Any, batch: Any, session: Session, reference: Any) -> torch.Tensor:
+        both, n = batch
+        policy = sequence_logprob(model, both)
+        ref = reference.sequence_logprob(both)
+        return dpo_loss(policy[:n], policy[n:], ref[:n], ref[n:], session.config.beta)

@@ -1,0 +1,47 @@
+"""Gradient ascent (GA) on the model-written forget corpus, and GA* on the target's Wikipedia passages.
+
+Loss (minimised): L = −(1/N) Σ_t −log p_θ(x_t | x_<t) = mean token log-likelihood of the forget text, i.e. the
+negated language-modelling loss, so the optimiser *raises* the NLL of the forget text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from rwku.errors import RwkuError
+from rwku.methods.base import Session, TrainedMethod, text_example
+from rwku.methods.training import mean_token_nll
+
+
+def ga_loss(model: Any, batch: Any) -> torch.Tensor:
+    """−NLL: minimising it is gradient ascent on the language-modelling loss."""
+    return -mean_token_nll(model, batch)
+
+
+class GradientAscent(TrainedMethod):
+    name: ClassVar[str] = "ga"
+    description: ClassVar[str] = "gradient ascent on the synthetic forget corpus"
+    corpus_kinds: ClassVar[tuple[str, ...]] = ("forget",)
+
+    def texts(self, session: Session) -> list[str]:
+        return session.corpus.forget
+
+    def examples(self, session: Session) -> list[Any]:
+        texts = self.texts(session)
+        if not texts:
+            raise RwkuError(f"{self.name}: the corpus has no texts for {', '.join(session.corpus.targets)}")
+        return [text_example(session.lm.tokenizer, t, session.config.max_length) for t in texts]
+
+    def loss(self, model: Any, batch: Any, session: Session, reference: Any) -> torch.Tensor:
+        return ga_loss(model, batch)
+
+
+class GradientAscentPassage(GradientAscent):
+    name: ClassVar[str] = "ga_passage"
+    description: ClassVar[str] = "GA*: gradient ascent on the target's Wikipedia passages (passage.json)"
+    corpus_kinds: ClassVar[tuple[str, ...]] = ()
+
+    def texts(self, session: Session) -> list[str]:
+        return session.corpus.passage
