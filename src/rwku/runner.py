@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -11,7 +12,7 @@ from rwku.data.loader import RwkuData
 from rwku.data.schema import Target, TargetData
 from rwku.evaluation.context import EvalContext
 from rwku.evaluation.engine import evaluate_target, limit_data
-from rwku.results import ResultStore, average_summaries, write_json_atomic
+from rwku.results import ResultStore, average_summaries, json_safe, write_json_atomic
 
 
 @dataclass
@@ -42,7 +43,8 @@ class EvalJob:
 
 
 def same_config(summary: dict[str, Any] | None, config: dict[str, Any]) -> bool:
-    return summary is not None and summary.get("config") == config
+    """Whether a stored summary was made with ``config`` (compared as JSON: tuples and lists are alike)."""
+    return summary is not None and summary.get("config") == json.loads(json.dumps(json_safe(config)))
 
 
 def run_eval(

@@ -1,0 +1,107 @@
+"""The unlearning runner: before/after layout, resume without recomputation, batch setting, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+import rwku.unlearn as unlearn_module
+from rwku.data import RwkuData
+from rwku.methods.config import ModeConfig
+from rwku.unlearn import UnlearnJob, run_unlearn
+
+SMALL = {"corpus_size": "2", "question_count": "2", "corpus_max_new_tokens": "4", "epochs": "1", "batch_size": "2",
+         "grad_accum": "1", "warmup_steps": "0", "lr": "1e-3", "max_length": "32"}
+
+
+def make_job(model_dir, targets="1", methods=("icu", "ga"), setting="single"):
+    data = RwkuData.open(["demo"])
+    return UnlearnJob(model=str(model_dir), data=data, targets=data.select(targets), methods=list(methods),
+                      mode=ModeConfig(mode="lora"), setting=setting, preset="none", overrides=dict(SMALL),
+                      sets=("forget",), limit=1, device="cpu", dtype="float32")
+
+
+def quiet(*args):
+    pass
+
+
+def test_run_stores_before_and_each_method_then_resumes_without_work(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    rows = run_unlearn(make_job(tiny_model_dir), out, _no_progress, quiet)
+    assert set(rows) == {"before", "icu", "ga-lora"}
+    for run in ("before", "icu", "ga-lora"):
+        summary = json.loads((out / run / "1_Isaac_Newton" / "summary.json").read_text())
+        assert summary["n_items"]["forget"] == 3 and (out / run / "1_Isaac_Newton" / "items.json").is_file()
+    log = json.loads((out / "ga-lora" / "1_Isaac_Newton" / "train_log.json").read_text())
+    assert log["corpus_sizes"]["forget"] == 2 and len(log["steps"]) == 1 and log["trainable_parameters"] > 0
+    config = json.loads((out / "ga-lora" / "1_Isaac_Newton" / "summary.json").read_text())["config"]
+    assert config["train"]["lr"] == 1e-3 and config["mode"]["mode"] == "lora" and config["train"]["seed"] == 42
+    icu_items = json.loads((out / "icu" / "1_Isaac_Newton" / "items.json").read_text())
+    assert "supposed to unlearn about Isaac Newton" in icu_items["forget"][0]["prompt"]
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert set(comparison["rows"]) == {"before", "icu", "ga-lora"}
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a stored unit was recomputed")
+
+    monkeypatch.setattr(unlearn_module, "evaluate_target", must_not_run)
+    monkeypatch.setattr(unlearn_module, "load_model", must_not_run)
+    again = run_unlearn(make_job(tiny_model_dir), out, _no_progress, quiet)
+    assert again == rows
+
+
+def test_interrupted_run_continues_at_the_first_unfinished_unit(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    real = unlearn_module.unlearn_unit
+    calls = []
+
+    def interrupt_on_second(job, method, unit, *args, **kwargs):
+        calls.append(unit[0].number)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(job, method, unit, *args, **kwargs)
+
+    monkeypatch.setattr(unlearn_module, "unlearn_unit", interrupt_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_unlearn(make_job(tiny_model_dir, "1-2", ("ga",)), out, _no_progress, quiet)
+    assert (out / "ga-lora" / "1_Isaac_Newton" / "summary.json").is_file()
+    assert not (out / "ga-lora" / "2_Marie_Curie").exists()
+    calls.clear()
+    run_unlearn(make_job(tiny_model_dir, "1-2", ("ga",)), out, _no_progress, quiet)
+    assert calls == [2]  # target 1 was not recomputed
+
+
+def test_batch_setting_pools_targets(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    rows = run_unlearn(make_job(tiny_model_dir, "1-2", ("ga",), setting="batch"), out, _no_progress, quiet)
+    summary = json.loads((out / "ga-lora-batch" / "batch_1-2" / "summary.json").read_text())
+    assert summary["n_items"]["forget"] == 6 and "Isaac Newton, Marie Curie" == summary["target"]
+    log = json.loads((out / "ga-lora-batch" / "batch_1-2" / "train_log.json").read_text())
+    assert log["corpus_sizes"]["forget"] == 4  # 2 texts per target, pooled
+    assert set(rows) == {"before", "ga-lora-batch"}
+
+
+def test_cli_rejects_unknown_methods_and_settings(monkeypatch, capsys, tmp_path):
+    from rwku.cli import main
+
+    for args, fragment in ((["--method", "ga,foo"], "unknown method foo"), (["--method", "ga", "--setting", "x"], "choose single or batch"),
+                           (["--method", "ga", "--set", "lr"], "expected key=value"),
+                           (["--method", "ga", "--set", "nope=1"], "unknown hyper-parameter 'nope'"),
+                           (["--method", "ga", "--mode", "qlora"], "choose full or lora")):
+        monkeypatch.setattr(sys, "argv", ["rwku", "unlearn", "--data", "demo", "--out", str(tmp_path / "o"), *args])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        assert exc.value.code == 2
+        assert fragment in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "o").exists()
+
+
+def _no_progress(description, total):
+    from rwku.evaluation.context import no_progress
+
+    return no_progress(description, total)
