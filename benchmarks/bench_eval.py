@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--target", default="1")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--limit", type=int, default=12, help="items per part (FB, QA, AA, FM, RM, each utility set)")
-    parser.add_argument("--batch-size", type=int, default=16, help="the engine's batch size")
+    parser.add_argument("--batch-size", type=int, default=32, help="the engine's batch size")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

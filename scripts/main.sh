@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
-# The main job: evaluate the embedded default model on the bundled demo targets and print the Table-1 rows.
+# The main job: Before, ICU, GA and NPO (LoRA) on the bundled demo targets with the embedded default model.
 source "$(dirname "$0")/setup.sh"
-rwku eval --model smollm2-135m --data demo --targets all --out runs/demo "$@"
+rwku unlearn --model smollm2-135m --data demo --targets all --method icu,ga,npo --mode lora --out runs/demo "$@"

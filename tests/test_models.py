@@ -57,6 +57,8 @@ def test_greedy_generation_matches_transformers_at_every_batch_size(tiny_lm):
 def test_prefix_sorted_batches_group_rows_with_a_common_prefix():
     rows = [[5, 1, 2], [9, 9], [5, 1, 3], [1], [5, 1, 2, 7]]
     assert prefix_sorted_batches(rows, 2) == [[3, 0], [4, 2], [1]]
+    unrelated = [[1, 2], [9, 8, 7, 6], [4], [5, 5, 5]]  # no shared prefixes: longest first
+    assert prefix_sorted_batches(unrelated, 3) == [[1, 3, 0], [2]]
     assert common_prefix_length([[5, 1, 2], [5, 1, 3], [5, 1, 2, 7]]) == 2
     assert common_prefix_length([[5, 1], [5, 1, 3]]) == 2
 
@@ -165,8 +167,8 @@ def test_shared_prefix_prefill_equals_plain_prefill(tiny_lm):
     prompts = [p for p in encoded_prompts(tiny_lm) if SHARED.split()[0] in tiny_lm.tokenizer.decode(p)]
     assert len(prompts) == 3 and common_prefix_length(prompts) >= MIN_SHARED_PREFIX
     pad = tiny_lm.tokenizer.pad_token_id
-    shared = prefill(tiny_lm.model, prompts, pad, keep=2, first_needed=min(len(p) for p in prompts) - 2)
-    plain = prefill(tiny_lm.model, prompts, pad, keep=2, first_needed=0)  # nothing may be shared
+    shared = prefill(tiny_lm.model, prompts, pad, keep=2, needed_from_end=[1] * len(prompts))
+    plain = prefill(tiny_lm.model, prompts, pad, keep=2, needed_from_end=[len(p) - 1 for p in prompts])  # nothing shared
     assert shared.mask.shape[1] == plain.mask.shape[1]
     assert torch.allclose(shared.logits, plain.logits, atol=1e-5)
     assert torch.equal(shared.last_position, plain.last_position)

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 #: Shorter common prefixes are not worth a separate forward pass.
 MIN_SHARED_PREFIX = 8
@@ -39,8 +40,13 @@ def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def prefix_sorted_batches(rows: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
-    """Indices in token order (rows sharing a prefix end up together), cut into batches of ``batch_size``."""
+    """Indices cut into batches of ``batch_size``: in token order when neighbours share long prefixes (so a
+    batch's prefix is computed once), else longest first (so padding is small), e.g. for MIA texts."""
     order = sorted(range(len(rows)), key=lambda i: (list(rows[i]), i))
+    shared = [common_prefix_length([rows[a], rows[b]]) for a, b in zip(order, order[1:])]
+    mean_length = sum(len(r) for r in rows) / max(len(rows), 1)
+    if not shared or sum(shared) / len(shared) < 0.25 * mean_length:
+        order = sorted(range(len(rows)), key=lambda i: (-len(rows[i]), i))
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
@@ -62,6 +68,72 @@ def cache_argument(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
+class PreallocatedLayer(DynamicLayer):
+    """A KV-cache layer that writes into a buffer with room to grow instead of concatenating at every step.
+
+    transformers' ``DynamicLayer`` re-allocates and copies the whole cache at every generated token, which on a
+    CPU costs as much as the attention itself for long prompts. The layer keeps ``keys``/``values`` as views of
+    its buffers, so everything that reads them (masks, ``get_seq_length``, attention) works unchanged.
+    """
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+        self.key_buffer: torch.Tensor | None = None
+        self.value_buffer: torch.Tensor | None = None
+
+    def _expose(self) -> None:
+        self.keys = self.key_buffer[..., : self.length, :]
+        self.values = self.value_buffer[..., : self.length, :]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        needed = self.length + key_states.shape[-2]
+        if self.key_buffer is None or needed > self.key_buffer.shape[-2]:
+            size = max(needed, self.capacity)
+            keys = key_states.new_empty((*key_states.shape[:2], size, key_states.shape[-1]))
+            values = value_states.new_empty((*value_states.shape[:2], size, value_states.shape[-1]))
+            if self.length:
+                keys[..., : self.length, :] = self.key_buffer[..., : self.length, :]
+                values[..., : self.length, :] = self.value_buffer[..., : self.length, :]
+            self.key_buffer, self.value_buffer = keys, values
+        self.key_buffer[..., self.length: needed, :] = key_states
+        self.value_buffer[..., self.length: needed, :] = value_states
+        self.length = needed
+        self._expose()
+        return self.keys, self.values
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.length:
+            self.key_buffer = self.key_buffer.repeat_interleave(repeats, dim=0)
+            self.value_buffer = self.value_buffer.repeat_interleave(repeats, dim=0)
+            self._expose()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.length:
+            self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+            self._expose()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove < 0 and self.length:
+            self.length = max(self.length + tokens_to_remove, 0)
+            self._expose()
+
+    def reset(self) -> None:
+        super().reset()
+        self.key_buffer = self.value_buffer = None
+        self.length = 0
+
+
+def make_cache(model: Any, capacity: int) -> DynamicCache:
+    """A dynamic cache whose full-attention layers preallocate ``capacity`` positions (sliding ones are kept)."""
+    cache = DynamicCache(config=model.config)
+    cache.layers = [PreallocatedLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
+
+
 @dataclass
 class Prefill:
     """A batch after its prompts went through the model: cache, mask, and logits of the last positions."""
@@ -73,18 +145,34 @@ class Prefill:
     last_position: torch.Tensor  # [rows]
 
 
-@torch.no_grad()
-def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: int, first_needed: int) -> Prefill:
-    """Run ``rows`` through ``model``, computing their common prefix once, keeping the last ``keep`` logits.
+def prefix_groups(rows: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Split consecutive rows into groups whose common prefix is long: at least half of their shortest row.
 
-    ``first_needed`` is the smallest index (over rows) of a position whose logits are needed; the shared prefix
-    stops before it so that every needed position lies in the per-row part.
+    Rows sorted by tokens arrive with same-task rows next to each other; each group's prefix is computed once,
+    and a row sharing no long prefix with its neighbours is computed alone (no padding at all).
     """
+    groups: list[list[int]] = [[0]] if rows else []
+    for i in range(1, len(rows)):
+        candidate = [rows[j] for j in groups[-1]] + [rows[i]]
+        shared = common_prefix_length(candidate)
+        if shared >= MIN_SHARED_PREFIX and shared * 2 >= min(len(r) for r in candidate):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+@torch.no_grad()
+def prefill_group(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: int, first_needed: int, extra: int,
+                  need_cache: bool) -> Prefill:
+    """One group: its common prefix once (up to ``first_needed``), then every row's own suffix."""
     device = next(model.parameters()).device
-    cache = DynamicCache(config=model.config)
-    cache_kw = {cache_argument(model): cache}
     shared = min(common_prefix_length(rows), first_needed) if len(rows) > 1 else 0
-    if shared >= MIN_SHARED_PREFIX:
+    if shared < MIN_SHARED_PREFIX:
+        shared = 0
+    cache = make_cache(model, max(len(r) for r in rows) + extra) if shared or need_cache else None
+    cache_kw = {cache_argument(model): cache} if cache is not None else {}
+    if shared:
         prefix = torch.tensor([list(rows[0][:shared])], device=device)
         model(input_ids=prefix, position_ids=torch.arange(shared, device=device)[None], use_cache=True,
               logits_to_keep=1, **cache_kw)
@@ -95,5 +183,66 @@ def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: int, f
     else:
         ids, mask = left_pad(rows, pad_id, device)
         positions = positions_from_mask(mask)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=keep, **cache_kw)
+    # a single unpadded row needs no mask, which lets attention use its fast causal path
+    attention = None if len(rows) == 1 and not shared else mask
+    out = model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=cache is not None,
+                logits_to_keep=keep, **cache_kw)
     return Prefill(cache=cache, cache_kw=cache_kw, mask=mask, logits=out.logits.float(), last_position=positions[:, -1])
+
+
+def merge_prefills(model: Any, parts: Sequence[Prefill], extra: int) -> Prefill:
+    """Stack groups into one batch for decoding: each group's cache and mask right-aligned, zeros masked on the left."""
+    width = max(p.mask.shape[1] for p in parts)
+    rows = sum(p.mask.shape[0] for p in parts)
+    cache = make_cache(model, width + extra)
+    for index, layer in enumerate(cache.layers):
+        sources = [p.cache.layers[index] for p in parts]
+        if not isinstance(layer, PreallocatedLayer) or any(not isinstance(src, PreallocatedLayer) for src in sources):
+            raise ValueError("cannot merge caches of sliding-window layers")
+        first = sources[0].keys
+        layer.lazy_initialization(first, first)
+        layer.key_buffer = first.new_zeros((rows, first.shape[1], width + extra, first.shape[-1]))
+        layer.value_buffer = torch.zeros_like(layer.key_buffer)
+        start = 0
+        for src in sources:
+            n, length = src.keys.shape[0], src.length
+            layer.key_buffer[start:start + n, :, width - length:width] = src.keys
+            layer.value_buffer[start:start + n, :, width - length:width] = src.values
+            start += n
+        layer.length = width
+        layer._expose()
+    mask = torch.zeros((rows, width), dtype=parts[0].mask.dtype, device=parts[0].mask.device)
+    start = 0
+    for part in parts:
+        n, length = part.mask.shape
+        mask[start:start + n, width - length:] = part.mask
+        start += n
+    return Prefill(cache=cache, cache_kw={cache_argument(model): cache}, mask=mask,
+                   logits=torch.cat([p.logits for p in parts]), last_position=torch.cat([p.last_position for p in parts]))
+
+
+def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: int, needed_from_end: Sequence[int],
+            extra: int = 0) -> Prefill:
+    """Run a batch through ``model``, each prefix group's common prefix once, keeping the last ``keep`` logits.
+
+    ``needed_from_end[i]`` is how many positions before row i's last one need logits (0: only the last), so
+    that no needed position falls into a shared prefix. ``extra`` is the room the cache needs for generation;
+    with ``extra`` the groups are merged into one cache for batched decoding (rows keep their order).
+    """
+    groups = prefix_groups(rows)
+    parts = []
+    for group in groups:
+        members = [rows[i] for i in group]
+        first_needed = min(len(rows[i]) - 1 - needed_from_end[i] for i in group)
+        group_keep = min(keep, max(needed_from_end[i] for i in group) + 1)
+        single = len(groups) == 1
+        part = prefill_group(model, members, pad_id, group_keep, first_needed, extra if single else 0, need_cache=extra > 0)
+        if part.logits.shape[1] < keep:  # align the last positions of every group
+            part.logits = torch.nn.functional.pad(part.logits, (0, 0, keep - part.logits.shape[1], 0))
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    if extra:
+        return merge_prefills(model, parts, extra)
+    return Prefill(cache=None, cache_kw={}, mask=parts[0].mask, logits=torch.cat([p.logits for p in parts]),
+                   last_position=torch.cat([p.last_position for p in parts]))

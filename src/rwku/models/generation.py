@@ -19,7 +19,7 @@ from rwku.models.batching import prefill, prefix_sorted_batches
 def greedy_batch(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, stop_ids: Iterable[int], pad_id: int) -> list[list[int]]:
     """Greedy continuations of one batch of tokenised prompts, each cut before its first stop token."""
     stops = set(stop_ids)
-    state = prefill(model, prompts, pad_id, keep=1, first_needed=min(len(p) for p in prompts) - 1)
+    state = prefill(model, prompts, pad_id, keep=1, needed_from_end=[0] * len(prompts), extra=max_new_tokens)
     cache, mask, last_position = state.cache, state.mask, state.last_position
     next_tokens = state.logits[:, -1, :].argmax(dim=-1)
     alive = list(range(len(prompts)))

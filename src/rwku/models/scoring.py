@@ -43,16 +43,14 @@ def score_tokens(
     results: list[TokenScores | None] = [None] * len(sequences)
     for batch in prefix_sorted_batches(sequences, batch_size):
         keep = max(n_scored[i] for i in batch) + 1
-        first_needed = min(len(sequences[i]) - 1 - n_scored[i] for i in batch)
-        logits = prefill(model, [sequences[i] for i in batch], pad_id, keep, first_needed).logits
-        logprobs = torch.log_softmax(logits, dim=-1)
+        logits = prefill(model, [sequences[i] for i in batch], pad_id, keep, [n_scored[i] for i in batch]).logits
         for row, i in enumerate(batch):
             n = n_scored[i]
             if n <= 0:
                 results[i] = TokenScores([], [] if vocab_moments else None, [] if vocab_moments else None)
                 continue
             # positions keep-1-n .. keep-2 predict the last n tokens
-            lp = logprobs[row, keep - 1 - n: keep - 1]
+            lp = torch.log_softmax(logits[row, keep - 1 - n: keep - 1], dim=-1)  # per row: no padding, less memory
             targets = torch.tensor(sequences[i][-n:], device=lp.device)
             chosen = lp.gather(-1, targets[:, None]).squeeze(-1)
             scores = TokenScores(logprobs=chosen.tolist())
@@ -81,7 +79,7 @@ def next_token_probs(
     index = torch.tensor(list(candidates))
     for batch in prefix_sorted_batches(prompts, batch_size):
         rows = [prompts[i] for i in batch]
-        logits = prefill(model, rows, pad_id, keep=1, first_needed=min(len(r) for r in rows) - 1).logits[:, -1, :]
+        logits = prefill(model, rows, pad_id, keep=1, needed_from_end=[0] * len(rows)).logits[:, -1, :]
         probs = torch.softmax(logits, dim=-1)[:, index.to(logits.device)]
         for row, i in enumerate(batch):
             results[i] = probs[row].tolist()
