@@ -20,7 +20,6 @@ from rwku.data.schema import LEVEL_NAMES, normalize_attack
 from rwku.data.sources import DEMO_ROOT, HF_CONFIGS, HF_TRAIN_KINDS, read_json_file
 from rwku.errors import RwkuError
 
-SHARED_DATA_REASON = "set RWKU_SHARED_DATA to ../shared/rwku-data to run loader tests on the real RWKU data"
 UTILITY_ATTRS = ("mmlu", "bbh", "truthful", "triviaqa", "fluency")
 UTILITY_KINDS = ("retain_mmlu", "retain_bbh", "truthful", "triviaqa", "fluency")
 
@@ -28,16 +27,6 @@ UTILITY_KINDS = ("retain_mmlu", "retain_bbh", "truthful", "triviaqa", "fluency")
 # ---------------------------------------------------------------- helpers
 
 
-@pytest.fixture(scope="module")
-def rwku_shared_data() -> Path:
-    """The shared ``rwku-data`` folder from ``$RWKU_SHARED_DATA``; tests using it skip when it is unset."""
-    value = os.environ.get("RWKU_SHARED_DATA")
-    if not value:
-        pytest.skip(SHARED_DATA_REASON)
-    root = Path(value)
-    if not root.is_dir():
-        pytest.fail(f"RWKU_SHARED_DATA={root} is not a folder")
-    return root
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -118,8 +107,8 @@ def make_merged(folder: Path, names: list[str], *, kinds: tuple[str, ...] | None
 
 
 @pytest.fixture(scope="module")
-def purge(rwku_shared_data) -> RwkuData:
-    return RwkuData.open([str(rwku_shared_data / "strzar-purge")])
+def purge(shared_data) -> RwkuData:
+    return RwkuData.open([str(shared_data / "strzar-purge")])
 
 
 @pytest.fixture(scope="module")
@@ -127,10 +116,10 @@ def stephen_king(purge):
     return purge.load(purge.select("1")[0], ALL_SETS)
 
 
-def test_real_per_target_layout_lists_all_200_targets(purge, rwku_shared_data):
+def test_real_per_target_layout_lists_all_200_targets(purge, shared_data):
     targets = purge.targets()
     assert [t.number for t in targets] == list(range(1, 201))
-    folder = rwku_shared_data / "strzar-purge" / "data" / "RWKU"
+    folder = shared_data / "strzar-purge" / "data" / "RWKU"
     dirs = {int(d.name.split("_", 1)[0]): d.name for d in folder.iterdir() if d.is_dir()}
     for target in targets:
         assert target.slug == dirs[target.number]
@@ -142,10 +131,10 @@ def test_real_per_target_layout_lists_all_200_targets(purge, rwku_shared_data):
     assert by_number[200] == "Michael J. Fox"
 
 
-def test_real_sources_are_discovered(purge, rwku_shared_data):
+def test_real_sources_are_discovered(purge, shared_data):
     descriptions = [s.description for s in purge.sources]
-    assert descriptions == [str(rwku_shared_data / "strzar-purge" / "data" / "RWKU"),
-                            str(rwku_shared_data / "strzar-purge" / "All")]
+    assert descriptions == [str(shared_data / "strzar-purge" / "data" / "RWKU"),
+                            str(shared_data / "strzar-purge" / "All")]
 
 
 def test_real_target_1_counts(stephen_king):
@@ -160,9 +149,9 @@ def test_real_target_1_counts(stephen_king):
     assert sum(counts[f"forget.AA.{a}"] for a in ATTACK_TYPES) == 29  # every AA type maps onto the nine
 
 
-def test_real_target_1_records_equal_the_files(stephen_king, rwku_shared_data):
+def test_real_target_1_records_equal_the_files(stephen_king, shared_data):
     """The loaded records are exactly the file's records, in order (counted here with json/lzma only)."""
-    per_target = rwku_shared_data / "strzar-purge" / "data" / "RWKU" / "1_Stephen_King"
+    per_target = shared_data / "strzar-purge" / "data" / "RWKU" / "1_Stephen_King"
     expected_forget = [r for k in SET_KINDS["forget"] for r in read_records(per_target / f"{k}.json")]
     assert [(p.query, p.answer, p.level, p.type) for p in stephen_king.forget] == [
         (r["query"], r["answer"], r["level"], r["type"]) for r in expected_forget]
@@ -171,7 +160,7 @@ def test_real_target_1_records_equal_the_files(stephen_king, rwku_shared_data):
         (r["query"], r["answer"], r["neighbor"]) for r in expected_neighbor]
     assert all(p.subject == "Stephen King" for p in stephen_king.forget + stephen_king.neighbor)
 
-    merged = rwku_shared_data / "strzar-purge" / "All"
+    merged = shared_data / "strzar-purge" / "All"
     mine = {kind: [r for r in read_records(merged / f"{kind}.json.xz") if r["subject"] == "Stephen King"]
             for kind in ("forget_mia", "retain_mia", *UTILITY_KINDS)}
     assert [m.text for m in stephen_king.forget_mia] == [r["text"] for r in mine["forget_mia"]]
@@ -227,11 +216,11 @@ def test_real_record_origins(purge):
     ("Michael J. Fox", 200, "200_Michael_J._Fox"),
     ("200_Michael_J._Fox", 200, "200_Michael_J._Fox"),
 ])
-def test_real_names_with_commas_accents_dots_resolve_and_load(purge, rwku_shared_data, spec, number, dirname):
+def test_real_names_with_commas_accents_dots_resolve_and_load(purge, shared_data, spec, number, dirname):
     [target] = purge.select(spec)
     assert target.number == number and target.slug == dirname
     data = purge.load(target, ("forget", "neighbor", "utility"))
-    folder = rwku_shared_data / "strzar-purge" / "data" / "RWKU" / dirname
+    folder = shared_data / "strzar-purge" / "data" / "RWKU" / dirname
     assert len(data.forget) == sum(len(read_records(folder / f"{k}.json")) for k in SET_KINDS["forget"])
     assert len(data.neighbor) == sum(len(read_records(folder / f"{k}.json")) for k in SET_KINDS["neighbor"])
     # merged utility files are matched on the exact name (comma, accent, dots included)
@@ -250,8 +239,8 @@ def test_real_select_specs(purge):
 
 
 @pytest.fixture(scope="module")
-def minkyoo(rwku_shared_data) -> Path:
-    return rwku_shared_data / "minkyoo9-Unlearning-safety-alignment" / "LLaMA-Factory" / "data" / "RWKU"
+def minkyoo(shared_data) -> Path:
+    return shared_data / "minkyoo9-Unlearning-safety-alignment" / "LLaMA-Factory" / "data" / "RWKU"
 
 
 def test_real_target_subfolder_with_dict_intro_and_xz_utility(minkyoo):
@@ -279,8 +268,8 @@ def test_real_target_subfolder_without_probes_names_the_missing_file(minkyoo):
     assert "forget_level1" in message and "Stephen King" in message and "target 1" in message
 
 
-def test_real_two_data_specs_first_source_wins(minkyoo, rwku_shared_data):
-    purge_root = str(rwku_shared_data / "strzar-purge")
+def test_real_two_data_specs_first_source_wins(minkyoo, shared_data):
+    purge_root = str(shared_data / "strzar-purge")
     both = RwkuData.open([str(minkyoo), purge_root])
     target = both.select("Stephen King")[0]
     loaded = both.load(target, ALL_SETS)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import lzma
 import math
-import os
 import re
 import zlib
 from pathlib import Path
@@ -34,20 +33,9 @@ from rwku.evaluation.metrics import (
 )
 from rwku.evaluation.protocol import FIXES, MIA_RATIOS, NO_ANSWER, Protocol
 
-SHARED_DATA_REASON = "set RWKU_SHARED_DATA to ../shared/rwku-data to run loader tests on the real RWKU data"
 PROBE_KINDS = ("forget_level1", "forget_level2", "forget_level3", "neighbor_level1", "neighbor_level2")
 
 
-@pytest.fixture(scope="module")
-def real_data() -> Path:
-    """``$RWKU_SHARED_DATA`` (the shared ``rwku-data`` folder); skip when unset."""
-    value = os.environ.get("RWKU_SHARED_DATA")
-    if not value:
-        pytest.skip(SHARED_DATA_REASON)
-    root = Path(value)
-    if not root.is_dir():
-        pytest.fail(f"RWKU_SHARED_DATA={root} is not a folder")
-    return root
 
 
 # ---------------------------------------------------------------- ROUGE-L recall
@@ -136,10 +124,10 @@ def _real_probe_answers(root: Path) -> list[str]:
     return answers
 
 
-def test_rouge_l_recall_equals_rouge_package_on_real_answers(real_data):
+def test_rouge_l_recall_equals_rouge_package_on_real_answers(shared_data):
     from rouge import Rouge
 
-    answers = _real_probe_answers(real_data)
+    answers = _real_probe_answers(shared_data)
     # 200 targets: 13,131 forget + 11,379 neighbour probes (SOURCES.md).
     assert len(answers) == 13131 + 11379
     reference = Rouge()  # the package with its defaults, as the official eval_forget.py builds it
@@ -343,8 +331,8 @@ def test_word_tokenize_equals_punkt_plus_nltk_on_model_style_outputs(text):
     assert word_tokenize(text) == _reference_word_tokenize(text)
 
 
-def test_word_tokenize_equals_punkt_plus_nltk_on_real_mia_texts(real_data):
-    merged = real_data / "strzar-purge" / "All"
+def test_word_tokenize_equals_punkt_plus_nltk_on_real_mia_texts(shared_data):
+    merged = shared_data / "strzar-purge" / "All"
     named = {"Stephen King", "Prince Harry, Duke of Sussex", "Beyoncé", "Michael J. Fox"}
     texts: list[str] = []
     for kind in ("forget_mia", "retain_mia"):

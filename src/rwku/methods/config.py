@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -118,17 +118,11 @@ PAPER_PRESETS: dict[tuple[str, str, str], dict[str, Any]] = {
 
 #: Presets for the ~135M default model on CPU: small corpora, few steps, large rates (see README for why).
 SMALL_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
-    ("ga", "full"): {"lr": 5e-5, "batch_size": 4, "grad_accum": 1, "epochs": 2, "warmup_steps": 0},
-    ("ga", "lora"): {"lr": 1e-3, "batch_size": 4, "grad_accum": 1, "epochs": 2, "warmup_steps": 0},
-    ("ga_passage", "full"): {"lr": 5e-5, "batch_size": 2, "grad_accum": 1, "epochs": 3, "warmup_steps": 0},
-    ("ga_passage", "lora"): {"lr": 1e-3, "batch_size": 2, "grad_accum": 1, "epochs": 3, "warmup_steps": 0},
-    ("npo", "full"): {"lr": 5e-5, "batch_size": 4, "grad_accum": 1, "epochs": 2, "warmup_steps": 0, "beta": 0.2},
-    ("npo", "lora"): {"lr": 1e-3, "batch_size": 4, "grad_accum": 1, "epochs": 2, "warmup_steps": 0, "beta": 0.2},
-    ("dpo", "full"): {"lr": 5e-5, "batch_size": 4, "grad_accum": 1, "epochs": 2, "warmup_steps": 0, "beta": 0.1},
-    ("dpo", "lora"): {"lr": 1e-3, "batch_size": 4, "grad_accum": 1, "epochs": 2, "warmup_steps": 0, "beta": 0.1},
-    ("rt", "full"): {"lr": 5e-5, "batch_size": 4, "grad_accum": 1, "epochs": 2, "warmup_steps": 0},
-    ("rt", "lora"): {"lr": 1e-3, "batch_size": 4, "grad_accum": 1, "epochs": 2, "warmup_steps": 0},
+    (method, mode): {"lr": 3e-3 if mode == "lora" else 5e-5, "batch_size": 4, "grad_accum": 1, "epochs": 3, "warmup_steps": 0,
+                     **({"beta": 0.2} if method == "npo" else {"beta": 0.1} if method == "dpo" else {})}
+    for method in ("ga", "ga_passage", "npo", "dpo", "rt") for mode in ("lora", "full")
 }
+SMALL_PRESETS.update({("repe", mode): {"alpha": 0.25} for mode in ("lora", "full")})
 SMALL_CORPUS = {"corpus_size": 8, "question_count": 8, "corpus_max_new_tokens": 96, "max_length": 256}
 
 
