@@ -62,3 +62,18 @@ def test_gguf_file_loads_directly():
     assert lm.model.config.num_hidden_layers == 30
     assert not getattr(lm.model, "is_quantized", False)  # the quantizer flag is cleared: trainable and savable
     assert lm.tokenizer.eos_token == "<|im_end|>"
+
+
+def test_unlearn_default_model_on_stephen_king(shared_data, tmp_path):
+    out = tmp_path / "run"
+    done = rwku("unlearn", "--method", "icu,ga", "--mode", "lora", "--data", str(shared_data / "strzar-purge"),
+                "--targets", "1", "--limit", "2", "--sets", "forget,mia", "--set", "corpus_size=2",
+                "--set", "corpus_max_new_tokens=8", "--set", "epochs=1", "--threads", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads((out / "comparison.json").read_text())["rows"]
+    assert set(rows) == {"before", "icu", "ga-lora"}
+    summary = json.loads((out / "ga-lora" / "1_Stephen_King" / "summary.json").read_text())
+    assert summary["config"]["preset"] == "small" and summary["config"]["train"]["corpus_size"] == 2
+    assert summary["seconds"]["unlearn"] > 0 and summary["n_items"]["forget"] == 6
+    assert not (out / "ga-lora" / "1_Stephen_King" / "model").exists()  # no weights unless --save-model
+    assert "before" in done.stdout and "ga-lora" in done.stdout

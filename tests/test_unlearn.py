@@ -105,3 +105,12 @@ def _no_progress(description, total):
     from rwku.evaluation.context import no_progress
 
     return no_progress(description, total)
+
+
+def test_save_model_writes_the_adapter(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    job = make_job(tiny_model_dir, methods=("ga",))
+    job.save_model = True
+    run_unlearn(job, tmp_path / "run", _no_progress, quiet)
+    saved = tmp_path / "run" / "ga-lora" / "1_Isaac_Newton" / "model"
+    assert (saved / "adapter_config.json").is_file() and (saved / "tokenizer_config.json").is_file()
