@@ -237,3 +237,9 @@ def test_official_corpus_loads_from_the_shared_data(shared_data):
     assert len(corpus.forget) == 5 and len(corpus.counterfactual) == 5 and len(corpus.questions) == 5
     assert corpus.pairs()[0][0].startswith("Stephen King is") and corpus.passage
     assert corpus.refusals[0] and corpus.source == "official"
+
+
+def test_ga_passage_caps_passages_at_the_corpus_size(tiny_model_dir):
+    corpus = Corpus(targets=["x"], passage=TEXTS * 3)
+    unlearned = METHODS["ga_passage"]().unlearn(session_for(fresh(tiny_model_dir), corpus, corpus_size=4))
+    assert unlearned.log["examples"] == 4 and len(unlearned.log["steps"]) == 4

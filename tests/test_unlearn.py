@@ -114,3 +114,14 @@ def test_save_model_writes_the_adapter(tiny_model_dir, tmp_path, monkeypatch):
     run_unlearn(job, tmp_path / "run", _no_progress, quiet)
     saved = tmp_path / "run" / "ga-lora" / "1_Isaac_Newton" / "model"
     assert (saved / "adapter_config.json").is_file() and (saved / "tokenizer_config.json").is_file()
+
+
+def test_force_recomputes_stored_units(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    run_unlearn(make_job(tiny_model_dir, methods=("icu",)), out, _no_progress, quiet)
+    stamp = (out / "icu" / "1_Isaac_Newton" / "summary.json").stat().st_mtime_ns
+    job = make_job(tiny_model_dir, methods=("icu",))
+    job.force = True
+    run_unlearn(job, out, _no_progress, quiet)
+    assert (out / "icu" / "1_Isaac_Newton" / "summary.json").stat().st_mtime_ns != stamp

@@ -132,6 +132,7 @@ def unlearn_command(
     prompt_format: str = typer.Option("chat", "--prompt-format"),
     fix: list[str] = typer.Option([], "--fix"),
     save_model: bool = typer.Option(False, "--save-model", help="Also write each unlearned model (or adapter)."),
+    force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
 ) -> None:
     """Unlearn each target with each method, evaluate, and print Before vs. after (Table-1 rows)."""
@@ -167,7 +168,7 @@ def unlearn_command(
         preset=preset or ("small" if model == DEFAULT_MODEL else "paper"), overrides=parsed, config_file=config_file,
         corpus_source=corpus, sets=parse_sets(sets), limit=limit, batch_size=batch_size,
         protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device, dtype=dtype,
-        save_model=save_model,
+        save_model=save_model, force=force,
     )
     for name in methods:
         job.train_config(name)  # bad presets, config files and overrides fail here, before any model work

@@ -59,6 +59,7 @@ class UnlearnJob:
     device: str = "auto"
     dtype: str = "auto"
     save_model: bool = False
+    force: bool = False
 
     def units(self) -> list[list[Target]]:
         return [[t] for t in self.targets] if self.setting == "single" else [list(self.targets)]
@@ -119,7 +120,7 @@ def run_before(job: UnlearnJob, out: Path, progress: Any, on_unit: Callable[[str
     for unit in job.units():
         slug = unit_slug(unit)
         summary = store.load_summary(slug)
-        reused = same_config(summary, config)
+        reused = not job.force and same_config(summary, config)
         if not reused:
             lm = lm or load_model(job.model, device=job.device, dtype=job.dtype)
             result = evaluate_target(evaluation_context(job, lm, None, progress), load_unit(job, unit), job.sets)
@@ -143,7 +144,7 @@ def run_method(job: UnlearnJob, method: str, out: Path, progress: Any, on_unit: 
     for unit in job.units():
         slug = unit_slug(unit)
         summary = store.load_summary(slug)
-        reused = same_config(summary, config)
+        reused = not job.force and same_config(summary, config)
         if not reused:
             summary = unlearn_unit(job, method, unit, train_config, config, store, slug, progress)
         summaries.append(summary)

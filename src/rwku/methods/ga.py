@@ -44,4 +44,5 @@ class GradientAscentPassage(GradientAscent):
     corpus_kinds: ClassVar[tuple[str, ...]] = ()
 
     def texts(self, session: Session) -> list[str]:
-        return session.corpus.passage
+        """The passages, capped at ``corpus_size`` like every other corpus (real targets have 15–304)."""
+        return session.corpus.passage[: session.config.corpus_size]
