@@ -112,45 +112,53 @@ def evaluation_context(job: UnlearnJob, lm: LoadedModel, preamble: str | None, p
     return EvalContext(lm=lm, prompts=prompts, protocol=job.protocol, batch_size=job.batch_size, progress=progress)
 
 
-def run_before(job: UnlearnJob, out: Path, progress: Any, on_unit: Callable[[str, str, dict, bool], None]) -> list[dict]:
-    """The original model on every unit, evaluated once and reused by every method and later run."""
-    store = ResultStore(out / "before")
-    config = {**job.eval_config(), "method": "before"}
-    summaries, lm = [], None
-    for unit in job.units():
-        slug = unit_slug(unit)
-        summary = store.load_summary(slug)
-        reused = not job.force and same_config(summary, config)
-        if not reused:
-            lm = lm or load_model(job.model, device=job.device, dtype=job.dtype)
-            result = evaluate_target(evaluation_context(job, lm, None, progress), load_unit(job, unit), job.sets)
-            summary = {"model": job.model, "method": "before", "target": ", ".join(t.name for t in unit),
-                       "rwku_version": __version__, "protocol": job.protocol.name, "config": config, **result.summary}
-            store.save(slug, summary, {"config": config, **result.items})
-        summaries.append(summary)
-        on_unit("before", slug, summary, reused)
-    write_json_atomic(out / "before" / "summary.json", {"method": "before", **average_summaries(summaries)})
-    return summaries
+def unit_summary(job: UnlearnJob, method: str, unit: Sequence[Target], config: dict, scores: dict) -> dict[str, Any]:
+    """What every stored unit summary holds besides its scores: what produced them."""
+    return {"model": job.model, "method": method, "target": ", ".join(t.name for t in unit), "rwku_version": __version__,
+            "protocol": job.protocol.name, "config": config, **scores}
 
 
-def run_method(job: UnlearnJob, method: str, out: Path, progress: Any, on_unit: Callable[[str, str, dict, bool], None]) -> list[dict]:
-    """One method over every unit, each from the original model; stored units are skipped."""
-    name = job.run_name(method)
+def run_units(job: UnlearnJob, name: str, out: Path, config: dict, compute: Callable[[Sequence[Target], ResultStore, str], dict],
+              on_unit: Callable[[str, str, dict, bool], None]) -> list[dict]:
+    """Every unit of one run: reuse a stored summary made with ``config``, else ``compute`` and store it."""
     store = ResultStore(out / name)
-    train_config = job.train_config(method)
-    config = {**job.eval_config(), "method": method, "mode": dataclasses.asdict(job.mode), "setting": job.setting,
-              "preset": job.preset, "corpus": job.corpus_source, "train": dataclasses.asdict(train_config)}
     summaries = []
     for unit in job.units():
         slug = unit_slug(unit)
         summary = store.load_summary(slug)
         reused = not job.force and same_config(summary, config)
         if not reused:
-            summary = unlearn_unit(job, method, unit, train_config, config, store, slug, progress)
+            summary = compute(unit, store, slug)
         summaries.append(summary)
         on_unit(name, slug, summary, reused)
     write_json_atomic(out / name / "summary.json", {"method": name, "config": config, **average_summaries(summaries)})
     return summaries
+
+
+def run_before(job: UnlearnJob, out: Path, progress: Any, on_unit: Callable[[str, str, dict, bool], None]) -> list[dict]:
+    """The original model on every unit, evaluated once and reused by every method and later run."""
+    config = {**job.eval_config(), "method": "before"}
+    loaded: list[LoadedModel] = []  # loaded on first need: a fully stored run loads no model
+
+    def evaluate_original(unit: Sequence[Target], store: ResultStore, slug: str) -> dict:
+        if not loaded:
+            loaded.append(load_model(job.model, device=job.device, dtype=job.dtype))
+        result = evaluate_target(evaluation_context(job, loaded[0], None, progress), load_unit(job, unit), job.sets)
+        summary = unit_summary(job, "before", unit, config, result.summary)
+        store.save(slug, summary, {"config": config, **result.items})
+        return summary
+
+    return run_units(job, "before", out, config, evaluate_original, on_unit)
+
+
+def run_method(job: UnlearnJob, method: str, out: Path, progress: Any, on_unit: Callable[[str, str, dict, bool], None]) -> list[dict]:
+    """One method over every unit, each from the original model; stored units are skipped."""
+    train_config = job.train_config(method)
+    config = {**job.eval_config(), "method": method, "mode": dataclasses.asdict(job.mode), "setting": job.setting,
+              "preset": job.preset, "corpus": job.corpus_source, "train": dataclasses.asdict(train_config)}
+    return run_units(job, job.run_name(method), out, config,
+                     lambda unit, store, slug: unlearn_unit(job, method, unit, train_config, config, store, slug, progress),
+                     on_unit)
 
 
 def unlearn_unit(job: UnlearnJob, method: str, unit: Sequence[Target], train_config: TrainConfig, config: dict,
@@ -172,8 +180,7 @@ def unlearn_unit(job: UnlearnJob, method: str, unit: Sequence[Target], train_con
         result = evaluate_target(evaluation_context(job, evaluated, unlearned.preamble, progress), data, job.sets)
     finally:
         unlearned.close()
-    summary = {"model": job.model, "method": method, "target": ", ".join(t.name for t in unit), "rwku_version": __version__,
-               "protocol": job.protocol.name, "config": config, **result.summary}
+    summary = unit_summary(job, method, unit, config, result.summary)
     summary["seconds"] = {**summary["seconds"], "corpus": round(corpus_seconds, 3), "unlearn": round(unlearn_seconds, 3)}
     write_json_atomic(store.target_dir(slug) / "train_log.json", {"corpus_source": corpus.source,
                                                                   "corpus_sizes": {k: len(getattr(corpus, k)) for k in ("forget", "counterfactual", "questions", "passage")},

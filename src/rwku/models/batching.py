@@ -2,10 +2,12 @@
 
 RWKU prompts repeat long prefixes: every MMLU item of a task carries the same five demonstrations, every
 TruthfulQA item the same primer, every BBH item its task's chain-of-thought examples, and all of them the chat
-template's system turn. Rows are therefore ordered by their tokens (so rows with a common prefix share a batch),
-and a batch's longest common prefix is run through the model once, its KV cache copied to every row, and only
-the rows' own suffixes are computed. The suffixes are left-padded *after* the prefix; the attention mask hides
-the padding and position ids follow the mask, so every row sees exactly its own tokens at their own positions.
+template's system turn. Rows are therefore ordered by their tokens (so rows with a common prefix share a batch)
+and each batch is split into groups with a long common prefix. A group's prefix is run through the model once,
+its KV cache copied to every row, and only the rows' own suffixes are computed; a row sharing nothing runs alone,
+unpadded. The suffixes are left-padded *after* the prefix; the attention mask hides the padding and position ids
+follow the mask, so every row sees exactly its own tokens at their own positions. For generation the groups'
+caches are merged (right-aligned) into one batch for decoding.
 """
 
 from __future__ import annotations
