@@ -52,6 +52,18 @@ def table1(title: str, first_column: str = "target") -> Table:
     return table
 
 
+def unit_printer(progress: Any) -> Any:
+    """``on_unit`` for the unlearning runner: one line per finished (or reused) unit."""
+    from rwku.results import table1_row
+
+    def show(run: str, unit: str, summary: dict[str, Any], reused: bool) -> None:
+        cells = table1_row(summary)
+        progress.console.print(f"[green]✓[/] {run} · {unit}" + (" (stored)" if reused else "") +
+                               f" · forget All {cells[3]}, neighbor All {cells[6]}")
+
+    return show
+
+
 @app.command("eval")
 def eval_command(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, or smollm2-135m."),
@@ -133,26 +145,18 @@ def unlearn_command(
     fix: list[str] = typer.Option([], "--fix"),
     save_model: bool = typer.Option(False, "--save-model", help="Also write each unlearned model (or adapter)."),
     force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
+    eval_epochs: bool = typer.Option(False, "--eval-epochs", help="Also evaluate after every epoch (trade-off curves in rwku report)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
 ) -> None:
     """Unlearn each target with each method, evaluate, and print Before vs. after (Table-1 rows)."""
     from rwku.data.loader import RwkuData, parse_sets
     from rwku.evaluation import Protocol
-    from rwku.methods import METHODS
     from rwku.methods.config import ModeConfig, parse_range
     from rwku.models.loading import DEFAULT_MODEL
     from rwku.progress import make_progress, task_factory
     from rwku.results import table1_row
-    from rwku.unlearn import UnlearnJob, run_unlearn
+    from rwku.unlearn import UnlearnJob, check_job, parse_methods, run_unlearn
 
-    methods = [m.strip().lower().replace("ga*", "ga_passage") for m in method.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise RwkuError(f"--method {method}: unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    if setting not in ("single", "batch"):
-        raise RwkuError(f"--setting {setting}: choose single or batch")
-    if corpus not in ("generated", "official"):
-        raise RwkuError(f"--corpus {corpus}: choose generated or official")
     parsed: dict[str, str] = {}
     for item in overrides:
         if "=" not in item:
@@ -164,32 +168,55 @@ def unlearn_command(
                              train_layers=parse_range(train_layers) if train_layers else None)
     dataset = RwkuData.open(split_values(data))
     job = UnlearnJob(
-        model=model, data=dataset, targets=dataset.select(targets), methods=methods, mode=mode_config, setting=setting,
+        model=model, data=dataset, targets=dataset.select(targets), methods=parse_methods(method), mode=mode_config, setting=setting,
         preset=preset or ("small" if model == DEFAULT_MODEL else "paper"), overrides=parsed, config_file=config_file,
         corpus_source=corpus, sets=parse_sets(sets), limit=limit, batch_size=batch_size,
         protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device, dtype=dtype,
-        save_model=save_model, force=force,
+        save_model=save_model, force=force, eval_epochs=eval_epochs,
     )
-    for name in methods:
-        job.train_config(name)  # bad presets, config files and overrides fail here, before any model work
-    for unit in job.units():
-        for target in unit:
-            dataset.load(target, job.sets)
+    check_job(job)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     with make_progress() as progress:
-        def show(run: str, unit: str, summary: dict[str, Any], reused: bool) -> None:
-            progress.console.print(f"[green]✓[/] {run} · {unit}" + (" (stored)" if reused else "") +
-                                   f" · forget All {table1_row(summary)[3]}, neighbor All {table1_row(summary)[6]}")
-
-        rows = run_unlearn(job, out, task_factory(progress), show)
+        rows = run_unlearn(job, out, task_factory(progress), unit_printer(progress))
     table = table1(f"RWKU · {model} · {job.setting} · {len(job.targets)} target(s) · mean over units", "run")
     for name, row in rows.items():
         table.add_row(name, *table1_row(row))
     Console(width=max(console.width, 150)).print(table)
     console.print(f"results: {out}/<run>/<unit>/summary.json, items.json, train_log.json; table: {out / 'comparison.json'}")
+
+
+@app.command("experiment")
+def experiment_command(
+    config: Path = typer.Argument(..., help="Experiment file (JSON): model, data, targets, out, grids (see README)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (overrides the file's 'out')."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs and stop."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+) -> None:
+    """Run the paper's grids (methods × modes, epochs, RepE strengths, batch sizes, layer windows); resumable."""
+    from rwku.experiment import load_experiment, run_experiment
+    from rwku.progress import make_progress, task_factory
+    from rwku.results import table1_row
+
+    experiment = load_experiment(config, out)
+    plan = Table(title=f"{len(experiment.jobs)} job(s) into {experiment.out}", title_justify="left")
+    for column in ("#", "grid", "runs"):
+        plan.add_column(column)
+    for index, planned in enumerate(experiment.jobs, 1):
+        plan.add_row(str(index), planned.grid, planned.description)
+    console.print(plan)
+    if dry_run:
+        return
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    with make_progress() as progress:
+        with task_factory(progress)("experiment jobs", len(experiment.jobs)) as advance:
+            run_experiment(experiment, task_factory(progress), unit_printer(progress), on_job_done=lambda i, p: advance(1))
+    console.print(f"done: {experiment.out}; make the report with: rwku report {experiment.out} --out <folder>")
 
 
 @data_app.command("info")

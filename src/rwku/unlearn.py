@@ -4,8 +4,9 @@ corpus, run the method, evaluate with the rwku engine, and store the result besi
 Layout of an ``--out`` folder::
 
     <out>/before/<unit>/{summary,items}.json               the original model, evaluated once per unit
-    <out>/<method>-<mode>[-batch]/<unit>/{summary,items,train_log}.json
-    <out>/<method>-<mode>[-batch]/summary.json             mean over units
+    <out>/<run>/<unit>/{summary,items,train_log}.json       run = <method>[-<mode>][-<sweep>][-batch]
+    <out>/<run>/<unit>/epochs/<k>/{summary,items}.json      after epoch k < last, with ``eval_epochs``
+    <out>/<run>/summary.json                                mean over units
     <out>/comparison.json                                   Before and every method, averaged over the units
 
 A unit is a target (``<N>_<Name>``) in the single-target setting, or all selected targets pooled
@@ -16,6 +17,7 @@ never recomputed, so an interrupted run continues at the first unfinished unit.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from rwku import __version__
 from rwku.corpus.build import Corpus, CorpusSpec, build_corpus, official_corpus
 from rwku.data.loader import RwkuData
 from rwku.data.schema import Target, TargetData, pool
+from rwku.errors import RwkuError
 from rwku.evaluation.context import EvalContext
 from rwku.evaluation.engine import evaluate_target, limit_data
 from rwku.evaluation.protocol import Protocol
@@ -60,20 +63,48 @@ class UnlearnJob:
     dtype: str = "auto"
     save_model: bool = False
     force: bool = False
+    eval_epochs: bool = False
+    sweep: dict[str, Any] = field(default_factory=dict)
 
     def units(self) -> list[list[Target]]:
         return [[t] for t in self.targets] if self.setting == "single" else [list(self.targets)]
 
     def train_config(self, method: str) -> TrainConfig:
-        return resolve_config(method, self.mode.mode, self.setting, self.preset, self.overrides, self.config_file)
+        return resolve_config(method, self.mode.mode, self.setting, self.preset, {**self.overrides, **self.sweep},
+                              self.config_file)
 
     def run_name(self, method: str) -> str:
+        """``ga-lora``, ``npo-full-layers4-8``, ``repe-alpha0.5``, ``rt-full-batch``: one folder per variant."""
         name = method if not METHODS[method].trains else f"{method}-{self.mode.label}"
+        name += "".join(f"-{key}{value}" for key, value in self.sweep.items())
         return name + ("-batch" if self.setting == "batch" else "")
 
     def eval_config(self) -> dict[str, Any]:
         return {"model": self.model, "sets": list(self.sets), "limit": self.limit, "protocol": sorted(self.protocol.fixes),
                 "prompt_format": self.prompt_format}
+
+
+def parse_methods(text: str | Sequence[str]) -> list[str]:
+    """``"icu,GA*,npo"`` -> ``["icu", "ga_passage", "npo"]``; an unknown name is a one-line error."""
+    names = text.split(",") if isinstance(text, str) else list(text)
+    methods = [str(m).strip().lower().replace("ga*", "ga_passage") for m in names if str(m).strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise RwkuError(f"method {', '.join(map(str, names))}: unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    return methods
+
+
+def check_job(job: UnlearnJob) -> None:
+    """Fail on bad settings, presets, config files, overrides or data now, before any model work."""
+    if job.setting not in ("single", "batch"):
+        raise RwkuError(f"setting {job.setting}: choose single or batch")
+    if job.corpus_source not in ("generated", "official"):
+        raise RwkuError(f"corpus {job.corpus_source}: choose generated or official")
+    for method in job.methods:
+        job.train_config(method)
+    for unit in job.units():
+        for target in unit:
+            job.data.load(target, job.sets)
 
 
 def unit_slug(unit: Sequence[Target]) -> str:
@@ -114,19 +145,20 @@ def evaluation_context(job: UnlearnJob, lm: LoadedModel, preamble: str | None, p
 
 def unit_summary(job: UnlearnJob, method: str, unit: Sequence[Target], config: dict, scores: dict) -> dict[str, Any]:
     """What every stored unit summary holds besides its scores: what produced them."""
-    return {"model": job.model, "method": method, "target": ", ".join(t.name for t in unit), "rwku_version": __version__,
-            "protocol": job.protocol.name, "config": config, **scores}
+    return {"model": job.model, "method": method, "target": ", ".join(t.name for t in unit), "targets": [t.name for t in unit],
+            "rwku_version": __version__, "protocol": job.protocol.name, "config": config, **scores}
 
 
 def run_units(job: UnlearnJob, name: str, out: Path, config: dict, compute: Callable[[Sequence[Target], ResultStore, str], dict],
-              on_unit: Callable[[str, str, dict, bool], None]) -> list[dict]:
-    """Every unit of one run: reuse a stored summary made with ``config``, else ``compute`` and store it."""
+              on_unit: Callable[[str, str, dict, bool], None], also_accept: Sequence[dict] = ()) -> list[dict]:
+    """Every unit of one run: reuse a stored summary made with ``config`` (or one of ``also_accept``), else
+    ``compute`` and store it."""
     store = ResultStore(out / name)
     summaries = []
     for unit in job.units():
         slug = unit_slug(unit)
         summary = store.load_summary(slug)
-        reused = not job.force and same_config(summary, config)
+        reused = not job.force and any(same_config(summary, c) for c in (config, *also_accept))
         if not reused:
             summary = compute(unit, store, slug)
         summaries.append(summary)
@@ -156,9 +188,15 @@ def run_method(job: UnlearnJob, method: str, out: Path, progress: Any, on_unit: 
     train_config = job.train_config(method)
     config = {**job.eval_config(), "method": method, "mode": dataclasses.asdict(job.mode), "setting": job.setting,
               "preset": job.preset, "corpus": job.corpus_source, "train": dataclasses.asdict(train_config)}
+    if job.sweep:
+        config["sweep"] = dict(job.sweep)
+    if job.eval_epochs and METHODS[method].trains:
+        config["eval_epochs"] = True
+    # a unit stored with per-epoch evaluations has everything a run without them needs
+    richer = [{**config, "eval_epochs": True}] if METHODS[method].trains and "eval_epochs" not in config else []
     return run_units(job, job.run_name(method), out, config,
                      lambda unit, store, slug: unlearn_unit(job, method, unit, train_config, config, store, slug, progress),
-                     on_unit)
+                     on_unit, also_accept=richer)
 
 
 def unlearn_unit(job: UnlearnJob, method: str, unit: Sequence[Target], train_config: TrainConfig, config: dict,
@@ -168,10 +206,14 @@ def unlearn_unit(job: UnlearnJob, method: str, unit: Sequence[Target], train_con
     torch.manual_seed(train_config.seed)
     lm = load_model(job.model, device=job.device, dtype=job.dtype)  # every unit starts from the original model
     data = load_unit(job, unit)
+    shutil.rmtree(store.target_dir(slug) / "epochs", ignore_errors=True)  # epoch points of an older computation
     start = time.perf_counter()
     corpus = unit_corpus(job, lm, unit, method, train_config, progress)
     corpus_seconds = time.perf_counter() - start
     session = Session(lm=lm, targets=list(unit), corpus=corpus, config=train_config, mode=job.mode, progress=progress)
+    if config.get("eval_epochs"):
+        session.on_epoch = lambda epoch, model: evaluate_epoch(job, lm, model, method, unit, config, data,
+                                                               ResultStore(store.target_dir(slug) / "epochs"), epoch, progress)
     start = time.perf_counter()
     unlearned = METHODS[method]().unlearn(session)
     unlearn_seconds = time.perf_counter() - start
@@ -192,11 +234,26 @@ def unlearn_unit(job: UnlearnJob, method: str, unit: Sequence[Target], train_con
     return summary
 
 
-def run_unlearn(job: UnlearnJob, out: Path, progress: Any, on_unit: Callable[[str, str, dict, bool], None]) -> dict[str, dict]:
-    """Before, then every method; returns and stores the averaged rows ``{"before": ..., "<run>": ...}``."""
+def evaluate_epoch(job: UnlearnJob, lm: LoadedModel, model: Any, method: str, unit: Sequence[Target], config: dict,
+                   data: TargetData, store: ResultStore, epoch: int, progress: Any) -> None:
+    """Evaluate the model as it stands after ``epoch`` and store it as ``epochs/<epoch>``: a point of the trade-off curve."""
+    evaluated = LoadedModel(model=model, tokenizer=lm.tokenizer, name=lm.name, source=lm.source)
+    result = evaluate_target(evaluation_context(job, evaluated, None, progress), data, job.sets)
+    summary = {**unit_summary(job, method, unit, config, result.summary), "epoch": epoch}
+    store.save(str(epoch), summary, {"config": config, "epoch": epoch, **result.items})
+
+
+def run_unlearn(job: UnlearnJob, out: Path, progress: Any, on_unit: Callable[[str, str, dict, bool], None],
+                comparison: bool = True) -> dict[str, dict]:
+    """Before, then every method; returns the averaged rows ``{"before": ..., "<run>": ...}``.
+
+    With ``comparison`` the rows are also stored as ``comparison.json`` (an experiment, which runs many jobs into
+    one folder, leaves that to ``rwku report``).
+    """
     rows = {"before": average_summaries(run_before(job, out, progress, on_unit))}
     for method in job.methods:
         rows[job.run_name(method)] = average_summaries(run_method(job, method, out, progress, on_unit))
-    write_json_atomic(out / "comparison.json", {"model": job.model, "targets": [t.name for t in job.targets],
-                                                 "setting": job.setting, "rows": rows})
+    if comparison:
+        write_json_atomic(out / "comparison.json", {"model": job.model, "targets": [t.name for t in job.targets],
+                                                     "setting": job.setting, "rows": rows})
     return rows

@@ -29,6 +29,7 @@ class Session:
     config: TrainConfig
     mode: ModeConfig
     progress: Callable[[str, int], Any]
+    on_epoch: Callable[[int, Any], None] | None = None  # called with (epoch, model) after each epoch but the last
 
 
 @dataclass
@@ -82,7 +83,8 @@ class TrainedMethod(Method):
         steps = max(1, -(-len(examples) // (session.config.batch_size * session.config.grad_accum))) * session.config.epochs
         with session.progress(f"train {self.name}", steps) as advance:
             log = train(model, examples, lambda m, b: self.loss(m, b, session, reference), session.config,
-                        collate_fn=self.collate(session), on_step=lambda entry: advance(1))
+                        collate_fn=self.collate(session), on_step=lambda entry: advance(1),
+                        on_epoch_end=session.on_epoch)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         return Unlearned(model=model, log={"steps": log.steps, "examples": len(examples), "trainable_parameters": trainable})
 

@@ -131,11 +131,14 @@ def train(
     *,
     collate_fn: Callable[[Sequence[Any]], Any],
     on_step: Callable[[dict[str, float]], None] | None = None,
+    on_epoch_end: Callable[[int, Any], None] | None = None,
 ) -> TrainLog:
     """Optimise ``loss_fn`` over ``examples`` for ``config.epochs`` epochs; returns the step log.
 
     ``examples`` are whatever ``collate_fn`` turns into a batch; ``loss_fn(model, batch)`` returns a scalar.
     Shuffling uses its own generator seeded with ``config.seed``, so a run is reproducible.
+    ``on_epoch_end(epoch, model)`` is called (model in eval mode) after every epoch but the last, whose model
+    is the result anyway: the runner evaluates there to trace efficacy against locality over training.
     """
     if not examples:
         raise RwkuError("the training corpus is empty; check the corpus settings")
@@ -167,5 +170,9 @@ def train(
             log.steps.append(entry)
             if on_step is not None:
                 on_step(entry)
+        if on_epoch_end is not None and epoch + 1 < config.epochs:
+            model.eval()
+            on_epoch_end(epoch + 1, model)
+            model.train()
     model.eval()
     return log

@@ -1,0 +1,162 @@
+"""Experiment grids: the paper's studies from one JSON file, run through the unlearning runner into one folder.
+
+A file names the model, data, targets and output folder once, then a list of grids. Each grid expands to
+unlearning jobs (:class:`rwku.unlearn.UnlearnJob`); all jobs share the folder, so the "before" evaluation is
+made once per unit and every finished unit is reused when the experiment is run again (resume)::
+
+    {"model": "smollm2-135m", "data": "demo", "targets": "all", "out": "runs/exp", "preset": "small",
+     "grids": [
+       {"name": "main",    "methods": ["icu", "repe", "ga", "npo", "rt"], "modes": ["lora", "full"]},
+       {"name": "epochs",  "methods": ["ga", "npo"], "eval_epochs": true, "set": {"epochs": 4}},
+       {"name": "repe",    "methods": ["repe"], "sweep": {"alpha": [0.1, 0.25, 0.5]}},
+       {"name": "batch",   "methods": ["ga", "npo"], "modes": ["full"], "batch_sizes": [10, 20, 30, 40, 50]},
+       {"name": "layers",  "methods": ["npo"], "modes": ["full"], "layer_windows": ["0-8", "8-16", "16-24"]}]}
+
+``batch_sizes`` runs the batch setting on the first N selected targets for each N (paper Fig. 5);
+``layer_windows`` trains only those decoder layers (Fig. 7); ``sweep`` runs one job per value, named by it
+(``repe-alpha0.5``: Fig. 3's RepE strengths); ``eval_epochs`` stores an evaluation after every epoch (Fig. 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from rwku.data.loader import RwkuData, parse_sets
+from rwku.errors import RwkuError
+from rwku.evaluation.protocol import Protocol
+from rwku.methods.config import ModeConfig, parse_range
+from rwku.results import write_json_atomic
+from rwku.unlearn import UnlearnJob, check_job, parse_methods, run_unlearn
+
+REQUIRED = object()  # marks a key without a default
+
+#: Top-level keys of an experiment file and their defaults.
+EXPERIMENT_KEYS: dict[str, Any] = {
+    "model": "smollm2-135m", "data": REQUIRED, "targets": "all", "out": REQUIRED, "preset": None, "limit": None,
+    "sets": "forget,neighbor,mia,utility", "batch_size": 32, "fix": [], "prompt_format": "chat", "corpus": "generated",
+    "device": "auto", "dtype": "auto", "set": {}, "mode_options": {}, "grids": REQUIRED,
+}
+#: Keys of one grid and their defaults.
+GRID_KEYS: dict[str, Any] = {
+    "name": REQUIRED, "methods": REQUIRED, "modes": ["lora"], "setting": "single", "targets": None, "eval_epochs": False,
+    "set": {}, "sweep": {}, "batch_sizes": None, "layer_windows": None,
+}
+
+
+@dataclass
+class PlannedJob:
+    """One job of an experiment: which grid it came from, a readable description, and the job itself."""
+
+    grid: str
+    description: str
+    job: UnlearnJob
+
+
+@dataclass
+class Experiment:
+    """A parsed experiment file: the shared settings and the expanded jobs."""
+
+    path: Path
+    out: Path
+    settings: dict[str, Any]
+    jobs: list[PlannedJob] = field(default_factory=list)
+
+
+def with_defaults(values: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``values`` over ``defaults``; an unknown or missing required key is a one-line error naming ``where``."""
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise RwkuError(f"{where}: unknown key {', '.join(map(repr, unknown))}; known: {', '.join(defaults)}")
+    merged = {**defaults, **values}
+    missing = [key for key, value in merged.items() if value is REQUIRED]
+    if missing:
+        raise RwkuError(f"{where}: missing {', '.join(map(repr, missing))}")
+    return merged
+
+
+def as_list(value: Any) -> list[Any]:
+    return [v for v in value.split(",") if v] if isinstance(value, str) else list(value)
+
+
+def load_experiment(path: Path, out: Path | None = None) -> Experiment:
+    """Read and expand an experiment file; every mistake (file, key, method, data, target) fails here."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RwkuError(f"{path}: cannot read the experiment file ({exc.strerror})") from exc
+    except json.JSONDecodeError as exc:
+        raise RwkuError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    if not isinstance(raw, dict):
+        raise RwkuError(f"{path}: expected a JSON object with 'data', 'out' and 'grids'")
+    settings = with_defaults(raw if out is None else {**raw, "out": str(out)}, EXPERIMENT_KEYS, str(path))
+    if not isinstance(settings["grids"], list) or not settings["grids"]:
+        raise RwkuError(f"{path}: 'grids' must be a non-empty list")
+    data = RwkuData.open(as_list(settings["data"]))
+    experiment = Experiment(path=Path(path), out=Path(settings["out"]), settings=settings)
+    names = set()
+    for index, grid in enumerate(settings["grids"]):
+        where = f"{path}: grids[{index}]"
+        if not isinstance(grid, dict):
+            raise RwkuError(f"{where}: expected an object")
+        grid = with_defaults(grid, GRID_KEYS, where)
+        if grid["name"] in names:
+            raise RwkuError(f"{where}: the name {grid['name']!r} is used twice")
+        names.add(grid["name"])
+        try:
+            experiment.jobs.extend(expand_grid(grid, settings, data))
+        except RwkuError as exc:
+            raise RwkuError(f"{where} ({grid['name']}): {exc}") from exc
+    return experiment
+
+
+def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) -> list[PlannedJob]:
+    """methods × modes × layer windows × sweep values × batch sizes -> jobs (one per mode/window/value/size)."""
+    from rwku.models.loading import DEFAULT_MODEL
+
+    methods = parse_methods(grid["methods"])
+    targets = data.select(str(grid["targets"] or settings["targets"]))
+    windows = [parse_range(w) for w in as_list(grid["layer_windows"])] if grid["layer_windows"] else [None]
+    sweep_keys = list(grid["sweep"])
+    sweep_values = list(itertools.product(*(as_list(grid["sweep"][k]) for k in sweep_keys))) if sweep_keys else [()]
+    sizes: list[int | None] = [int(n) for n in grid["batch_sizes"]] if grid["batch_sizes"] else [None]
+    too_many = [n for n in sizes if n is not None and not 1 <= n <= len(targets)]
+    if too_many:
+        raise RwkuError(f"batch size {too_many[0]}: only {len(targets)} target(s) are selected")
+    planned = []
+    for mode, window, values, size in itertools.product(as_list(grid["modes"]), windows, sweep_values, sizes):
+        job = UnlearnJob(
+            model=settings["model"], data=data, targets=targets[:size] if size else targets, methods=methods,
+            mode=ModeConfig(mode=mode, train_layers=window, **settings["mode_options"]),
+            setting="batch" if size else grid["setting"],
+            preset=settings["preset"] or ("small" if settings["model"] == DEFAULT_MODEL else "paper"),
+            overrides={**settings["set"], **grid["set"]}, corpus_source=settings["corpus"],
+            sets=parse_sets(",".join(as_list(settings["sets"]))), limit=settings["limit"],
+            batch_size=int(settings["batch_size"]), protocol=Protocol.from_names(as_list(settings["fix"])),
+            prompt_format=settings["prompt_format"], device=settings["device"], dtype=settings["dtype"],
+            eval_epochs=bool(grid["eval_epochs"]), sweep=dict(zip(sweep_keys, values)),
+        )
+        check_job(job)
+        runs = ", ".join(job.run_name(m) for m in methods)
+        scope = f"pooled {len(job.targets)} target(s)" if job.setting == "batch" else f"{len(job.targets)} target(s)"
+        planned.append(PlannedJob(grid=grid["name"], description=f"{runs} · {scope}", job=job))
+    return planned
+
+
+def run_experiment(experiment: Experiment, progress: Any, on_unit: Callable[[str, str, dict, bool], None],
+                   on_job_done: Callable[[int, PlannedJob], None] | None = None) -> None:
+    """Run every job into the experiment folder (stored units are reused), recording the plan first."""
+    write_json_atomic(experiment.out / "experiment.json", {
+        "file": str(experiment.path), "settings": experiment.settings,
+        "jobs": [{"grid": p.grid, "description": p.description, "runs": [p.job.run_name(m) for m in p.job.methods],
+                  "targets": [t.name for t in p.job.targets], "setting": p.job.setting,
+                  "mode": dataclasses.asdict(p.job.mode)} for p in experiment.jobs],
+    })
+    for index, planned in enumerate(experiment.jobs):
+        run_unlearn(planned.job, experiment.out, progress, on_unit, comparison=False)
+        if on_job_done is not None:
+            on_job_done(index, planned)
