@@ -1,4 +1,4 @@
-"""The ``rwku`` command line: ``rwku eval``, ``rwku unlearn`` and ``rwku data info``.
+"""The ``rwku`` command line: ``rwku eval``, ``unlearn``, ``experiment``, ``report`` and ``data info``.
 
 User mistakes raise :class:`RwkuError`; ``main`` prints its one line and exits 2 (``--debug`` shows the
 traceback instead).
@@ -198,7 +198,6 @@ def experiment_command(
     """Run the paper's grids (methods × modes, epochs, RepE strengths, batch sizes, layer windows); resumable."""
     from rwku.experiment import load_experiment, run_experiment
     from rwku.progress import make_progress, task_factory
-    from rwku.results import table1_row
 
     experiment = load_experiment(config, out)
     plan = Table(title=f"{len(experiment.jobs)} job(s) into {experiment.out}", title_justify="left")
@@ -217,6 +216,37 @@ def experiment_command(
         with task_factory(progress)("experiment jobs", len(experiment.jobs)) as advance:
             run_experiment(experiment, task_factory(progress), unit_printer(progress), on_job_done=lambda i, p: advance(1))
     console.print(f"done: {experiment.out}; make the report with: rwku report {experiment.out} --out <folder>")
+
+
+@app.command("report")
+def report_command(
+    runs: list[Path] = typer.Argument(..., help="Folders written by rwku unlearn, experiment or eval."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder: index.html, table1.*, figures/, per_target.csv."),
+    select: list[str] = typer.Option([], "--runs", help="Keep only runs whose label matches this glob (e.g. '*-lora'); repeatable."),
+    utility: str = typer.Option("utility.Gen", "--utility", help="Utility column of the trade-off, batch and layer figures."),
+    attacks: str = typer.Option("loss,zlib,mink++_0.2", "--attacks", help="MIA attacks for the ROC figure."),
+    case_targets: Optional[int] = typer.Option(None, "--case-targets", min=1, help="Case studies for the first N shared targets only."),
+    title: str = typer.Option("RWKU report", "--title"),
+) -> None:
+    """Table 1, the paper's figures and a self-contained HTML report from stored results."""
+    from rwku.report.build import ReportOptions, build_report
+
+    if out.exists() and not out.is_dir():
+        raise RwkuError(f"--out {out}: is a file; give a folder")
+    if utility.split(".")[0] not in ("forget", "neighbor", "mia", "utility"):
+        raise RwkuError(f"--utility {utility}: give a summary path such as utility.Gen or utility.Flu")
+    options = ReportOptions(utility=utility, attacks=tuple(a for a in attacks.split(",") if a),
+                            run_patterns=tuple(select), case_targets=case_targets, title=title)
+    with console.status("building the report") as status:
+        report = build_report(runs, out, options, progress=lambda text: status.update(text))
+    table = table1(f"Table 1 · mean over {len(report.table.slugs)} shared target(s)", "run")
+    for run, cells in report.table.rows:
+        table.add_row(run.label, *[f"[bold]{c.text}[/]" if c.rank == 1 else f"[underline]{c.text}[/]" if c.rank == 2
+                                   else c.text for c in cells])
+    table.caption = report.table.note or None
+    Console(width=max(console.width, 150)).print(table)
+    console.print(f"figures: {', '.join(report.figures) or 'none (no data to draw)'}")
+    console.print(f"report: {out / 'index.html'} ({len(report.files)} files)")
 
 
 @data_app.command("info")

@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping
 from rwku.data.loader import RwkuData, parse_sets
 from rwku.errors import RwkuError
 from rwku.evaluation.protocol import Protocol
+from rwku.methods import METHODS
 from rwku.methods.config import ModeConfig, parse_range
 from rwku.results import write_json_atomic
 from rwku.unlearn import UnlearnJob, check_job, parse_methods, run_unlearn
@@ -111,7 +112,22 @@ def load_experiment(path: Path, out: Path | None = None) -> Experiment:
             experiment.jobs.extend(expand_grid(grid, settings, data))
         except RwkuError as exc:
             raise RwkuError(f"{where} ({grid['name']}): {exc}") from exc
+    check_run_names(experiment.jobs, path)
     return experiment
+
+
+def check_run_names(jobs: list[PlannedJob], path: Path) -> None:
+    """Two grids writing one run folder with different settings would overwrite each other's units forever."""
+    seen: dict[str, tuple[str, Any]] = {}
+    for planned in jobs:
+        for method in planned.job.methods:
+            name = planned.job.run_name(method)
+            mode = dataclasses.asdict(planned.job.mode) if METHODS[method].trains else None  # ICU/RepE ignore the mode
+            settings = (dataclasses.asdict(planned.job.train_config(method)), mode)
+            if name in seen and seen[name][1] != settings:
+                raise RwkuError(f"{path}: grids {seen[name][0]!r} and {planned.grid!r} both write run {name!r} with "
+                                f"different settings; use a sweep or one grid for it")
+            seen.setdefault(name, (planned.grid, settings))
 
 
 def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) -> list[PlannedJob]:

@@ -1,0 +1,110 @@
+"""``rwku report``: stored runs -> Table 1 (Markdown, CSV, JSON, LaTeX), figures (PNG, SVG), per-target CSV and
+one self-contained HTML page. Every file is written atomically; ``report.json`` lists what was made from what."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from rwku import __version__
+from rwku.report import figures
+from rwku.report.collect import Run, collect_runs
+from rwku.report.html import case_studies, render_report
+from rwku.report.table import Table1, build_table1, to_csv, to_json, to_latex, to_markdown
+from rwku.results import TABLE1_COLUMNS, get_path, write_json_atomic, write_text_atomic
+
+
+@dataclass
+class ReportOptions:
+    """What to draw: the utility column of the trade-off, batch and layer figures; MIA attacks; case targets."""
+
+    utility: str = "utility.Gen"
+    attacks: tuple[str, ...] = ("loss", "zlib", "mink++_0.2")
+    run_patterns: tuple[str, ...] = ()
+    case_targets: int | None = None
+    title: str = "RWKU report"
+
+
+@dataclass
+class Report:
+    table: Table1
+    runs: list[Run]
+    files: list[Path] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+
+
+def figure_plan(runs: Sequence[Run], slugs: Sequence[str], options: ReportOptions) -> list[tuple[str, str, Callable[[], Any]]]:
+    """(file name, caption, draw) of every figure the report may hold; a draw returns None when there is no data."""
+    utility = options.utility
+    return [
+        ("attack_types", "Forget score per adversarial attack type (paper Fig. 4); lower is better.",
+         lambda: figures.attack_types(runs, slugs)),
+        ("trade_off", f"Efficacy vs. locality and vs. {utility} over epochs and RepE strengths (paper Fig. 3).",
+         lambda: figures.trade_off(runs, slugs, utility=utility)),
+        ("batch_targets", f"Batch-target unlearning: forget, neighbour and {utility} over the number of targets (paper Fig. 5).",
+         lambda: figures.batch_curves(runs, utility=utility)),
+        ("layer_windows", f"Partial-layer unlearning: forget, neighbour and {utility} per trained layer window (paper Fig. 7).",
+         lambda: figures.layer_windows(runs, slugs, utility=utility)),
+        ("mia_roc", "Membership inference: ROC of telling FM from RM texts, pooled over the shared targets.",
+         lambda: figures.mia_roc(runs, slugs, attacks=options.attacks)),
+        ("per_target", "Forget and neighbour scores per target (boxes over the shared targets, one point per target).",
+         lambda: figures.per_target(runs, slugs)),
+    ]
+
+
+def per_target_csv(runs: Sequence[Run], slugs: Sequence[str]) -> str:
+    """Every Table-1 value of every run on every shared target: the numbers behind each mean."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["run", "target"] + [path for _, _, path, _ in TABLE1_COLUMNS])
+    for run in runs:
+        if run.setting == "batch":
+            continue
+        for slug in slugs:
+            values = [get_path(run.units[slug].summary, path) for _, _, path, _ in TABLE1_COLUMNS]
+            writer.writerow([run.label, slug] + ["" if v is None else repr(v) for v in values])
+    return buffer.getvalue()
+
+
+def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | None = None,
+                 progress: Callable[[str], None] | None = None) -> Report:
+    """Collect the runs under ``folders`` and write every artefact into ``out``."""
+    options = options or ReportOptions()
+    runs = collect_runs(folders, options.run_patterns)
+    table = build_table1(runs)
+    report = Report(table=table, runs=runs)
+    texts = {"table1.md": to_markdown(table), "table1.csv": to_csv(table), "table1.tex": to_latex(table),
+             "per_target.csv": per_target_csv(runs, table.slugs)}
+    for name, text in texts.items():
+        write_text_atomic(out / name, text)
+        report.files.append(out / name)
+    write_json_atomic(out / "table1.json", to_json(table))
+    report.files.append(out / "table1.json")
+    drawn = []
+    for name, caption, draw in figure_plan(runs, table.slugs, options):
+        if progress is not None:
+            progress(f"figure {name}")
+        fig = draw()
+        if fig is None:
+            continue
+        paths = figures.save_figure(fig, out / "figures", name)
+        report.files.extend(paths)
+        report.figures.append(name)
+        drawn.append((name, caption, next(p for p in paths if p.suffix == ".svg")))
+    case_slugs = table.slugs[: options.case_targets] if options.case_targets else table.slugs
+    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = render_report(options.title, runs, table, drawn, case_studies(runs, case_slugs), generated)
+    write_text_atomic(out / "index.html", page)
+    report.files.append(out / "index.html")
+    write_json_atomic(out / "report.json", {
+        "rwku_version": __version__, "generated": generated, "sources": [str(f) for f in folders],
+        "runs": [{"label": r.label, "folder": str(r.folder), "name": r.name, "units": list(r.units),
+                  "epoch_points": {s: list(e) for s, e in r.epochs.items()}} for r in runs],
+        "targets": table.slugs, "note": table.note, "figures": report.figures,
+        "files": [str(p.relative_to(out)) for p in report.files],
+    })
+    return report

@@ -1,0 +1,180 @@
+"""Find stored results under run folders and describe each run: what method, mode, setting and variant made it.
+
+Two layouts are read:
+
+* ``rwku unlearn`` / ``rwku experiment`` folders: ``<dir>/<run>/<unit>/summary.json`` (``before`` is a run), and
+  per-epoch points ``<dir>/<run>/<unit>/epochs/<k>/summary.json``;
+* ``rwku eval`` folders: ``<dir>/<N_Name>/summary.json``: the folder is one run, named after the folder.
+
+Only unit summaries are read (never the folder means), so a report always averages exactly what it shows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+from rwku.errors import RwkuError
+from rwku.results import average_summaries, read_json
+
+
+@dataclass
+class Unit:
+    """One stored unit result (a target, or pooled targets): its folder and summary; items load on demand."""
+
+    path: Path
+    summary: dict[str, Any]
+
+    @property
+    def slug(self) -> str:
+        return self.path.name if self.path.parent.name != "epochs" else self.path.parent.parent.name
+
+    @property
+    def targets(self) -> list[str]:
+        """Names of the targets in the unit (a pooled batch unit has several)."""
+        names = self.summary.get("targets")
+        return list(names) if names else [str(self.summary.get("target", self.slug))]
+
+    @cached_property
+    def items(self) -> dict[str, Any]:
+        path = self.path / "items.json"
+        return read_json(path) if path.is_file() else {}
+
+
+@dataclass
+class Run:
+    """A run: one method variant over its units, with per-epoch points where the runner recorded them."""
+
+    label: str
+    name: str
+    folder: Path
+    units: dict[str, Unit]
+    epochs: dict[str, dict[int, Unit]] = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return next(iter(self.units.values())).summary.get("config", {})
+
+    @property
+    def model(self) -> str:
+        return str(next(iter(self.units.values())).summary.get("model", ""))
+
+    @property
+    def method(self) -> str:
+        return str(self.config.get("method", "before" if self.name == "before" else "eval"))
+
+    @property
+    def is_before(self) -> bool:
+        return self.method == "before"
+
+    @property
+    def setting(self) -> str:
+        return str(self.config.get("setting", "single"))
+
+    @property
+    def mode(self) -> str:
+        return str((self.config.get("mode") or {}).get("mode", ""))
+
+    @property
+    def layers(self) -> tuple[int, int] | None:
+        window = (self.config.get("mode") or {}).get("train_layers")
+        return (int(window[0]), int(window[1])) if window else None
+
+    @property
+    def sweep(self) -> dict[str, Any]:
+        return dict(self.config.get("sweep") or {})
+
+    def train_value(self, key: str) -> Any:
+        return (self.config.get("train") or {}).get(key)
+
+    @property
+    def family(self) -> tuple[str, str, str, str]:
+        """Runs that differ only in a swept value or a layer window belong together in a figure."""
+        return (str(self.folder), self.method, self.mode, self.setting)
+
+    def mean(self, slugs: Sequence[str] | None = None) -> dict[str, Any]:
+        """Mean summary over ``slugs`` (default: every unit)."""
+        chosen = [self.units[s] for s in (slugs if slugs is not None else self.units)]
+        return average_summaries(u.summary for u in chosen)
+
+    def epoch_means(self, slugs: Sequence[str]) -> dict[int, dict[str, Any]]:
+        """Epoch -> mean summary over ``slugs``, for epochs every slug has (the last epoch is the final result)."""
+        common = set.intersection(*(set(self.epochs.get(s, {})) for s in slugs)) if slugs else set()
+        means = {k: average_summaries(self.epochs[s][k].summary for s in slugs) for k in sorted(common)}
+        final = self.train_value("epochs")
+        if means and final is not None:
+            means[int(final)] = self.mean(slugs)
+        return means
+
+
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """A unit summary (it names its target; folder means do not), or None for a mean, a file being written or a
+    broken one (left out, not fatal)."""
+    try:
+        summary = read_json(path)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return summary if isinstance(summary, dict) and "target" in summary else None
+
+
+def unit_folders(folder: Path) -> dict[str, Unit]:
+    units = {}
+    for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "epochs"):
+        summary = read_summary(child / "summary.json")
+        if summary is not None:
+            units[child.name] = Unit(child, summary)
+    return units
+
+
+def epoch_folders(unit_dir: Path) -> dict[int, Unit]:
+    points = {}
+    folder = unit_dir / "epochs"
+    if folder.is_dir():
+        for child in folder.iterdir():
+            summary = read_summary(child / "summary.json") if child.name.isdigit() else None
+            if summary is not None:
+                points[int(child.name)] = Unit(child, summary)
+    return dict(sorted(points.items()))
+
+
+def runs_in(folder: Path) -> list[Run]:
+    """The runs stored under one folder given on the command line."""
+    if not folder.is_dir():
+        raise RwkuError(f"{folder}: no such folder; give folders written by rwku eval, unlearn or experiment")
+    direct = unit_folders(folder)
+    if direct:  # an rwku eval folder: the folder itself is the run
+        return [Run(label=folder.name, name=folder.name, folder=folder, units=direct)]
+    runs = []
+    for child in sorted(p for p in folder.iterdir() if p.is_dir()):
+        units = unit_folders(child)
+        if units:
+            epochs = {slug: points for slug, unit in units.items() if (points := epoch_folders(unit.path))}
+            runs.append(Run(label=child.name, name=child.name, folder=folder, units=units, epochs=epochs))
+    if not runs:
+        raise RwkuError(f"{folder}: no stored results (expected <run>/<target>/summary.json or <target>/summary.json)")
+    return runs
+
+
+def collect_runs(folders: Sequence[Path], patterns: Sequence[str] = ()) -> list[Run]:
+    """Every run under ``folders``, ``before`` first; labels get the folder name when two folders share a run name.
+
+    ``patterns`` (shell globs on labels, e.g. ``"*-lora"``) keep only matching runs (``before`` runs always stay).
+    """
+    runs = [run for folder in folders for run in runs_in(Path(folder))]
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.name] = counts.get(run.name, 0) + 1
+    for run in runs:
+        if counts[run.name] > 1:
+            run.label = f"{run.folder.name}/{run.name}"
+    if len({run.label for run in runs}) < len(runs):
+        raise RwkuError("two run folders have the same name and the same runs; give folders with distinct names")
+    if patterns:
+        runs = [r for r in runs if r.is_before or any(fnmatch.fnmatch(r.label, p) for p in patterns)]
+        if all(r.is_before for r in runs):
+            raise RwkuError(f"--runs {' '.join(patterns)}: no run matches")
+    return sorted(runs, key=lambda r: (not r.is_before, runs.index(r)))

@@ -1,0 +1,172 @@
+"""The self-contained HTML report: Table 1, every figure, per-target scores and a searchable case-study view.
+
+One file, no network: figures are embedded as SVG data URIs, the case studies as JSON rendered by a small script
+(one target at a time, or every probe matching a search across all targets), so a report over many targets stays
+light in the browser. Everything shown is escaped: model outputs are arbitrary text.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from rwku import __version__
+from rwku.report.collect import Run
+from rwku.report.table import Table1, header
+from rwku.results import TABLE1_COLUMNS, get_path
+
+PROBE_SETS = ("forget", "neighbor")
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#fafbfc}
+header,section{max-width:1400px;margin:0 auto;padding:12px 24px}
+header{border-bottom:1px solid #dde2e8;background:#fff;max-width:none}
+h1{font-size:22px;margin:6px 0} h2{font-size:18px;margin:18px 0 8px;border-bottom:1px solid #e3e7ec;padding-bottom:4px}
+nav a{margin-right:14px} .meta{color:#5b6675}
+table{border-collapse:collapse;background:#fff} th,td{border:1px solid #e1e5ea;padding:4px 7px;vertical-align:top}
+th{background:#f1f4f7;font-weight:600} td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.best{font-weight:700} td.second{text-decoration:underline} tr.before td{background:#f6f7f9}
+.note{color:#7a4b00;background:#fff6e0;padding:6px 10px;border-radius:4px}
+.figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:16px}
+figure{margin:0;background:#fff;border:1px solid #e1e5ea;border-radius:6px;padding:8px}
+figure img{width:100%;height:auto} figcaption{color:#5b6675;font-size:13px}
+.controls{display:flex;gap:16px;align-items:center;margin:8px 0;flex-wrap:wrap}
+#case-search{width:420px;padding:5px 8px} .scroll{overflow-x:auto}
+.out{white-space:pre-wrap;max-width:360px;font-family:ui-monospace,Menlo,monospace;font-size:12px}
+.score{display:inline-block;min-width:34px;text-align:center;border-radius:3px;padding:0 4px;margin-top:3px;font-size:12px}
+"""
+
+SCRIPT = """
+const data = JSON.parse(document.getElementById('case-data').textContent);
+const select = document.getElementById('case-target');
+const search = document.getElementById('case-search');
+const table = document.getElementById('case-table');
+const count = document.getElementById('case-count');
+const LIMIT = 400;
+function cell(row, text, cls) { const td = row.insertCell(); td.textContent = text; if (cls) td.className = cls; return td; }
+function scoreColour(s) { const h = Math.round(120 * (1 - s / 100)); return `hsl(${h},70%,88%)`; }
+function render() {
+  const query = search.value.trim().toLowerCase();
+  const targets = query ? Object.keys(data.cases) : [select.value];
+  table.replaceChildren();
+  const head = table.createTHead().insertRow();
+  for (const h of ['target', 'set', 'level / type', 'probe', 'answer', ...data.runs]) {
+    const th = document.createElement('th'); th.textContent = h; head.appendChild(th);
+  }
+  const body = table.createTBody();
+  let shown = 0, matched = 0;
+  for (const target of targets) {
+    for (const probe of data.cases[target] || []) {
+      if (query) {
+        const hay = [target, probe.query, probe.answer, ...Object.values(probe.outputs).map(o => o[0])].join(' ').toLowerCase();
+        if (!hay.includes(query)) continue;
+      }
+      matched += 1;
+      if (shown >= LIMIT) continue;
+      shown += 1;
+      const row = body.insertRow();
+      cell(row, target); cell(row, probe.set); cell(row, probe.level + ' / ' + probe.type);
+      cell(row, probe.query, 'out'); cell(row, probe.answer, 'out');
+      for (const run of data.runs) {
+        const td = row.insertCell();
+        const found = probe.outputs[run];
+        if (!found) { td.textContent = '–'; continue; }
+        const text = document.createElement('div'); text.className = 'out'; text.textContent = found[0];
+        const badge = document.createElement('span'); badge.className = 'score';
+        badge.textContent = found[1] === null ? 'n/a' : found[1].toFixed(1);
+        if (found[1] !== null) badge.style.background = scoreColour(found[1]);
+        td.append(text, badge);
+      }
+    }
+  }
+  count.textContent = query ? `${matched} probe(s) match across ${targets.length} target(s)` +
+    (matched > shown ? `; the first ${shown} are shown` : '') : `${matched} probe(s) of ${select.value}`;
+}
+for (const target of Object.keys(data.cases)) {
+  const option = document.createElement('option'); option.value = target; option.textContent = target; select.appendChild(option);
+}
+select.addEventListener('change', render);
+search.addEventListener('input', render);
+render();
+"""
+
+
+def case_studies(runs: Sequence[Run], slugs: Sequence[str]) -> dict[str, Any]:
+    """Per target, every forget/neighbour probe with its answer and each run's output and score (Tables 7, 11)."""
+    shown = [r for r in runs if r.setting != "batch"]
+    cases: dict[str, list[dict[str, Any]]] = {}
+    for slug in slugs:
+        probes: dict[tuple, dict[str, Any]] = {}
+        for run in shown:
+            unit = run.units.get(slug)
+            for set_name in PROBE_SETS:
+                for item in (unit.items.get(set_name, []) if unit else []):
+                    key = (set_name, item.get("level"), item.get("type"), item.get("query"))
+                    probe = probes.setdefault(key, {"set": set_name, "level": item.get("level"), "type": item.get("type"),
+                                                    "query": item.get("query"), "answer": item.get("reference"), "outputs": {}})
+                    probe["outputs"][run.label] = [item.get("output", ""), item.get("score")]
+        cases[slug] = list(probes.values())
+    return {"runs": [r.label for r in shown], "cases": cases}
+
+
+def table1_html(table: Table1) -> str:
+    heads = "".join(f"<th>{html.escape(header(c))}</th>" for c in TABLE1_COLUMNS)
+    rows = []
+    for run, cells in table.rows:
+        tds = "".join(f'<td class="num{" best" if c.rank == 1 else " second" if c.rank == 2 else ""}">{c.text}</td>'
+                      for c in cells)
+        rows.append(f'<tr class="{"before" if run.is_before else "run"}"><td>{html.escape(run.label)}</td>{tds}</tr>')
+    return f'<table id="table1-table"><thead><tr><th>Run</th>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def per_target_html(runs: Sequence[Run], slugs: Sequence[str], paths: Sequence[str]) -> str:
+    shown = [r for r in runs if r.setting != "batch"]
+    heads = "".join(f"<th>{html.escape(r.label)}<br>{html.escape(p)}</th>" for p in paths for r in shown)
+    rows = []
+    for slug in slugs:
+        values = [get_path(r.units[slug].summary, p) for p in paths for r in shown]
+        tds = "".join(f'<td class="num">{"-" if v is None else f"{v:.1f}"}</td>' for v in values)
+        rows.append(f"<tr><td>{html.escape(slug)}</td>{tds}</tr>")
+    return f'<table id="per-target-table"><thead><tr><th>target</th>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def figure_html(name: str, caption: str, svg: Path) -> str:
+    data = base64.b64encode(svg.read_bytes()).decode("ascii")
+    return (f'<figure id="fig-{html.escape(name)}"><img alt="{html.escape(caption)}" src="data:image/svg+xml;base64,{data}">'
+            f'<figcaption>{html.escape(caption)} · <a href="figures/{html.escape(name)}.png">PNG</a> · '
+            f'<a href="figures/{html.escape(name)}.svg">SVG</a></figcaption></figure>')
+
+
+def render_report(title: str, runs: Sequence[Run], table: Table1, figures: Sequence[tuple[str, str, Path]],
+                  cases: dict[str, Any], generated: str) -> str:
+    """The whole page; ``figures`` are (name, caption, svg path)."""
+    models = sorted({r.model for r in runs})
+    meta = (f"{len(runs)} run(s) · model {', '.join(models)} · {len(table.slugs)} shared target(s) · "
+            f"made {generated} by rwku {__version__}")
+    note = f'<p class="note">{html.escape(table.note)}</p>' if table.note else ""
+    figs = "".join(figure_html(*f) for f in figures) or "<p>No figure: the runs hold no data to draw.</p>"
+    payload = json.dumps(cases, ensure_ascii=False).replace("</", "<\\/")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{html.escape(title)}</title><style>{STYLE}</style></head>
+<body>
+<header><h1>{html.escape(title)}</h1><p class="meta">{html.escape(meta)}</p>
+<nav><a href="#table1">Table 1</a><a href="#figures">Figures</a><a href="#per-target">Per target</a><a href="#cases">Case studies</a></nav></header>
+<section id="table1"><h2>Table 1 · mean over {len(table.slugs)} target(s)</h2>
+<p class="meta">Bold: best, underlined: second among the unlearning runs (Before is the reference). ↓ lower is better, ↑ higher.
+Downloads: <a href="table1.md">Markdown</a> · <a href="table1.csv">CSV</a> · <a href="table1.json">JSON</a> · <a href="table1.tex">LaTeX</a></p>
+{note}<div class="scroll">{table1_html(table)}</div></section>
+<section id="figures"><h2>Figures</h2><div class="figs">{figs}</div></section>
+<section id="per-target"><h2>Per target</h2><div class="scroll">{per_target_html(runs, table.slugs, ("forget.All", "neighbor.All"))}</div></section>
+<section id="cases"><h2>Case studies</h2>
+<p class="meta">Each probe's answer and every run's output with its ROUGE-L recall (paper Tables 7 and 11).</p>
+<div class="controls"><label>Target <select id="case-target"></select></label>
+<input id="case-search" type="search" placeholder="Search probes, answers and outputs in every target"></div>
+<p id="case-count" class="meta"></p><div class="scroll"><table id="case-table"></table></div></section>
+<script id="case-data" type="application/json">{payload}</script>
+<script>{SCRIPT}</script>
+</body></html>
+"""

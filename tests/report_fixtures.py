@@ -1,0 +1,52 @@
+"""Hand-made result folders for report tests: summaries and items with known numbers, in the runner's layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rwku.results import TABLE1_COLUMNS, unflatten, write_json_atomic
+
+ATTACK_TYPES = ("prefix injection", "role play", "multiple choice")
+MIA_ATTACKS = ("loss", "zlib", "mink++_0.2")
+
+
+def summary(values: dict[str, float], config: dict[str, Any], targets: list[str], by_type: dict[str, float] | None = None,
+            **extra: Any) -> dict[str, Any]:
+    """A unit summary: Table-1 values given by dotted path (missing columns get 50.0), attack-type scores, AUCs."""
+    flat = {path: values.get(path, 50.0) for _, _, path, _ in TABLE1_COLUMNS}
+    nested = unflatten(flat)
+    nested["forget"]["AA_by_type"] = dict(by_type or {t: flat["forget.AA"] for t in ATTACK_TYPES})
+    nested["mia"]["attacks"] = {a: {"FM": 0.0, "RM": 0.0, "auc": 0.5} for a in MIA_ATTACKS}
+    return {"model": "tiny", "method": config.get("method"), "target": ", ".join(targets), "targets": targets,
+            "config": config, "n_items": {"forget": 2}, "seconds": {"forget": 1.0}, **nested, **extra}
+
+
+def items(target: str, outputs: list[str], scores: list[float], fm: list[float], rm: list[float]) -> dict[str, Any]:
+    """Two forget probes and one neighbour probe with given outputs/scores, and MIA texts with given loss scores."""
+    forget = [{"level": "FB", "type": "cloze", "query": f"{target} was born in ___.", "prompt": "p", "raw_output": outputs[0],
+               "output": outputs[0], "reference": "Springfield", "score": scores[0]},
+              {"level": "AA", "type": "role play", "query": f"Who is {target}?", "prompt": "p", "raw_output": outputs[1],
+               "output": outputs[1], "reference": "a writer", "score": scores[1]}]
+    neighbor = [{"level": "QA", "type": "qa", "neighbor": "Elsewhere", "query": "Where is Elsewhere?", "prompt": "p",
+                 "raw_output": outputs[2], "output": outputs[2], "reference": "far away", "score": scores[2]}]
+    mia = ([{"set": "FM", "text": f"fm {i}", "n_tokens": 3, "nll": -v, "attacks": {a: v for a in MIA_ATTACKS}} for i, v in enumerate(fm)]
+           + [{"set": "RM", "text": f"rm {i}", "n_tokens": 3, "nll": -v, "attacks": {a: v for a in MIA_ATTACKS}} for i, v in enumerate(rm)])
+    return {"config": {}, "forget": forget, "neighbor": neighbor, "mia": mia}
+
+
+def config(method: str, mode: str = "lora", setting: str = "single", layers: list[int] | None = None,
+           sweep: dict[str, Any] | None = None, epochs: int = 3, alpha: float = 1.0) -> dict[str, Any]:
+    if method == "before":
+        return {"model": "tiny", "method": "before"}
+    out: dict[str, Any] = {"model": "tiny", "method": method, "mode": {"mode": mode, "train_layers": layers},
+                           "setting": setting, "train": {"epochs": epochs, "alpha": alpha}}
+    if sweep:
+        out["sweep"] = sweep
+    return out
+
+
+def write_unit(folder: Path, summary_: dict[str, Any], items_: dict[str, Any] | None = None) -> None:
+    if items_ is not None:
+        write_json_atomic(folder / "items.json", items_)
+    write_json_atomic(folder / "summary.json", summary_)

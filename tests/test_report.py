@@ -1,0 +1,164 @@
+"""rwku report: collecting runs, Table-1 aggregation and marking, the output formats, the HTML page, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from report_fixtures import config, items, summary, write_unit
+from test_cli import run_cli
+from rwku.errors import RwkuError
+from rwku.report.build import ReportOptions, build_report
+from rwku.report.collect import collect_runs
+from rwku.report.table import build_table1, rank_column, to_csv, to_json, to_latex, to_markdown
+
+TARGETS = {"1_Ann_A": "Ann A", "2_Bob_B": "Bob B", "3_Cy_C": "Cy C"}
+#: run -> per target: (forget.All, neighbor.All)
+VALUES = {
+    "before": {"1_Ann_A": (60.0, 50.0), "2_Bob_B": (40.0, 70.0), "3_Cy_C": (50.0, 50.0)},
+    "ga-lora": {"1_Ann_A": (10.0, 40.0), "2_Bob_B": (20.0, 60.0), "3_Cy_C": (90.0, 90.0)},
+    "npo-lora": {"1_Ann_A": (20.0, 45.0), "2_Bob_B": (30.0, 65.0)},  # lacks target 3
+    "rt-lora": {"1_Ann_A": (14.96, 30.0), "2_Bob_B": (15.0, 70.0), "3_Cy_C": (0.0, 0.0)},
+}
+
+
+def make_folder(root: Path, values=VALUES, outputs=("Springfield!", "a writer", "far")) -> Path:
+    for run, per_target in values.items():
+        method = run.split("-")[0]
+        for slug, (forget, neighbor) in per_target.items():
+            name = TARGETS[slug]
+            unit = summary({"forget.All": forget, "neighbor.All": neighbor}, config(method), [name])
+            write_unit(root / run / slug, unit, items(name, [f"{run}: {o}" for o in outputs], [forget, forget, neighbor],
+                                                      fm=[-1.0, -2.0], rm=[-3.0, -1.5]))
+        write_unit(root / run, {"method": run, "forget": {"All": 0.0}, "n_targets": len(per_target)})  # a run mean
+    return root
+
+
+def test_table_averages_over_the_targets_all_runs_share_and_says_so(tmp_path):
+    table = build_table1(collect_runs([make_folder(tmp_path / "exp")]))
+    assert table.slugs == ["1_Ann_A", "2_Bob_B"]
+    assert [run.label for run, _ in table.rows] == ["before", "ga-lora", "npo-lora", "rt-lora"]
+    values = {run.label: cells for run, cells in table.rows}
+    assert values["ga-lora"][3].value == pytest.approx(15.0)  # forget All, target 3's 90 left out
+    assert values["before"][6].value == pytest.approx(60.0)  # neighbor All
+    assert "3_Cy_C" in table.note and "ga-lora" in table.note and "npo-lora" not in table.note
+
+
+def test_marks_follow_each_column_direction_and_ignore_before(tmp_path):
+    table = build_table1(collect_runs([make_folder(tmp_path / "exp")]))
+    cells = {run.label: cells for run, cells in table.rows}
+    forget = {label: c[3] for label, c in cells.items()}  # lower is better: ga 15.0 ≈ rt 14.98 -> both 15.0
+    assert forget["ga-lora"].rank == 1 and forget["rt-lora"].rank == 1 and forget["npo-lora"].rank == 2
+    assert forget["before"].rank == 0
+    neighbor = {label: c[6] for label, c in cells.items()}  # higher is better: npo 55 > ga 50 = rt 50; before 60 unranked
+    assert neighbor["npo-lora"].rank == 1 and neighbor["ga-lora"].rank == 2 and neighbor["rt-lora"].rank == 2
+    assert neighbor["before"].rank == 0
+
+
+def test_rank_column_handles_missing_values_and_ties():
+    assert rank_column([3.0, None, 1.0, 1.04, 2.0], True, [True] * 5) == [0, 0, 1, 1, 2]
+    assert rank_column([3.0, 5.0, 4.0], False, [True, False, True]) == [2, 0, 1]
+    assert rank_column([None, None], False, [True, True]) == [0, 0]
+
+
+def test_formats_mark_the_same_cells(tmp_path):
+    table = build_table1(collect_runs([make_folder(tmp_path / "exp")]))
+    markdown = to_markdown(table)
+    assert "Forget All ↓" in markdown and "Neighbor All ↑" in markdown and "MIA FM ↑" in markdown and "MIA RM ↓" in markdown
+    ga_line = next(line for line in markdown.splitlines() if line.startswith("| ga-lora"))
+    assert ga_line.split(" | ")[4] == "**15.0**" and ga_line.split(" | ")[7] == "<u>50.0</u>"
+    latex = to_latex(table)
+    assert r"\textbf{15.0}" in latex and r"\underline{50.0}" in latex and r"$\downarrow$" in latex and "ga-lora" in latex
+    assert latex.count(r"\multicolumn") == 4
+    rows = list(csv.DictReader(io.StringIO(to_csv(table))))
+    assert float(rows[3]["Forget All ↓"]) == pytest.approx(14.98) and rows[3]["rank Forget All ↓"] == "1"
+    payload = to_json(table)
+    assert payload["rows"][1]["ranks"]["forget.All"] == 1 and payload["targets"] == ["1_Ann_A", "2_Bob_B"]
+    json.dumps(payload)
+
+
+def test_labels_name_the_folder_when_two_folders_share_run_names_and_patterns_select(tmp_path):
+    first = make_folder(tmp_path / "model_a")
+    second = make_folder(tmp_path / "model_b")
+    labels = [r.label for r in collect_runs([first, second])]
+    assert "model_a/ga-lora" in labels and "model_b/ga-lora" in labels and labels[:2] == ["model_a/before", "model_b/before"]
+    chosen = [r.label for r in collect_runs([first], ["ga-*"])]
+    assert chosen == ["before", "ga-lora"]
+    with pytest.raises(RwkuError, match="no run matches"):
+        collect_runs([first], ["dpo-*"])
+
+
+def test_eval_folders_are_one_run_each(tmp_path):
+    for model, score in (("small", 30.0), ("large", 20.0)):
+        for slug, name in list(TARGETS.items())[:2]:
+            write_unit(tmp_path / model / slug, {**summary({"forget.All": score}, {"model": model}, [name]), "method": None})
+        write_unit(tmp_path / model, {"model": model, "forget": {"All": score}})  # the folder mean is not a unit
+    runs = collect_runs([tmp_path / "small", tmp_path / "large"])
+    assert [r.label for r in runs] == ["small", "large"]
+    table = build_table1(runs)
+    assert [cells[3].value for _, cells in table.rows] == [30.0, 20.0]
+    assert [cells[3].rank for _, cells in table.rows] == [2, 1]
+
+
+def test_bad_inputs_are_one_clear_error(tmp_path):
+    with pytest.raises(RwkuError, match="no such folder"):
+        collect_runs([tmp_path / "missing"])
+    (tmp_path / "empty" / "x").mkdir(parents=True)
+    with pytest.raises(RwkuError, match="no stored results"):
+        collect_runs([tmp_path / "empty"])
+    disjoint = {"before": {"1_Ann_A": (1.0, 1.0)}, "ga-lora": {"2_Bob_B": (1.0, 1.0)}}
+    with pytest.raises(RwkuError, match="no target is shared"):
+        build_table1(collect_runs([make_folder(tmp_path / "disjoint", disjoint)]))
+
+
+def test_a_half_written_summary_is_left_out(tmp_path):
+    folder = make_folder(tmp_path / "exp")
+    (folder / "ga-lora" / "4_New").mkdir()
+    (folder / "ga-lora" / "4_New" / "summary.json").write_text('{"forget": ')
+    runs = collect_runs([folder])
+    assert "4_New" not in next(r for r in runs if r.label == "ga-lora").units
+
+
+def test_report_writes_every_artefact_and_escapes_outputs(tmp_path):
+    folder = make_folder(tmp_path / "exp", outputs=("</script><b>x</b>", "a writer", "far"))
+    report = build_report([folder], tmp_path / "report", ReportOptions(title="Demo <report>"))
+    out = tmp_path / "report"
+    for name in ("index.html", "table1.md", "table1.csv", "table1.json", "table1.tex", "per_target.csv", "report.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert {"attack_types", "mia_roc", "per_target"} <= set(report.figures)
+    assert "trade_off" not in report.figures and "batch_targets" not in report.figures  # no epoch, sweep or batch data
+    for name in report.figures:
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000 and (out / "figures" / f"{name}.svg").is_file()
+    page = (out / "index.html").read_text()
+    assert "Demo &lt;report&gt;" in page and page.count("<script") == 2 and "<b>x</b>" not in page.replace("<\\/", "")
+    data = json.loads(page.split('type="application/json">')[1].split("</script>")[0])
+    assert data["runs"] == ["before", "ga-lora", "npo-lora", "rt-lora"]
+    probe = data["cases"]["1_Ann_A"][0]
+    assert probe["answer"] == "Springfield" and probe["outputs"]["ga-lora"] == ["ga-lora: </script><b>x</b>", 10.0]
+    rows = list(csv.DictReader(io.StringIO((out / "per_target.csv").read_text())))
+    assert len(rows) == 4 * 2 and {r["target"] for r in rows} == {"1_Ann_A", "2_Bob_B"}
+    manifest = json.loads((out / "report.json").read_text())
+    assert "index.html" in manifest["files"] and manifest["targets"] == ["1_Ann_A", "2_Bob_B"]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_case_targets_limits_the_case_studies(tmp_path):
+    build_report([make_folder(tmp_path / "exp")], tmp_path / "report", ReportOptions(case_targets=1))
+    page = (tmp_path / "report" / "index.html").read_text()
+    data = json.loads(page.split('type="application/json">')[1].split("</script>")[0])
+    assert list(data["cases"]) == ["1_Ann_A"]
+
+
+def test_cli_report_prints_the_table_and_fails_cleanly(tmp_path, monkeypatch, capsys):
+    folder = make_folder(tmp_path / "exp")
+    monkeypatch.setenv("COLUMNS", "220")
+    code, out, err = run_cli(monkeypatch, capsys, "report", str(folder), "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "ga-lora" in out and "index.html" in out and "3_Cy_C" in out
+    code, out, err = run_cli(monkeypatch, capsys, "report", str(tmp_path / "nope"), "--out", str(tmp_path / "r2"))
+    assert code == 2 and "no such folder" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r2").exists()
