@@ -77,3 +77,23 @@ def test_unlearn_default_model_on_stephen_king(shared_data, tmp_path):
     assert summary["seconds"]["unlearn"] > 0 and summary["n_items"]["forget"] == 6
     assert not (out / "ga-lora" / "1_Stephen_King" / "model").exists()  # no weights unless --save-model
     assert "before" in done.stdout and "ga-lora" in done.stdout
+
+
+def test_shipped_experiment_files_expand(shared_data, tmp_path):
+    """experiments/*.json stay valid: the README's real-run file as is, the 8B paper grid on the shared data."""
+    from rwku.experiment import load_experiment
+
+    root = Path(__file__).resolve().parent.parent / "experiments"
+    readme = json.loads((root / "readme-report.json").read_text())
+    readme["data"] = str(shared_data / "strzar-purge")
+    (tmp_path / "readme.json").write_text(json.dumps(readme))
+    jobs = load_experiment(tmp_path / "readme.json").jobs
+    assert {p.grid for p in jobs} == {"main", "epochs", "repe-strength", "batch", "layers"}
+    paper = json.loads((root / "paper-llama3-8b.json").read_text())
+    paper["data"] = str(shared_data / "strzar-purge")  # the file names the hub dataset, unreachable here
+    (tmp_path / "paper.json").write_text(json.dumps(paper))
+    planned = load_experiment(tmp_path / "paper.json").jobs
+    batch = [len(p.job.targets) for p in planned if p.grid == "batch"]
+    assert batch == [10, 20, 30, 40, 50]
+    assert planned[0].job.train_config("ga").lr == 6e-8  # the paper preset, full fine-tuning (appendix H)
+    assert sum(1 for p in planned if p.grid == "layers") == 8

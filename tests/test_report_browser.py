@@ -93,4 +93,5 @@ def test_html_report_in_headless_chromium(tmp_path):
         finally:
             browser.close()
     assert problems == []
+    assert "batch_1-2" not in report.table.note  # pooled units of batch runs are not Table-1 targets
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000

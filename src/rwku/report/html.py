@@ -30,7 +30,7 @@ table{border-collapse:collapse;background:#fff} th,td{border:1px solid #e1e5ea;p
 th{background:#f1f4f7;font-weight:600} td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.best{font-weight:700} td.second{text-decoration:underline} tr.before td{background:#f6f7f9}
 .note{color:#7a4b00;background:#fff6e0;padding:6px 10px;border-radius:4px}
-.figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:16px}
+.figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(640px,1fr));gap:16px}
 figure{margin:0;background:#fff;border:1px solid #e1e5ea;border-radius:6px;padding:8px}
 figure img{width:100%;height:auto} figcaption{color:#5b6675;font-size:13px}
 .controls{display:flex;gap:16px;align-items:center;margin:8px 0;flex-wrap:wrap}

@@ -39,14 +39,20 @@ class Table1:
     extra: dict[str, list[str]] = field(default_factory=dict)  # run label -> units left out of its mean
 
 
+def single_target_units(run: Run) -> list[str]:
+    """The run's one-target units (a "before" run also holds the pooled units of batch runs: those are not rows)."""
+    return [slug for slug, unit in run.units.items() if len(unit.targets) == 1]
+
+
 def shared_slugs(runs: Sequence[Run]) -> tuple[list[str], dict[str, list[str]]]:
-    """Units every run has (in the first run's order), and per run the units it has beyond them."""
-    common = set.intersection(*(set(r.units) for r in runs))
+    """Targets every run has (in the first run's order), and per run the targets it has beyond them."""
+    held = {r.label: single_target_units(r) for r in runs}
+    common = set.intersection(*(set(slugs) for slugs in held.values()))
     if not common:
-        listing = "; ".join(f"{r.label}: {', '.join(r.units)}" for r in runs)
+        listing = "; ".join(f"{label}: {', '.join(slugs) or 'none'}" for label, slugs in held.items())
         raise RwkuError(f"no target is shared by all runs ({listing}); choose runs with --runs or rerun the missing targets")
-    order = [s for s in runs[0].units if s in common]
-    extra = {r.label: [s for s in r.units if s not in common] for r in runs}
+    order = [s for s in held[runs[0].label] if s in common]
+    extra = {label: [s for s in slugs if s not in common] for label, slugs in held.items()}
     return order, {label: left for label, left in extra.items() if left}
 
 
