@@ -151,7 +151,14 @@ def load_pretrained(location: str, dtype: Any) -> tuple[Any, Any]:
 
 
 def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load ``spec`` for evaluation (eval mode, left padding, a pad token) on ``device``."""
+    """Load ``spec`` for evaluation (eval mode, left padding, a pad token) on ``device``.
+
+    transformers' own weight-loading bar is switched off: rwku's bars show the progress, and a run that starts each
+    unit from the original model would otherwise print one per unit.
+    """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
     if spec == DEFAULT_MODEL:
