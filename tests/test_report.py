@@ -20,6 +20,7 @@ TARGETS = {"1_Ann_A": "Ann A", "2_Bob_B": "Bob B", "3_Cy_C": "Cy C"}
 #: run -> per target: (forget.All, neighbor.All)
 VALUES = {
     "before": {"1_Ann_A": (60.0, 50.0), "2_Bob_B": (40.0, 70.0), "3_Cy_C": (50.0, 50.0)},
+    "icu": {"1_Ann_A": (100.0, 0.0), "2_Bob_B": (100.0, 0.0), "3_Cy_C": (100.0, 0.0)},
     "ga-lora": {"1_Ann_A": (10.0, 40.0), "2_Bob_B": (20.0, 60.0), "3_Cy_C": (90.0, 90.0)},
     "npo-lora": {"1_Ann_A": (20.0, 45.0), "2_Bob_B": (30.0, 65.0)},  # lacks target 3
     "rt-lora": {"1_Ann_A": (14.96, 30.0), "2_Bob_B": (15.0, 70.0), "3_Cy_C": (0.0, 0.0)},
@@ -41,11 +42,12 @@ def make_folder(root: Path, values=VALUES, outputs=("Springfield!", "a writer", 
 def test_table_averages_over_the_targets_all_runs_share_and_says_so(tmp_path):
     table = build_table1(collect_runs([make_folder(tmp_path / "exp")]))
     assert table.slugs == ["1_Ann_A", "2_Bob_B"]
-    assert [run.label for run, _ in table.rows] == ["before", "ga-lora", "npo-lora", "rt-lora"]
+    assert [run.label for run, _ in table.rows] == ["before", "icu", "ga-lora", "npo-lora", "rt-lora"]  # paper order
     values = {run.label: cells for run, cells in table.rows}
     assert values["ga-lora"][3].value == pytest.approx(15.0)  # forget All, target 3's 90 left out
     assert values["before"][6].value == pytest.approx(60.0)  # neighbor All
     assert "3_Cy_C" in table.note and "ga-lora" in table.note and "npo-lora" not in table.note
+    assert values["icu"][3].rank == 0 and values["icu"][6].rank == 0  # worst in both columns
 
 
 def test_marks_follow_each_column_direction_and_ignore_before(tmp_path):
@@ -75,9 +77,9 @@ def test_formats_mark_the_same_cells(tmp_path):
     assert r"\textbf{15.0}" in latex and r"\underline{50.0}" in latex and r"$\downarrow$" in latex and "ga-lora" in latex
     assert latex.count(r"\multicolumn") == 4
     rows = list(csv.DictReader(io.StringIO(to_csv(table))))
-    assert float(rows[3]["Forget All ↓"]) == pytest.approx(14.98) and rows[3]["rank Forget All ↓"] == "1"
+    assert float(rows[4]["Forget All ↓"]) == pytest.approx(14.98) and rows[4]["rank Forget All ↓"] == "1"
     payload = to_json(table)
-    assert payload["rows"][1]["ranks"]["forget.All"] == 1 and payload["targets"] == ["1_Ann_A", "2_Bob_B"]
+    assert payload["rows"][2]["ranks"]["forget.All"] == 1 and payload["targets"] == ["1_Ann_A", "2_Bob_B"]
     json.dumps(payload)
 
 
@@ -85,7 +87,7 @@ def test_labels_name_the_folder_when_two_folders_share_run_names_and_patterns_se
     first = make_folder(tmp_path / "model_a")
     second = make_folder(tmp_path / "model_b")
     labels = [r.label for r in collect_runs([first, second])]
-    assert "model_a/ga-lora" in labels and "model_b/ga-lora" in labels and labels[:2] == ["model_a/before", "model_b/before"]
+    assert labels == [f"{folder}/{run}" for folder in ("model_a", "model_b") for run in VALUES]
     chosen = [r.label for r in collect_runs([first], ["ga-*"])]
     assert chosen == ["before", "ga-lora"]
     with pytest.raises(RwkuError, match="no run matches"):
@@ -136,11 +138,11 @@ def test_report_writes_every_artefact_and_escapes_outputs(tmp_path):
     page = (out / "index.html").read_text()
     assert "Demo &lt;report&gt;" in page and page.count("<script") == 2 and "<b>x</b>" not in page.replace("<\\/", "")
     data = json.loads(page.split('type="application/json">')[1].split("</script>")[0])
-    assert data["runs"] == ["before", "ga-lora", "npo-lora", "rt-lora"]
+    assert data["runs"] == ["before", "icu", "ga-lora", "npo-lora", "rt-lora"]
     probe = data["cases"]["1_Ann_A"][0]
     assert probe["answer"] == "Springfield" and probe["outputs"]["ga-lora"] == ["ga-lora: </script><b>x</b>", 10.0]
     rows = list(csv.DictReader(io.StringIO((out / "per_target.csv").read_text())))
-    assert len(rows) == 4 * 2 and {r["target"] for r in rows} == {"1_Ann_A", "2_Bob_B"}
+    assert len(rows) == 5 * 2 and {r["target"] for r in rows} == {"1_Ann_A", "2_Bob_B"}
     manifest = json.loads((out / "report.json").read_text())
     assert "index.html" in manifest["files"] and manifest["targets"] == ["1_Ann_A", "2_Bob_B"]
     assert not list(out.rglob("*.tmp"))
@@ -162,3 +164,23 @@ def test_cli_report_prints_the_table_and_fails_cleanly(tmp_path, monkeypatch, ca
     code, out, err = run_cli(monkeypatch, capsys, "report", str(tmp_path / "nope"), "--out", str(tmp_path / "r2"))
     assert code == 2 and "no such folder" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r2").exists()
+
+
+def test_atomic_writes_are_readable_by_others_and_never_half_written(tmp_path, monkeypatch):
+    import os
+
+    from rwku.results import write_json_atomic, write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "index.html", "<html>")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "index.html").stat().st_mode & 0o777 == 0o644
+    def disk_full(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError):
+        write_json_atomic(tmp_path / "index.html", {"new": 1})
+    assert (tmp_path / "index.html").read_text() == "<html>" and not list(tmp_path.glob(".*tmp"))

@@ -70,7 +70,7 @@ def test_html_report_in_headless_chromium(tmp_path):
             page.goto((tmp_path / "report" / "index.html").as_uri())
             page.wait_for_load_state("load")
 
-            assert page.locator("#table1-table tbody tr").count() == 4
+            assert page.locator("#table1-table tbody tr").count() == 5
             assert page.locator("#table1-table td.best").count() >= 1 and page.locator("#table1-table td.second").count() >= 1
             images = page.locator("figure img")
             assert images.count() == len(report.figures)

@@ -182,9 +182,12 @@ def test_mia_roc_pools_units(runs) -> None:
     fpr, tpr, auc = figures.roc_curve([3, 2, 1, 5], [1, 0, 2])
     for ax in fig.axes:
         lines = lines_by_label(ax)
-        assert lines[f"ga-lora (AUC {auc:.2f})"] == (list(fpr), list(tpr))
-        assert lines["exp/before (AUC 1.00)"][1][-1] == 1.0
+        assert lines["ga-lora"] == (list(fpr), list(tpr))
+        assert lines["exp/before"][1][-1] == 1.0
         assert len(lines) == 3  # diagonal + the two runs with MIA items
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert f"ga-lora  {auc:.2f} / {auc:.2f} / {auc:.2f}" in legend and "exp/before  1.00 / 1.00 / 1.00" in legend
+    assert fig.legends[0].get_title().get_text() == "run  AUC loss / zlib / mink++_0.2"
 
 
 def test_per_target_points_are_unit_values(runs) -> None:

@@ -177,4 +177,18 @@ def collect_runs(folders: Sequence[Path], patterns: Sequence[str] = ()) -> list[
         runs = [r for r in runs if r.is_before or any(fnmatch.fnmatch(r.label, p) for p in patterns)]
         if all(r.is_before for r in runs):
             raise RwkuError(f"--runs {' '.join(patterns)}: no run matches")
-    return sorted(runs, key=lambda r: (not r.is_before, runs.index(r)))
+    folders_order = {str(Path(f)): i for i, f in enumerate(folders)}
+    return sorted(runs, key=lambda r: (folders_order.get(str(r.folder), 0), *paper_order(r)))
+
+
+#: Table-1 order of the paper: Before, ICU, RepE, GA, GA*, DPO, NPO, RT; full tuning before LoRA.
+METHOD_ORDER = ("before", "icu", "repe", "ga", "ga_passage", "dpo", "npo", "rt")
+MODE_ORDER = ("", "full", "lora")
+
+
+def paper_order(run: Run) -> tuple:
+    """Sort key within a folder: method, mode, then variants (layer window, swept values), single before batch."""
+    method = METHOD_ORDER.index(run.method) if run.method in METHOD_ORDER else len(METHOD_ORDER)
+    mode = MODE_ORDER.index(run.mode) if run.mode in MODE_ORDER else len(MODE_ORDER)
+    sweep = tuple((k, float(v) if isinstance(v, (int, float)) else 0.0, str(v)) for k, v in sorted(run.sweep.items()))
+    return method, run.setting == "batch", mode, run.layers or (-1, -1), sweep, run.label

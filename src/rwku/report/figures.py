@@ -388,14 +388,21 @@ def mia_roc(runs: Sequence[Run], slugs: Sequence[str],
         return None
     fig, axes = _panels(len(attacks), "MIA ROC: forget texts (FM) as members vs retain texts (RM); "
                         "AUC ↓ = FM forgotten", size=(3.8, 3.9))
+    aucs: dict[str, list[str]] = {}
     for ax, attack in zip(axes, attacks):
         ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1)
+        drawn = {run.label: auc for run, (_, _, auc) in rocs[attack]}
         for run, (fpr, tpr, auc) in rocs[attack]:
-            ax.plot(fpr, tpr, color=colors[run.label], linewidth=1.4, label=f"{run.label} (AUC {auc:.2f})")
+            ax.plot(fpr, tpr, color=colors[run.label], linewidth=1.4, label=run.label)
+        for run in single:
+            aucs.setdefault(run.label, []).append(f"{drawn[run.label]:.2f}" if run.label in drawn else "–")
         ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", xlabel="false positive rate (RM)",
                ylabel="true positive rate (FM)", title=attack)
-        if rocs[attack]:  # below the panel: curves of any AUC can pass through every corner
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="x-small")
+    # one legend for all panels, each run with its AUC per attack: a per-panel legend grows with the runs
+    handles = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(list(handles.values()), [f"{label}  {' / '.join(aucs[label])}" for label in handles],
+               loc="outside right center", fontsize="small", title=f"run  AUC {' / '.join(attacks)}",
+               title_fontsize="small", ncols=math.ceil(len(handles) / LEGEND_ROWS))
     return fig
 
 
