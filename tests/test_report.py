@@ -184,3 +184,21 @@ def test_atomic_writes_are_readable_by_others_and_never_half_written(tmp_path, m
     with pytest.raises(OSError):
         write_json_atomic(tmp_path / "index.html", {"new": 1})
     assert (tmp_path / "index.html").read_text() == "<html>" and not list(tmp_path.glob(".*tmp"))
+
+
+def test_variants_are_drawn_over_their_own_targets_and_kept_out_of_table1(tmp_path):
+    """A RepE sweep or a layer study on fewer targets than Table 1: Table 1 keeps its targets, the figures theirs."""
+    folder = make_folder(tmp_path / "exp")
+    for alpha in (0.5, 2.0):
+        write_unit(folder / f"repe-alpha{alpha}" / "1_Ann_A",
+                   summary({"forget.All": 10 * alpha}, config("repe", sweep={"alpha": alpha}), ["Ann A"]))
+    write_unit(folder / "ga-lora-layers0-2" / "1_Ann_A", summary({"forget.All": 5.0}, config("ga", layers=[0, 2]), ["Ann A"]))
+    report = build_report([folder], tmp_path / "report")
+    assert report.table.slugs == ["1_Ann_A", "2_Bob_B"]
+    assert [run.label for run, _ in report.table.rows] == ["before", "icu", "ga-lora", "npo-lora", "rt-lora"]
+    assert {"trade_off", "layer_windows"} <= set(report.figures)
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "mean over the 1 target(s) these runs share" in page
+    with_variants = build_report([folder], tmp_path / "report_v", ReportOptions(table_variants=True))
+    assert with_variants.table.slugs == ["1_Ann_A"] and "repe-alpha0.5" in [r.label for r, _ in with_variants.table.rows]
+    assert "2_Bob_B" in with_variants.table.note

@@ -226,6 +226,7 @@ def report_command(
     utility: str = typer.Option("utility.Gen", "--utility", help="Utility column of the trade-off, batch and layer figures."),
     attacks: str = typer.Option("loss,zlib,mink++_0.2", "--attacks", help="MIA attacks for the ROC figure."),
     case_targets: Optional[int] = typer.Option(None, "--case-targets", min=1, help="Case studies for the first N shared targets only."),
+    table_variants: bool = typer.Option(False, "--table-variants", help="Also put swept and layer-window runs in Table 1."),
     title: str = typer.Option("RWKU report", "--title"),
 ) -> None:
     """Table 1, the paper's figures and a self-contained HTML report from stored results."""
@@ -236,7 +237,8 @@ def report_command(
     if utility.split(".")[0] not in ("forget", "neighbor", "mia", "utility"):
         raise RwkuError(f"--utility {utility}: give a summary path such as utility.Gen or utility.Flu")
     options = ReportOptions(utility=utility, attacks=tuple(a for a in attacks.split(",") if a),
-                            run_patterns=tuple(select), case_targets=case_targets, title=title)
+                            run_patterns=tuple(select), case_targets=case_targets, table_variants=table_variants,
+                            title=title)
     with console.status("building the report") as status:
         report = build_report(runs, out, options, progress=lambda text: status.update(text))
     table = table1(f"Table 1 · mean over {len(report.table.slugs)} shared target(s)", "run")

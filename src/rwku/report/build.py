@@ -14,7 +14,7 @@ from rwku import __version__
 from rwku.report import figures
 from rwku.report.collect import Run, collect_runs
 from rwku.report.html import case_studies, render_report
-from rwku.report.table import Table1, build_table1, to_csv, to_json, to_latex, to_markdown
+from rwku.report.table import Table1, build_table1, single_target_units, to_csv, to_json, to_latex, to_markdown
 from rwku.results import TABLE1_COLUMNS, get_path, write_json_atomic, write_text_atomic
 
 
@@ -26,6 +26,7 @@ class ReportOptions:
     attacks: tuple[str, ...] = ("loss", "zlib", "mink++_0.2")
     run_patterns: tuple[str, ...] = ()
     case_targets: int | None = None
+    table_variants: bool = False  # swept and layer-window runs as Table-1 rows too
     title: str = "RWKU report"
 
 
@@ -37,33 +38,53 @@ class Report:
     figures: list[str] = field(default_factory=list)
 
 
-def figure_plan(runs: Sequence[Run], slugs: Sequence[str], options: ReportOptions) -> list[tuple[str, str, Callable[[], Any]]]:
-    """(file name, caption, draw) of every figure the report may hold; a draw returns None when there is no data."""
-    utility = options.utility
+def figure_slugs(runs: Sequence[Run], drawn: Callable[[Run], bool]) -> list[str]:
+    """Targets shared by the runs one figure draws: a sweep or layer study may cover fewer targets than Table 1."""
+    chosen = [r for r in runs if r.setting != "batch" and drawn(r)]
+    if not chosen:
+        return []
+    common = set.intersection(*(set(single_target_units(r)) for r in chosen))
+    return [s for s in single_target_units(chosen[0]) if s in common]
+
+
+def in_family_with(runs: Sequence[Run], variant: Callable[[Run], bool]) -> Callable[[Run], bool]:
+    """Runs that are such a variant, share a family with one (their plain reference), or are a "before" run."""
+    families = {r.family for r in runs if variant(r)}
+    return lambda r: r.is_before or variant(r) or r.family in families
+
+
+def figure_plan(runs: Sequence[Run], table: Table1, options: ReportOptions) -> list[tuple[str, str, Callable[[], Any]]]:
+    """(file name, caption, draw) of every figure the report may hold; a draw returns None when there is no data.
+
+    Every figure gets all the runs (one colour per run across figures); the Table-1 figures draw its rows only.
+    """
+    utility, slugs, rows = options.utility, table.slugs, {run.label for run, _ in table.rows}
+    curves = figure_slugs(runs, in_family_with(runs, lambda r: bool(r.epochs) or bool(r.sweep)))
+    windows = figure_slugs(runs, in_family_with(runs, lambda r: r.layers is not None))
     return [
-        ("attack_types", "Forget score per adversarial attack type (paper Fig. 4); lower is better.",
-         lambda: figures.attack_types(runs, slugs)),
-        ("trade_off", f"Efficacy vs. locality and vs. {utility} over epochs and RepE strengths (paper Fig. 3).",
-         lambda: figures.trade_off(runs, slugs, utility=utility)),
+        ("attack_types", f"Forget score per adversarial attack type (paper Fig. 4); lower is better; mean over {len(slugs)} target(s).",
+         lambda: figures.attack_types(runs, slugs, shown=rows)),
+        ("trade_off", f"Efficacy vs. locality and vs. {utility} over epochs and RepE strengths (paper Fig. 3); "
+                      f"mean over the {len(curves)} target(s) these runs share.",
+         lambda: figures.trade_off(runs, curves, utility=utility)),
         ("batch_targets", f"Batch-target unlearning: forget, neighbour and {utility} over the number of targets (paper Fig. 5).",
          lambda: figures.batch_curves(runs, utility=utility)),
-        ("layer_windows", f"Partial-layer unlearning: forget, neighbour and {utility} per trained layer window (paper Fig. 7).",
-         lambda: figures.layer_windows(runs, slugs, utility=utility)),
+        ("layer_windows", f"Partial-layer unlearning: forget, neighbour and {utility} per trained layer window (paper Fig. 7); "
+                          f"mean over the {len(windows)} target(s) these runs share.",
+         lambda: figures.layer_windows(runs, windows, utility=utility)),
         ("mia_roc", "Membership inference: ROC of telling FM from RM texts, pooled over the shared targets.",
-         lambda: figures.mia_roc(runs, slugs, attacks=options.attacks)),
+         lambda: figures.mia_roc(runs, slugs, attacks=options.attacks, shown=rows)),
         ("per_target", "Forget and neighbour scores per target (boxes over the shared targets, one point per target).",
-         lambda: figures.per_target(runs, slugs)),
+         lambda: figures.per_target(runs, slugs, shown=rows)),
     ]
 
 
-def per_target_csv(runs: Sequence[Run], slugs: Sequence[str]) -> str:
-    """Every Table-1 value of every run on every shared target: the numbers behind each mean."""
+def per_target_csv(rows: Sequence[Run], slugs: Sequence[str]) -> str:
+    """Every Table-1 value of every row on every shared target: the numbers behind each mean."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["run", "target"] + [path for _, _, path, _ in TABLE1_COLUMNS])
-    for run in runs:
-        if run.setting == "batch":
-            continue
+    for run in rows:
         for slug in slugs:
             values = [get_path(run.units[slug].summary, path) for _, _, path, _ in TABLE1_COLUMNS]
             writer.writerow([run.label, slug] + ["" if v is None else repr(v) for v in values])
@@ -75,17 +96,18 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     """Collect the runs under ``folders`` and write every artefact into ``out``."""
     options = options or ReportOptions()
     runs = collect_runs(folders, options.run_patterns)
-    table = build_table1(runs)
+    table = build_table1(runs, options.table_variants)
+    rows = [run for run, _ in table.rows]
     report = Report(table=table, runs=runs)
     texts = {"table1.md": to_markdown(table), "table1.csv": to_csv(table), "table1.tex": to_latex(table),
-             "per_target.csv": per_target_csv(runs, table.slugs)}
+             "per_target.csv": per_target_csv(rows, table.slugs)}
     for name, text in texts.items():
         write_text_atomic(out / name, text)
         report.files.append(out / name)
     write_json_atomic(out / "table1.json", to_json(table))
     report.files.append(out / "table1.json")
     drawn = []
-    for name, caption, draw in figure_plan(runs, table.slugs, options):
+    for name, caption, draw in figure_plan(runs, table, options):
         if progress is not None:
             progress(f"figure {name}")
         fig = draw()
@@ -97,7 +119,7 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
         drawn.append((name, caption, next(p for p in paths if p.suffix == ".svg")))
     case_slugs = table.slugs[: options.case_targets] if options.case_targets else table.slugs
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    page = render_report(options.title, runs, table, drawn, case_studies(runs, case_slugs), generated)
+    page = render_report(options.title, runs, table, drawn, case_studies(rows, case_slugs), generated)
     write_text_atomic(out / "index.html", page)
     report.files.append(out / "index.html")
     write_json_atomic(out / "report.json", {

@@ -13,7 +13,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 import matplotlib
 
@@ -111,8 +111,9 @@ def _has(run: Run, slugs: Sequence[str]) -> bool:
     return bool(slugs) and all(s in run.units for s in slugs)
 
 
-def _single(runs: Sequence[Run], slugs: Sequence[str]) -> list[Run]:
-    return [r for r in runs if r.setting == "single" and _has(r, slugs)]
+def _single(runs: Sequence[Run], slugs: Sequence[str], shown: Collection[str] | None = None) -> list[Run]:
+    """Single-target runs holding every slug; only those labelled in ``shown`` when given (the Table-1 rows)."""
+    return [r for r in runs if r.setting == "single" and _has(r, slugs) and (shown is None or r.label in shown)]
 
 
 def _before_of(run: Run, runs: Sequence[Run]) -> Run | None:
@@ -195,10 +196,10 @@ def _grouped_bars(ax: Axes, categories: Sequence[str], groups: Sequence[tuple[st
 # ---------------------------------------------------------------- Fig. 4: adversarial attack types
 
 
-def attack_types(runs: Sequence[Run], slugs: Sequence[str]) -> Figure | None:
+def attack_types(runs: Sequence[Run], slugs: Sequence[str], shown: Collection[str] | None = None) -> Figure | None:
     """Forget score per adversarial attack type (Fig. 4): which attacks still extract the forgotten knowledge."""
     colors = run_colors(r.label for r in runs)
-    by_run = [(r, get_path(r.mean(slugs), "forget.AA_by_type") or {}) for r in _single(runs, slugs)]
+    by_run = [(r, get_path(r.mean(slugs), "forget.AA_by_type") or {}) for r in _single(runs, slugs, shown)]
     types = list(dict.fromkeys(t for _, by_type in by_run for t, v in by_type.items() if v is not None))
     if not types:
         return None
@@ -377,11 +378,11 @@ def _mia_scores(run: Run, slugs: Sequence[str], attack: str) -> tuple[list[float
     return pooled["FM"], pooled["RM"]
 
 
-def mia_roc(runs: Sequence[Run], slugs: Sequence[str],
-            attacks: Sequence[str] = ("loss", "zlib", "mink++_0.2")) -> Figure | None:
+def mia_roc(runs: Sequence[Run], slugs: Sequence[str], attacks: Sequence[str] = ("loss", "zlib", "mink++_0.2"),
+            shown: Collection[str] | None = None) -> Figure | None:
     """ROC curves of each MIA attack separating forget (FM) from retain (RM) texts: unlearning should push AUC down."""
     colors = run_colors(r.label for r in runs)
-    single = [r for r in runs if r.setting == "single"]
+    single = [r for r in runs if r.setting == "single" and (shown is None or r.label in shown)]
     rocs = {a: [(r, roc_curve(*_mia_scores(r, slugs, a))) for r in single] for a in attacks}
     rocs = {a: [(r, roc) for r, roc in pairs if not math.isnan(roc[2])] for a, pairs in rocs.items()}
     if not any(rocs.values()):
@@ -409,10 +410,11 @@ def mia_roc(runs: Sequence[Run], slugs: Sequence[str],
 # ---------------------------------------------------------------- per-target spread
 
 
-def per_target(runs: Sequence[Run], slugs: Sequence[str]) -> Figure | None:
+def per_target(runs: Sequence[Run], slugs: Sequence[str], shown: Collection[str] | None = None) -> Figure | None:
     """Forget and neighbour scores of each target (box + points): a mean can hide targets that were not forgotten."""
     colors = run_colors(r.label for r in runs)
-    chosen = [r for r in runs if r.setting == "single" and any(s in r.units for s in slugs)]
+    chosen = [r for r in runs if r.setting == "single" and any(s in r.units for s in slugs)
+              and (shown is None or r.label in shown)]
     if not chosen:  # also when no slug is given
         return None
     rng = np.random.default_rng(0)

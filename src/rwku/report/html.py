@@ -94,13 +94,12 @@ render();
 """
 
 
-def case_studies(runs: Sequence[Run], slugs: Sequence[str]) -> dict[str, Any]:
-    """Per target, every forget/neighbour probe with its answer and each run's output and score (Tables 7, 11)."""
-    shown = [r for r in runs if r.setting != "batch"]
+def case_studies(rows: Sequence[Run], slugs: Sequence[str]) -> dict[str, Any]:
+    """Per target, every forget/neighbour probe with its answer and each Table-1 row's output and score (Tables 7, 11)."""
     cases: dict[str, list[dict[str, Any]]] = {}
     for slug in slugs:
         probes: dict[tuple, dict[str, Any]] = {}
-        for run in shown:
+        for run in rows:
             unit = run.units.get(slug)
             for set_name in PROBE_SETS:
                 for item in (unit.items.get(set_name, []) if unit else []):
@@ -109,7 +108,7 @@ def case_studies(runs: Sequence[Run], slugs: Sequence[str]) -> dict[str, Any]:
                                                     "query": item.get("query"), "answer": item.get("reference"), "outputs": {}})
                     probe["outputs"][run.label] = [item.get("output", ""), item.get("score")]
         cases[slug] = list(probes.values())
-    return {"runs": [r.label for r in shown], "cases": cases}
+    return {"runs": [r.label for r in rows], "cases": cases}
 
 
 def table1_html(table: Table1) -> str:
@@ -122,8 +121,8 @@ def table1_html(table: Table1) -> str:
     return f'<table id="table1-table"><thead><tr><th>Run</th>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def per_target_html(runs: Sequence[Run], slugs: Sequence[str], paths: Sequence[str]) -> str:
-    shown = [r for r in runs if r.setting != "batch"]
+def per_target_html(table: Table1, paths: Sequence[str]) -> str:
+    shown, slugs = [run for run, _ in table.rows], table.slugs
     heads = "".join(f"<th>{html.escape(r.label)}<br>{html.escape(p)}</th>" for p in paths for r in shown)
     rows = []
     for slug in slugs:
@@ -160,7 +159,7 @@ def render_report(title: str, runs: Sequence[Run], table: Table1, figures: Seque
 Downloads: <a href="table1.md">Markdown</a> · <a href="table1.csv">CSV</a> · <a href="table1.json">JSON</a> · <a href="table1.tex">LaTeX</a></p>
 {note}<div class="scroll">{table1_html(table)}</div></section>
 <section id="figures"><h2>Figures</h2><div class="figs">{figs}</div></section>
-<section id="per-target"><h2>Per target</h2><div class="scroll">{per_target_html(runs, table.slugs, ("forget.All", "neighbor.All"))}</div></section>
+<section id="per-target"><h2>Per target</h2><div class="scroll">{per_target_html(table, ("forget.All", "neighbor.All"))}</div></section>
 <section id="cases"><h2>Case studies</h2>
 <p class="meta">Each probe's answer and every run's output with its ROUGE-L recall (paper Tables 7 and 11).</p>
 <div class="controls"><label>Target <select id="case-target"></select></label>

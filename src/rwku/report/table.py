@@ -63,11 +63,17 @@ def rank_column(values: Sequence[float | None], lower_is_better: bool, eligible:
     return [place.get(round(v, 1), 0) if ok and v is not None else 0 for v, ok in zip(values, eligible)]
 
 
-def build_table1(runs: Sequence[Run]) -> Table1:
-    """Single-target runs (batch-setting runs pool targets and are drawn in the batch figure instead)."""
-    rows = [r for r in runs if r.setting != "batch"]
+def is_table_row(run: Run, variants: bool = False) -> bool:
+    """Table 1 holds the single-target runs; swept and layer-window variants only with ``variants`` (by default
+    they are drawn in the trade-off and layer figures, over their own targets, as in the paper)."""
+    return run.setting != "batch" and (variants or (not run.sweep and run.layers is None))
+
+
+def build_table1(runs: Sequence[Run], variants: bool = False) -> Table1:
+    """Rows in the given order; batch-setting runs pool targets and are drawn in the batch figure instead."""
+    rows = [r for r in runs if is_table_row(r, variants)]
     if not rows:
-        raise RwkuError("no single-target run to tabulate (only batch-setting runs were found)")
+        raise RwkuError("no single-target run to tabulate (only batch-setting or variant runs; try --table-variants)")
     slugs, extra = shared_slugs(rows)
     means = [r.mean(slugs) for r in rows]
     columns = []
