@@ -159,7 +159,9 @@ def render_report(title: str, runs: Sequence[Run], table: Table1, figures: Seque
 Downloads: <a href="table1.md">Markdown</a> · <a href="table1.csv">CSV</a> · <a href="table1.json">JSON</a> · <a href="table1.tex">LaTeX</a></p>
 {note}<div class="scroll">{table1_html(table)}</div></section>
 <section id="figures"><h2>Figures</h2><div class="figs">{figs}</div></section>
-<section id="per-target"><h2>Per target</h2><div class="scroll">{per_target_html(table, ("forget.All", "neighbor.All"))}</div></section>
+<section id="per-target"><h2>Per target</h2>
+<p class="meta">Forget All and neighbour All of every Table-1 row on every shared target; every column in <a href="per_target.csv">per_target.csv</a>.</p>
+<div class="scroll">{per_target_html(table, ("forget.All", "neighbor.All"))}</div></section>
 <section id="cases"><h2>Case studies</h2>
 <p class="meta">Each probe's answer and every run's output with its ROUGE-L recall (paper Tables 7 and 11).</p>
 <div class="controls"><label>Target <select id="case-target"></select></label>
