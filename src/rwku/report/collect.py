@@ -22,6 +22,9 @@ from rwku.errors import RwkuError
 from rwku.results import average_summaries, read_json
 
 
+PROBE_FIELDS = ("level", "type", "query", "reference", "output", "score")
+
+
 @dataclass
 class Unit:
     """One stored unit result (a target, or pooled targets): its folder and summary; items load on demand."""
@@ -41,8 +44,17 @@ class Unit:
 
     @cached_property
     def items(self) -> dict[str, Any]:
+        """The parts of ``items.json`` a report shows: probes (without prompts) and MIA attack scores.
+
+        Utility items and prompts are most of the file and no figure needs them; dropping them keeps a report over
+        200 targets × many runs in memory.
+        """
         path = self.path / "items.json"
-        return read_json(path) if path.is_file() else {}
+        stored = read_json(path) if path.is_file() else {}
+        kept: dict[str, Any] = {part: [{k: item.get(k) for k in PROBE_FIELDS} for item in stored.get(part) or []]
+                                for part in ("forget", "neighbor")}
+        kept["mia"] = [{"set": text.get("set"), "attacks": text.get("attacks") or {}} for text in stored.get("mia") or []]
+        return kept
 
 
 @dataclass
