@@ -47,7 +47,8 @@ const table = document.getElementById('case-table');
 const count = document.getElementById('case-count');
 const LIMIT = 400;
 function cell(row, text, cls) { const td = row.insertCell(); td.textContent = text; if (cls) td.className = cls; return td; }
-function scoreColour(s) { const h = Math.round(120 * (1 - s / 100)); return `hsl(${h},70%,88%)`; }
+// green = the wanted outcome: a low score on a forget probe, a high one on a neighbour probe
+function scoreColour(s, set) { const good = set === 'neighbor' ? s / 100 : 1 - s / 100; return `hsl(${Math.round(120 * good)},70%,88%)`; }
 function render() {
   const query = search.value.trim().toLowerCase();
   const targets = query ? Object.keys(data.cases) : [select.value];
@@ -77,7 +78,7 @@ function render() {
         const text = document.createElement('div'); text.className = 'out'; text.textContent = found[0];
         const badge = document.createElement('span'); badge.className = 'score';
         badge.textContent = found[1] === null ? 'n/a' : found[1].toFixed(1);
-        if (found[1] !== null) badge.style.background = scoreColour(found[1]);
+        if (found[1] !== null) badge.style.background = scoreColour(found[1], probe.set);
         td.append(text, badge);
       }
     }
@@ -163,7 +164,8 @@ Downloads: <a href="table1.md">Markdown</a> · <a href="table1.csv">CSV</a> · <
 <p class="meta">Forget All and neighbour All of every Table-1 row on every shared target; every column in <a href="per_target.csv">per_target.csv</a>.</p>
 <div class="scroll">{per_target_html(table, ("forget.All", "neighbor.All"))}</div></section>
 <section id="cases"><h2>Case studies</h2>
-<p class="meta">Each probe's answer and every run's output with its ROUGE-L recall (paper Tables 7 and 11).</p>
+<p class="meta">Each probe's answer and every run's output with its ROUGE-L recall (paper Tables 7 and 11); green marks
+the wanted outcome (forget probes: low, neighbour probes: high).</p>
 <div class="controls"><label>Target <select id="case-target"></select></label>
 <input id="case-search" type="search" placeholder="Search probes, answers and outputs in every target"></div>
 <p id="case-count" class="meta"></p><div class="scroll"><table id="case-table"></table></div></section>
