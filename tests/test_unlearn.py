@@ -125,3 +125,15 @@ def test_force_recomputes_stored_units(tiny_model_dir, tmp_path, monkeypatch):
     job.force = True
     run_unlearn(job, out, _no_progress, quiet)
     assert (out / "icu" / "1_Isaac_Newton" / "summary.json").stat().st_mtime_ns != stamp
+
+
+def test_results_do_not_depend_on_whether_the_corpus_was_cached(tiny_model_dir, tmp_path, monkeypatch):
+    """Writing a corpus draws random numbers, reading a cached one does not: training must be seeded after it."""
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    logs = []
+    for out in (tmp_path / "fresh_cache", tmp_path / "warm_cache"):
+        job = make_job(tiny_model_dir, methods=("ga",))
+        job.overrides = {**job.overrides, "epochs": "2"}
+        run_unlearn(job, out, _no_progress, quiet)
+        logs.append(json.loads((out / "ga-lora" / "1_Isaac_Newton" / "train_log.json").read_text())["steps"])
+    assert len(logs[0]) == 2 and [s["loss"] for s in logs[0]] == [s["loss"] for s in logs[1]]

@@ -203,7 +203,6 @@ def unlearn_unit(job: UnlearnJob, method: str, unit: Sequence[Target], train_con
                  store: ResultStore, slug: str, progress: Any) -> dict[str, Any]:
     import torch
 
-    torch.manual_seed(train_config.seed)
     lm = load_model(job.model, device=job.device, dtype=job.dtype)  # every unit starts from the original model
     data = load_unit(job, unit)
     shutil.rmtree(store.target_dir(slug) / "epochs", ignore_errors=True)  # epoch points of an older computation
@@ -215,6 +214,9 @@ def unlearn_unit(job: UnlearnJob, method: str, unit: Sequence[Target], train_con
         session.on_epoch = lambda epoch, model: evaluate_epoch(job, lm, model, method, unit, config, data,
                                                                ResultStore(store.target_dir(slug) / "epochs"), epoch, progress)
     start = time.perf_counter()
+    # seeded here, after the corpus: writing a corpus draws random numbers and reading a cached one does not, so
+    # seeding earlier made LoRA initialisation (and every result) depend on the state of the corpus cache
+    torch.manual_seed(train_config.seed)
     unlearned = METHODS[method]().unlearn(session)
     unlearn_seconds = time.perf_counter() - start
     try:
