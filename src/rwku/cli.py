@@ -52,6 +52,14 @@ def table1(title: str, first_column: str = "target") -> Table:
     return table
 
 
+def set_threads(threads: int | None) -> None:
+    """``--threads``: torch's CPU threads (left to torch when not given)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def unit_printer(progress: Any) -> Any:
     """``on_unit`` for the unlearning runner: one line per finished (or reused) unit."""
     from rwku.results import table1_row
@@ -97,10 +105,7 @@ def eval_command(
         raise RwkuError(f"--out {out}: is a file; give a folder")
     job = EvalJob(model=model, data=dataset, targets=chosen, sets=set_names, limit=limit)
     loaded = job.load_all()  # bad data fails here, before the model is loaded
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     lm = load_model(model, device=device, dtype=dtype)
     prompts = PromptFormat(lm.tokenizer, style=prompt_format, preamble=ICU_PREAMBLE if icu else None,
                            single_bos=protocol.has("single-bos"))
@@ -175,10 +180,7 @@ def unlearn_command(
         save_model=save_model, force=force, eval_epochs=eval_epochs,
     )
     check_job(job)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     with make_progress() as progress:
         rows = run_unlearn(job, out, task_factory(progress), unit_printer(progress))
     table = table1(f"RWKU · {model} · {job.setting} · {len(job.targets)} target(s) · mean over units", "run")
@@ -208,10 +210,7 @@ def experiment_command(
     console.print(plan)
     if dry_run:
         return
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     with make_progress() as progress:
         with task_factory(progress)("experiment jobs", len(experiment.jobs)) as advance:
             run_experiment(experiment, task_factory(progress), unit_printer(progress), on_job_done=lambda i, p: advance(1))

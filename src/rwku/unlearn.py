@@ -190,10 +190,10 @@ def run_method(job: UnlearnJob, method: str, out: Path, progress: Any, on_unit: 
               "preset": job.preset, "corpus": job.corpus_source, "train": dataclasses.asdict(train_config)}
     if job.sweep:
         config["sweep"] = dict(job.sweep)
-    if job.eval_epochs and METHODS[method].trains:
-        config["eval_epochs"] = True
-    # a unit stored with per-epoch evaluations has everything a run without them needs
-    richer = [{**config, "eval_epochs": True}] if METHODS[method].trains and "eval_epochs" not in config else []
+    richer = [{**config, "eval_epochs": True}] if METHODS[method].trains else []
+    if job.eval_epochs and richer:
+        config, richer = richer[0], []
+    # otherwise a unit stored with per-epoch evaluations is reused too: it has everything this run needs
     return run_units(job, job.run_name(method), out, config,
                      lambda unit, store, slug: unlearn_unit(job, method, unit, train_config, config, store, slug, progress),
                      on_unit, also_accept=richer)
@@ -220,7 +220,7 @@ def unlearn_unit(job: UnlearnJob, method: str, unit: Sequence[Target], train_con
     unlearned = METHODS[method]().unlearn(session)
     unlearn_seconds = time.perf_counter() - start
     try:
-        evaluated = LoadedModel(model=unlearned.model, tokenizer=lm.tokenizer, name=lm.name, source=lm.source)
+        evaluated = dataclasses.replace(lm, model=unlearned.model)
         result = evaluate_target(evaluation_context(job, evaluated, unlearned.preamble, progress), data, job.sets)
     finally:
         unlearned.close()
@@ -239,8 +239,7 @@ def unlearn_unit(job: UnlearnJob, method: str, unit: Sequence[Target], train_con
 def evaluate_epoch(job: UnlearnJob, lm: LoadedModel, model: Any, method: str, unit: Sequence[Target], config: dict,
                    data: TargetData, store: ResultStore, epoch: int, progress: Any) -> None:
     """Evaluate the model as it stands after ``epoch`` and store it as ``epochs/<epoch>``: a point of the trade-off curve."""
-    evaluated = LoadedModel(model=model, tokenizer=lm.tokenizer, name=lm.name, source=lm.source)
-    result = evaluate_target(evaluation_context(job, evaluated, None, progress), data, job.sets)
+    result = evaluate_target(evaluation_context(job, dataclasses.replace(lm, model=model), None, progress), data, job.sets)
     summary = {**unit_summary(job, method, unit, config, result.summary), "epoch": epoch}
     store.save(str(epoch), summary, {"config": config, "epoch": epoch, **result.items})
 

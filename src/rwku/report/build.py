@@ -14,7 +14,7 @@ from rwku import __version__
 from rwku.report import figures
 from rwku.report.collect import Run, collect_runs
 from rwku.report.html import case_studies, render_report
-from rwku.report.table import Table1, build_table1, single_target_units, to_csv, to_json, to_latex, to_markdown
+from rwku.report.table import Table1, build_table1, common_slugs, to_csv, to_json, to_latex, to_markdown
 from rwku.results import TABLE1_COLUMNS, get_path, write_json_atomic, write_text_atomic
 
 
@@ -33,18 +33,13 @@ class ReportOptions:
 @dataclass
 class Report:
     table: Table1
-    runs: list[Run]
     files: list[Path] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
 
 
 def figure_slugs(runs: Sequence[Run], drawn: Callable[[Run], bool]) -> list[str]:
     """Targets shared by the runs one figure draws: a sweep or layer study may cover fewer targets than Table 1."""
-    chosen = [r for r in runs if r.setting != "batch" and drawn(r)]
-    if not chosen:
-        return []
-    common = set.intersection(*(set(single_target_units(r)) for r in chosen))
-    return [s for s in single_target_units(chosen[0]) if s in common]
+    return common_slugs([r for r in runs if r.setting != "batch" and drawn(r)])
 
 
 def in_family_with(runs: Sequence[Run], variant: Callable[[Run], bool]) -> Callable[[Run], bool]:
@@ -98,7 +93,7 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     runs = collect_runs(folders, options.run_patterns)
     table = build_table1(runs, options.table_variants)
     rows = [run for run, _ in table.rows]
-    report = Report(table=table, runs=runs)
+    report = Report(table=table)
     texts = {"table1.md": to_markdown(table), "table1.csv": to_csv(table), "table1.tex": to_latex(table),
              "per_target.csv": per_target_csv(rows, table.slugs)}
     for name, text in texts.items():

@@ -12,14 +12,13 @@ Only unit summaries are read (never the folder means), so a report always averag
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
 from rwku.errors import RwkuError
-from rwku.results import average_summaries, read_json
+from rwku.results import ResultStore, average_summaries, read_json
 
 
 PROBE_FIELDS = ("level", "type", "query", "reference", "output", "score")
@@ -123,20 +122,18 @@ class Run:
         return means
 
 
-def read_summary(path: Path) -> dict[str, Any] | None:
+def unit_summary(store: ResultStore, slug: str) -> dict[str, Any] | None:
     """A unit summary (it names its target; folder means do not), or None for a mean, a file being written or a
     broken one (left out, not fatal)."""
-    try:
-        summary = read_json(path)
-    except (OSError, json.JSONDecodeError):
-        return None
+    summary = store.load_summary(slug)
     return summary if isinstance(summary, dict) and "target" in summary else None
 
 
 def unit_folders(folder: Path) -> dict[str, Unit]:
+    store = ResultStore(folder)
     units = {}
     for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "epochs"):
-        summary = read_summary(child / "summary.json")
+        summary = unit_summary(store, child.name)
         if summary is not None:
             units[child.name] = Unit(child, summary)
     return units
@@ -144,10 +141,10 @@ def unit_folders(folder: Path) -> dict[str, Unit]:
 
 def epoch_folders(unit_dir: Path) -> dict[int, Unit]:
     points = {}
-    folder = unit_dir / "epochs"
-    if folder.is_dir():
-        for child in folder.iterdir():
-            summary = read_summary(child / "summary.json") if child.name.isdigit() else None
+    store = ResultStore(unit_dir / "epochs")
+    if store.root.is_dir():
+        for child in store.root.iterdir():
+            summary = unit_summary(store, child.name) if child.name.isdigit() else None
             if summary is not None:
                 points[int(child.name)] = Unit(child, summary)
     return dict(sorted(points.items()))

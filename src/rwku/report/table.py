@@ -44,15 +44,21 @@ def single_target_units(run: Run) -> list[str]:
     return [slug for slug, unit in run.units.items() if len(unit.targets) == 1]
 
 
+def common_slugs(runs: Sequence[Run]) -> list[str]:
+    """The one-target units every run has, in the first run's order (none for no runs)."""
+    if not runs:
+        return []
+    common = set.intersection(*(set(single_target_units(r)) for r in runs))
+    return [s for s in single_target_units(runs[0]) if s in common]
+
+
 def shared_slugs(runs: Sequence[Run]) -> tuple[list[str], dict[str, list[str]]]:
     """Targets every run has (in the first run's order), and per run the targets it has beyond them."""
-    held = {r.label: single_target_units(r) for r in runs}
-    common = set.intersection(*(set(slugs) for slugs in held.values()))
-    if not common:
-        listing = "; ".join(f"{label}: {', '.join(slugs) or 'none'}" for label, slugs in held.items())
+    order = common_slugs(runs)
+    if not order:
+        listing = "; ".join(f"{r.label}: {', '.join(single_target_units(r)) or 'none'}" for r in runs)
         raise RwkuError(f"no target is shared by all runs ({listing}); choose runs with --runs or rerun the missing targets")
-    order = [s for s in held[runs[0].label] if s in common]
-    extra = {label: [s for s in slugs if s not in common] for label, slugs in held.items()}
+    extra = {r.label: [s for s in single_target_units(r) if s not in order] for r in runs}
     return order, {label: left for label, left in extra.items() if left}
 
 
