@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rwku.results import TABLE1_COLUMNS, unflatten, write_json_atomic
+from rwku.evaluation.sets import TABLE1_COLUMNS
+from rwku.results import unflatten, write_json_atomic
 
 ATTACK_TYPES = ("prefix injection", "role play", "multiple choice")
 MIA_ATTACKS = ("loss", "zlib", "mink++_0.2")

@@ -38,18 +38,27 @@ def split_values(values: list[str] | None) -> list[str]:
     return out
 
 
+SETS_HELP = "Comma-separated sets or groups: forget, neighbor, mia, mmlu, bbh, truthful, triviaqa, fluency, utility (the last five), all."
+
+
 def table1(title: str, first_column: str = "target") -> Table:
-    from rwku.results import TABLE1_COLUMNS
+    from rwku.evaluation.sets import TABLE1_COLUMNS
 
     table = Table(title=title, title_justify="left", caption="* stored result of an earlier run with the same settings",
                   caption_justify="left")
     table.add_column(first_column, no_wrap=True)
     previous = ""
-    for group, column, _, lower in TABLE1_COLUMNS:
-        heading = group if group != previous else ""
-        table.add_column(f"{heading}\n{column}{'↓' if lower else '↑'}", justify="right", no_wrap=True)
-        previous = group
+    for column in TABLE1_COLUMNS:
+        heading = column.group if column.group != previous else ""
+        table.add_column(f"{heading}\n{column.label}{'↓' if column.lower_is_better else '↑'}", justify="right", no_wrap=True)
+        previous = column.group
     return table
+
+
+def table1_row(summary: dict[str, Any]) -> list[str]:
+    from rwku.results import table1_cells
+
+    return list(table1_cells(summary).values())
 
 
 def set_threads(threads: int | None) -> None:
@@ -62,14 +71,24 @@ def set_threads(threads: int | None) -> None:
 
 def unit_printer(progress: Any) -> Any:
     """``on_unit`` for the unlearning runner: one line per finished (or reused) unit."""
-    from rwku.results import table1_row
+    from rwku.results import table1_cells
 
     def show(run: str, unit: str, summary: dict[str, Any], reused: bool) -> None:
-        cells = table1_row(summary)
+        cells = table1_cells(summary)
         progress.console.print(f"[green]✓[/] {run} · {unit}" + (" (stored)" if reused else "") +
-                               f" · forget All {cells[3]}, neighbor All {cells[6]}")
+                               f" · forget All {cells['forget.All']}, neighbor All {cells['neighbor.All']}")
 
     return show
+
+
+def print_settings(job: Any) -> None:
+    """Each run's settings with the source of every value, and which preset was chosen and why."""
+    console.print(f"preset [bold]{job.preset}[/] ({job.preset_reason})")
+    for method in job.methods:
+        rows = job.settings(method).rows()
+        if rows:
+            console.print(f"  {job.run_name(method)}: " + ", ".join(f"{key} {value} [dim]({where})[/]" for key, value, where in rows),
+                          highlight=False)
 
 
 @app.command("eval")
@@ -78,7 +97,7 @@ def eval_command(
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("all", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (one sub-folder per target)."),
-    sets: str = typer.Option("forget,neighbor,mia,utility", "--sets", help="Comma-separated: forget, neighbor, mia, utility."),
+    sets: str = typer.Option("all", "--sets", help=SETS_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every part (quick runs)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass (scores do not depend on it)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
@@ -90,11 +109,11 @@ def eval_command(
     force: bool = typer.Option(False, "--force", help="Recompute targets whose results already exist."),
 ) -> None:
     """Evaluate a model on RWKU: per target, a summary and every scored item; prints the Table-1 rows."""
-    from rwku.data.loader import RwkuData, parse_sets
+    from rwku.data.loader import RwkuData
     from rwku.evaluation import ICU_PREAMBLE, EvalContext, Protocol
+    from rwku.evaluation.sets import parse_sets
     from rwku.models import PromptFormat, load_model
     from rwku.progress import make_progress, task_factory
-    from rwku.results import table1_row
     from rwku.runner import EvalJob, run_eval
 
     set_names = parse_sets(sets)
@@ -137,11 +156,11 @@ def unlearn_command(
     lora_r: int = typer.Option(8, "--lora-r"),
     lora_alpha: int = typer.Option(16, "--lora-alpha"),
     lora_targets: str = typer.Option("q_proj,v_proj", "--lora-targets"),
-    preset: Optional[str] = typer.Option(None, "--preset", help="paper (Llama-3-8B values), small (135M on CPU), none; default: small for smollm2-135m, else paper."),
+    preset: str = typer.Option("auto", "--preset", help="paper (Llama-3-8B values), small (calibrated for the 135M default on a CPU), none (defaults), auto: small for smollm2-135m, paper for any other model (printed)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="JSON file of hyper-parameters (overrides the preset)."),
-    overrides: list[str] = typer.Option([], "--set", help="Hyper-parameter override key=value (lr=1e-5, epochs=2, corpus_size=16, alpha=1.5 ...); repeatable."),
+    overrides: list[str] = typer.Option([], "--set", help="Override key=value of a training, corpus or method setting (lr=1e-5, epochs=2, corpus_size=16, beta=0.1, alpha=1.5 ...); repeatable."),
     corpus: str = typer.Option("generated", "--corpus", help="generated (the model writes it; cached) or official (the release's files)."),
-    sets: str = typer.Option("forget,neighbor,mia,utility", "--sets"),
+    sets: str = typer.Option("all", "--sets", help=SETS_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every evaluation part."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device"),
@@ -154,12 +173,11 @@ def unlearn_command(
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
 ) -> None:
     """Unlearn each target with each method, evaluate, and print Before vs. after (Table-1 rows)."""
-    from rwku.data.loader import RwkuData, parse_sets
+    from rwku.data.loader import RwkuData
     from rwku.evaluation import Protocol
-    from rwku.methods.config import ModeConfig, parse_range
-    from rwku.models.loading import DEFAULT_MODEL
+    from rwku.evaluation.sets import parse_sets
+    from rwku.methods.config import ModeConfig, choose_preset, parse_range
     from rwku.progress import make_progress, task_factory
-    from rwku.results import table1_row
     from rwku.unlearn import UnlearnJob, check_job, parse_methods, run_unlearn
 
     parsed: dict[str, str] = {}
@@ -172,14 +190,16 @@ def unlearn_command(
                              lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()),
                              train_layers=parse_range(train_layers) if train_layers else None)
     dataset = RwkuData.open(split_values(data))
+    preset_name, preset_reason = choose_preset(preset, model)
     job = UnlearnJob(
         model=model, data=dataset, targets=dataset.select(targets), methods=parse_methods(method), mode=mode_config, setting=setting,
-        preset=preset or ("small" if model == DEFAULT_MODEL else "paper"), overrides=parsed, config_file=config_file,
+        preset=preset_name, preset_reason=preset_reason, overrides=parsed, config_file=config_file,
         corpus_source=corpus, sets=parse_sets(sets), limit=limit, batch_size=batch_size,
         protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device, dtype=dtype,
         save_model=save_model, force=force, eval_epochs=eval_epochs,
     )
     check_job(job)
+    print_settings(job)
     set_threads(threads)
     with make_progress() as progress:
         rows = run_unlearn(job, out, task_factory(progress), unit_printer(progress))
@@ -209,6 +229,8 @@ def experiment_command(
         plan.add_row(str(index), planned.grid, planned.description)
     console.print(plan)
     if dry_run:
+        for planned in experiment.jobs:
+            print_settings(planned.job)
         return
     set_threads(threads)
     with make_progress() as progress:
@@ -256,15 +278,18 @@ def data_info(
     targets: str = typer.Option("all", "--targets", "-t", help="Targets to count (default: all)."),
 ) -> None:
     """Count probes per level/type and items per set, per target and in total."""
-    from rwku.data.loader import ALL_SETS, RwkuData
+    from rwku.data.loader import RwkuData
+    from rwku.data.schema import PASSAGE
+    from rwku.evaluation.sets import SETS
 
     dataset = RwkuData.open(split_values(data))
     chosen = dataset.select(targets)
+    parts = [part for s in SETS.values() for part in s.parts] + [PASSAGE]
     totals: dict[str, int] = {}
     per_target = []
     for target in chosen:
-        loaded = dataset.load(target, sets=available_sets(dataset, target, ALL_SETS), optional=("passage",))
-        counts = loaded.counts()
+        loaded = dataset.load(target, (), optional=parts)
+        counts = {key: n for part in parts for key, n in part.count(part.name, loaded[part.name]).items()}
         per_target.append((target, counts))
         for key, value in counts.items():
             totals[key] = totals.get(key, 0) + value
@@ -278,13 +303,6 @@ def data_info(
         row = [str(c.get(key, 0)) for _, c in per_target] if len(per_target) <= 6 else []
         table.add_row(key, str(value), *row)
     Console(width=max(console.width, 120)).print(table)
-
-
-def available_sets(dataset: Any, target: Any, sets: tuple[str, ...]) -> list[str]:
-    """Sets whose files all exist for ``target`` (``data info`` reports what is there, it does not demand)."""
-    from rwku.data.loader import SET_KINDS
-
-    return [s for s in sets if all(dataset.raw_records(target, kind) is not None for kind in SET_KINDS[s])]
 
 
 def main() -> None:

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from rwku.data.loader import RwkuData, parse_sets
+from rwku.data.loader import RwkuData
 from rwku.errors import RwkuError
 from rwku.evaluation.protocol import Protocol
+from rwku.evaluation.sets import parse_sets
 from rwku.methods import METHODS
-from rwku.methods.config import ModeConfig, parse_range
+from rwku.methods.config import ModeConfig, choose_preset, parse_range
 from rwku.results import write_json_atomic
 from rwku.unlearn import UnlearnJob, check_job, parse_methods, run_unlearn
 
@@ -38,8 +39,8 @@ REQUIRED = object()  # marks a key without a default
 
 #: Top-level keys of an experiment file and their defaults.
 EXPERIMENT_KEYS: dict[str, Any] = {
-    "model": "smollm2-135m", "data": REQUIRED, "targets": "all", "out": REQUIRED, "preset": None, "limit": None,
-    "sets": "forget,neighbor,mia,utility", "batch_size": 32, "fix": [], "prompt_format": "chat", "corpus": "generated",
+    "model": "smollm2-135m", "data": REQUIRED, "targets": "all", "out": REQUIRED, "preset": "auto", "limit": None,
+    "sets": "all", "batch_size": 32, "fix": [], "prompt_format": "chat", "corpus": "generated",
     "device": "auto", "dtype": "auto", "set": {}, "mode_options": {}, "grids": REQUIRED,
 }
 #: Keys of one grid and their defaults.
@@ -123,7 +124,7 @@ def check_run_names(jobs: list[PlannedJob], path: Path) -> None:
         for method in planned.job.methods:
             name = planned.job.run_name(method)
             mode = dataclasses.asdict(planned.job.mode) if METHODS[method].trains else None  # ICU/RepE ignore the mode
-            settings = (dataclasses.asdict(planned.job.train_config(method)), mode)
+            settings = (planned.job.settings(method).as_config(), mode)
             if name in seen and seen[name][1] != settings:
                 raise RwkuError(f"{path}: grids {seen[name][0]!r} and {planned.grid!r} both write run {name!r} with "
                                 f"different settings; use a sweep or one grid for it")
@@ -132,9 +133,8 @@ def check_run_names(jobs: list[PlannedJob], path: Path) -> None:
 
 def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) -> list[PlannedJob]:
     """methods × modes × layer windows × sweep values × batch sizes -> jobs (one per mode/window/value/size)."""
-    from rwku.models.loading import DEFAULT_MODEL
-
     methods = parse_methods(grid["methods"])
+    preset, preset_reason = choose_preset(settings["preset"], settings["model"])
     targets = data.select(str(grid["targets"] or settings["targets"]))
     windows = [parse_range(w) for w in as_list(grid["layer_windows"])] if grid["layer_windows"] else [None]
     sweep_keys = list(grid["sweep"])
@@ -149,7 +149,7 @@ def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) 
             model=settings["model"], data=data, targets=targets[:size] if size else targets, methods=methods,
             mode=ModeConfig(mode=mode, train_layers=window, **settings["mode_options"]),
             setting="batch" if size else grid["setting"],
-            preset=settings["preset"] or ("small" if settings["model"] == DEFAULT_MODEL else "paper"),
+            preset=preset, preset_reason=preset_reason,
             overrides={**settings["set"], **grid["set"]}, corpus_source=settings["corpus"],
             sets=parse_sets(",".join(as_list(settings["sets"]))), limit=settings["limit"],
             batch_size=int(settings["batch_size"]), protocol=Protocol.from_names(as_list(settings["fix"])),

@@ -16,24 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-#: Table-1 columns: (header group, column, summary path, lower-is-better).
-TABLE1_COLUMNS: tuple[tuple[str, str, str, bool], ...] = (
-    ("Forget", "FB", "forget.FB", True),
-    ("Forget", "QA", "forget.QA", True),
-    ("Forget", "AA", "forget.AA", True),
-    ("Forget", "All", "forget.All", True),
-    ("Neighbor", "FB", "neighbor.FB", False),
-    ("Neighbor", "QA", "neighbor.QA", False),
-    ("Neighbor", "All", "neighbor.All", False),
-    ("MIA", "FM", "mia.FM", False),
-    ("MIA", "RM", "mia.RM", True),
-    ("Utility", "Gen", "utility.Gen", False),
-    ("Utility", "Rea", "utility.Rea", False),
-    ("Utility", "Tru", "utility.Tru", False),
-    ("Utility", "Fac", "utility.Fac", False),
-    ("Utility", "Flu", "utility.Flu", False),
-)
-
+from rwku.evaluation.sets import SCORE_SECTIONS, TABLE1_COLUMNS
 
 def json_safe(value: Any) -> Any:
     """NaN/inf become null so files are strict JSON."""
@@ -111,9 +94,6 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
-SCORE_SECTIONS = ("forget", "neighbor", "mia", "utility")
-
-
 def average_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Mean of every score over targets (targets lacking a value are skipped for that value).
 
@@ -137,12 +117,13 @@ def average_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return averaged
 
 
-def table1_row(summary: Mapping[str, Any]) -> list[str]:
-    """The Table-1 cells of a summary, one decimal, '-' where a set was not evaluated."""
-    cells = []
-    for _, _, path, _ in TABLE1_COLUMNS:
-        value = get_path(summary, path)
-        cells.append("-" if value is None else f"{value:.1f}")
+def table1_cells(summary: Mapping[str, Any]) -> dict[str, str]:
+    """The Table-1 cells of a summary by column path (``"forget.All"``), one decimal, '-' where a set was not
+    evaluated."""
+    cells = {}
+    for column in TABLE1_COLUMNS:
+        value = get_path(summary, column.path)
+        cells[column.path] = "-" if value is None else f"{value:.1f}"
     return cells
 
 

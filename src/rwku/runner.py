@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rwku import __version__
 from rwku.data.loader import RwkuData
-from rwku.data.schema import Target, TargetData
+from rwku.data.schema import Target, TargetData, limit_data
 from rwku.evaluation.context import EvalContext
-from rwku.evaluation.engine import evaluate_target, limit_data
+from rwku.evaluation.engine import evaluate_target
+from rwku.evaluation.sets import parts_of
 from rwku.results import ResultStore, average_summaries, json_safe, write_json_atomic
 
 
@@ -24,11 +25,14 @@ class EvalJob:
     targets: Sequence[Target]
     sets: Sequence[str]
     limit: int | None = None
-    extra_config: dict[str, Any] = field(default_factory=dict)
+
+    def load(self, target: Target) -> TargetData:
+        parts = parts_of(self.sets)
+        return limit_data(self.data.load(target, parts), parts, self.limit)
 
     def load_all(self) -> dict[int, TargetData]:
         """Read and check every target's data up front, so bad input fails before any model work."""
-        return {t.number: limit_data(self.data.load(t, self.sets), self.limit) for t in self.targets}
+        return {t.number: self.load(t) for t in self.targets}
 
     def config(self, ctx: EvalContext) -> dict[str, Any]:
         return {
@@ -38,7 +42,6 @@ class EvalJob:
             "protocol": sorted(ctx.protocol.fixes),
             "prompt_format": ctx.prompts.style,
             "preamble": ctx.prompts.preamble,
-            **self.extra_config,
         }
 
 
@@ -69,7 +72,7 @@ def run_eval(
             summary = store.load_summary(target.slug)
             reused = not force and same_config(summary, config)
             if not reused:
-                data = loaded[target.number] if loaded else limit_data(job.data.load(target, job.sets), job.limit)
+                data = loaded[target.number] if loaded else job.load(target)
                 result = evaluate_target(ctx, data, job.sets)
                 summary = {
                     "model": job.model,

@@ -32,6 +32,7 @@ from rwku.data.loader import RwkuData
 from rwku.data.schema import Target
 from rwku.errors import RwkuError
 from rwku.models.loading import LoadedModel, cache_root
+from rwku.models.prompting import PromptFormat
 from rwku.results import read_json, write_json_atomic
 
 KINDS = ("forget", "counterfactual", "questions")
@@ -80,26 +81,25 @@ class Corpus:
         )
 
 
-def render_with_system(tokenizer: Any, system: str, user: str, style: str) -> str:
-    """Chat prompt with a system turn; templates that refuse a system role get it folded into the user turn."""
-    if style == "plain":
-        return f"{system}\n\n{user}\n"
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception:  # jinja raises for "system role not supported"; fold it in
-        folded = [{"role": "user", "content": f"{system}\n\n{user}"}]
-        return tokenizer.apply_chat_template(folded, tokenize=False, add_generation_prompt=True)
-
-
 @torch.no_grad()
 def sample(lm: LoadedModel, prompts: Sequence[str], spec: CorpusSpec, max_new_tokens: int,
            on_batch: Callable[[int], None] | None = None) -> list[str]:
-    """Nucleus-sampled continuations (T, top-p from ``spec``), batched, seeded; cut at EOS / end of turn."""
+    """Nucleus-sampled continuations (T, top-p from ``spec``), batched, seeded; cut at EOS / end of turn.
+
+    The random state is forked: sampling is seeded with ``spec.seed`` and leaves torch's global generators as
+    it found them, so whether a corpus was generated or read from the cache changes nothing that follows.
+    """
+    device = next(lm.model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(spec.seed)
+        return sample_batches(lm, prompts, spec, max_new_tokens, on_batch)
+
+
+def sample_batches(lm: LoadedModel, prompts: Sequence[str], spec: CorpusSpec, max_new_tokens: int,
+                   on_batch: Callable[[int], None] | None) -> list[str]:
     tokenizer, model = lm.tokenizer, lm.model
     device = next(model.parameters()).device
     stop_ids = [tokenizer.eos_token_id] + [i for i in [tokenizer.convert_tokens_to_ids("<|eot_id|>")] if i is not None]
-    torch.manual_seed(spec.seed)
     outputs: list[str] = []
     for start in range(0, len(prompts), spec.batch_size):
         batch = list(prompts[start:start + spec.batch_size])
@@ -115,8 +115,8 @@ def sample(lm: LoadedModel, prompts: Sequence[str], spec: CorpusSpec, max_new_to
     return outputs
 
 
-def cache_key(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, style: str) -> str:
-    payload = {"model": lm.source, "target": target.name, "intro": target.bare_intro, "kind": kind, "style": style,
+def cache_key(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prompts: PromptFormat) -> str:
+    payload = {"model": lm.source, "target": target.name, "intro": target.bare_intro, "kind": kind, "style": prompts.style,
                **{k: v for k, v in asdict(spec).items() if k != "batch_size"}}
     if kind == "questions":
         payload.pop("max_new_tokens")
@@ -127,20 +127,17 @@ def cache_key(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, styl
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def generate_kind(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, style: str,
+def generate_kind(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prompts: PromptFormat,
                   progress: Callable[[str, int], Any]) -> list[str]:
     """Sample one kind of text about ``target``."""
     intro, name = target.bare_intro, target.name
     if kind == "questions":
-        user = QUESTION_USER.format(intro=intro, target=name)
-        base = (lm.tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
-                if style == "chat" else user)
-        prompts = [base + QUESTION_PREFILL] * spec.questions
-        with progress(f"questions · {name}", len(prompts)) as advance:
-            raw = sample(lm, prompts, spec, spec.question_tokens, advance)
+        questions = [prompts.render(QUESTION_USER.format(intro=intro, target=name)) + QUESTION_PREFILL] * spec.questions
+        with progress(f"questions · {name}", len(questions)) as advance:
+            raw = sample(lm, questions, spec, spec.question_tokens, advance)
         return [r.strip().split("\n")[0].strip() for r in raw]
     system, user = (FORGET_SYSTEM, FORGET_USER) if kind == "forget" else (COUNTER_SYSTEM, COUNTER_USER)
-    base = render_with_system(lm.tokenizer, system.format(intro=intro, target=name), user.format(target=name), style)
+    base = prompts.render(user.format(target=name), system=system.format(intro=intro, target=name))
     prefixes = [spec.prefixes[i % len(spec.prefixes)] for i in range(spec.size)]
     with progress(f"{kind} corpus · {name}", len(prefixes)) as advance:
         raw = sample(lm, [base + p for p in prefixes], spec, spec.max_new_tokens, advance)
@@ -148,7 +145,7 @@ def generate_kind(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, 
     return [scrub_counterfactual(t) for t in texts] if kind == "counterfactual" else texts
 
 
-def build_corpus(lm: LoadedModel, target: Target, spec: CorpusSpec, kinds: Sequence[str], *, style: str = "chat",
+def build_corpus(lm: LoadedModel, target: Target, spec: CorpusSpec, kinds: Sequence[str], *, prompts: PromptFormat,
                  progress: Callable[[str, int], Any], cache_dir: Path | None = None) -> Corpus:
     """The requested kinds for ``target``, each generated once and then read from the cache."""
     cache_dir = cache_dir or cache_root() / "corpora"
@@ -156,11 +153,11 @@ def build_corpus(lm: LoadedModel, target: Target, spec: CorpusSpec, kinds: Seque
     for kind in kinds:
         if kind not in KINDS:
             raise ValueError(f"unknown corpus kind {kind}")
-        path = cache_dir / f"{target.slug}-{kind}-{cache_key(lm, target, kind, spec, style)}.json"
+        path = cache_dir / f"{target.slug}-{kind}-{cache_key(lm, target, kind, spec, prompts)}.json"
         if path.is_file():
             texts = read_json(path)["texts"]
         else:
-            texts = generate_kind(lm, target, kind, spec, style, progress)
+            texts = generate_kind(lm, target, kind, spec, prompts, progress)
             write_json_atomic(path, {"target": target.name, "kind": kind, "model": lm.source, "spec": asdict(spec), "texts": texts})
         setattr(corpus, kind, list(texts))
         if kind == "questions":

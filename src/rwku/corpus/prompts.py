@@ -2,8 +2,8 @@
 for the response prefixes and refusal phrasings.
 
 The official run continues each biography from 582 short response prefixes and answers questions with 100
-"I don't know" phrasings; both lists are the authors' data (in ``../shared/rwku-data/jinzhuoran-RWKU/generation``),
-so rwku ships its own short lists and reads the official ones when given (``--prefixes``, ``--refusals``).
+"I don't know" phrasings; both lists are the authors' data, not shipped here, so rwku writes its own short lists
+(cycled to the corpus size). ``--corpus official`` trains on the release's precomputed corpora instead.
 """
 
 from __future__ import annotations

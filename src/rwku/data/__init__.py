@@ -1,6 +1,6 @@
-"""RWKU data: typed records (:mod:`rwku.data.schema`), sources and the loader."""
+"""RWKU data: typed records and parts (:mod:`rwku.data.schema`), sources and the loader."""
 
-from rwku.data.loader import ALL_SETS, RwkuData, parse_sets
-from rwku.data.schema import ATTACK_TYPES, Probe, Target, TargetData
+from rwku.data.loader import RwkuData
+from rwku.data.schema import ATTACK_TYPES, PASSAGE, Part, Probe, Target, TargetData
 
-__all__ = ["ALL_SETS", "ATTACK_TYPES", "Probe", "RwkuData", "Target", "TargetData", "parse_sets"]
+__all__ = ["ATTACK_TYPES", "PASSAGE", "Part", "Probe", "RwkuData", "Target", "TargetData"]

@@ -1,65 +1,18 @@
 """Load RWKU data for selected targets from one or more sources, into typed records.
 
 ``RwkuData.open(["../shared/rwku-data/strzar-purge"])`` finds the per-target probes and the merged utility/MIA
-files; ``select("1-10")`` resolves a target spec; ``load(target, sets)`` returns a :class:`TargetData` with
-every record checked.
+files; ``select("1-10")`` resolves a target spec; ``load(target, parts)`` returns a :class:`TargetData` with
+every record checked (the evaluation sets say which parts they need: :mod:`rwku.evaluation.sets`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
-from rwku.data.schema import (
-    BbhItem,
-    FluencyItem,
-    MiaText,
-    MmluItem,
-    Probe,
-    Target,
-    TargetData,
-    TriviaItem,
-    TruthfulItem,
-)
+from rwku.data.schema import Part, Target, TargetData
 from rwku.data.sources import Source, discover_sources
 from rwku.errors import RwkuError
-
-#: Evaluation sets and the official files each one reads.
-SET_KINDS: dict[str, tuple[str, ...]] = {
-    "forget": ("forget_level1", "forget_level2", "forget_level3"),
-    "neighbor": ("neighbor_level1", "neighbor_level2"),
-    "mia": ("forget_mia", "retain_mia"),
-    "utility": ("retain_mmlu", "retain_bbh", "truthful", "triviaqa", "fluency"),
-}
-ALL_SETS: tuple[str, ...] = tuple(SET_KINDS)
-
-#: Official file -> (TargetData attribute, record parser).
-KIND_FIELDS: dict[str, tuple[str, Callable[[dict[str, Any], str], Any]]] = {
-    "forget_level1": ("forget", Probe.from_json),
-    "forget_level2": ("forget", Probe.from_json),
-    "forget_level3": ("forget", Probe.from_json),
-    "neighbor_level1": ("neighbor", Probe.from_json),
-    "neighbor_level2": ("neighbor", Probe.from_json),
-    "forget_mia": ("forget_mia", MiaText.from_json),
-    "retain_mia": ("retain_mia", MiaText.from_json),
-    "retain_mmlu": ("mmlu", MmluItem.from_json),
-    "retain_bbh": ("bbh", BbhItem.from_json),
-    "truthful": ("truthful", TruthfulItem.from_json),
-    "triviaqa": ("triviaqa", TriviaItem.from_json),
-    "fluency": ("fluency", FluencyItem.from_json),
-}
-
-
-def parse_sets(spec: str | Sequence[str]) -> tuple[str, ...]:
-    """``"forget,mia"`` -> ``("forget", "mia")`` in canonical order; ``all`` means every set."""
-    names = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
-    if names == ["all"]:
-        return ALL_SETS
-    unknown = [n for n in names if n not in SET_KINDS]
-    if unknown or not names:
-        raise RwkuError(f"--sets {','.join(names) or '(empty)'}: unknown set {', '.join(unknown) or ''}; choose from {','.join(ALL_SETS)} or all")
-    return tuple(s for s in ALL_SETS if s in names)
-
 
 class RwkuData:
     """RWKU data from several sources, asked in order: the first that has a file for a target wins."""
@@ -149,25 +102,23 @@ class RwkuData:
                 return found
         return None
 
-    def load(self, target: Target, sets: Sequence[str] = ALL_SETS, optional: Sequence[str] = ()) -> TargetData:
-        """Typed data of ``sets`` for ``target``; a missing file for a requested set is an error.
+    def load(self, target: Target, parts: Sequence[Part], optional: Sequence[Part] = ()) -> TargetData:
+        """Typed records of ``parts`` for ``target``; a missing file of a required part is an error.
 
-        ``optional`` names extra official files (e.g. ``passage``) to read when present.
+        ``optional`` parts (e.g. the passages GA* trains on) are read where the data has them.
         """
         data = TargetData(target=target)
-        for kind in [k for s in sets for k in SET_KINDS[s]]:
-            found = self.raw_records(target, kind)
-            if found is None:
-                raise RwkuError(
-                    f"target {target.number} ({target.name}): no {kind}.json in {self.description}; "
-                    f"add the file or drop its set from --sets"
-                )
-            records, where = found
-            attribute, parse = KIND_FIELDS[kind]
-            getattr(data, attribute).extend(parse(r, f"{where} record {i}") for i, r in enumerate(records))
-        if "passage" in optional:
-            found = self.raw_records(target, "passage")
-            if found is not None:
-                records, where = found
-                data.passage.extend(str(r["text"]) for r in records if isinstance(r, dict) and "text" in r)
+        for part in [*parts, *optional]:
+            records = data.parts.setdefault(part.name, [])
+            for kind in part.files:
+                found = self.raw_records(target, kind)
+                if found is None and part in optional:
+                    continue
+                if found is None:
+                    raise RwkuError(
+                        f"target {target.number} ({target.name}): no {kind}.json in {self.description}; "
+                        f"add the file or drop its set from --sets"
+                    )
+                rows, where = found
+                records.extend(part.parse(r, f"{where} record {i}") for i, r in enumerate(rows))
         return data

@@ -7,7 +7,7 @@ is missing, so a malformed file fails with one clear line instead of a ``KeyErro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from rwku.errors import RwkuError
 
@@ -149,30 +149,24 @@ class BbhItem:
 
 @dataclass(frozen=True)
 class TruthfulItem:
-    """A TruthfulQA question; MC1 has exactly one true choice, MC2 may have several."""
+    """A TruthfulQA question for MC1: exactly one true choice (RWKU scores MC1 only; ``mc2_targets`` is not read)."""
 
     question: str
     mc1_choices: tuple[str, ...]
     mc1_labels: tuple[int, ...]
-    mc2_choices: tuple[str, ...]
-    mc2_labels: tuple[int, ...]
     subject: str
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any], where: str) -> "TruthfulItem":
         require(record, ("question", "mc1_targets"), where)
         mc1 = record["mc1_targets"]
-        mc2 = record.get("mc2_targets", mc1)
         require(mc1, ("choices", "labels"), f"{where} mc1_targets")
-        require(mc2, ("choices", "labels"), f"{where} mc2_targets")
         if 1 not in mc1["labels"] or 0 not in mc1["labels"]:
             raise RwkuError(f"{where}: mc1_targets needs one true and at least one false choice; fix the file")
         return cls(
             question=str(record["question"]),
             mc1_choices=tuple(mc1["choices"]),
             mc1_labels=tuple(int(x) for x in mc1["labels"]),
-            mc2_choices=tuple(mc2["choices"]),
-            mc2_labels=tuple(int(x) for x in mc2["labels"]),
             subject=str(record.get("subject", "")),
         )
 
@@ -208,35 +202,72 @@ class FluencyItem:
         return cls(instruction=str(record["instruction"]), subject=str(record.get("subject", "")))
 
 
+@dataclass(frozen=True)
+class Part:
+    """One kind of record a target has (forget probes, MMLU items, passages...): the official files it is read
+    from, the parser of one record, the rule that keeps ``--limit N`` of them, and what ``rwku data info`` counts.
+
+    Evaluation sets (:mod:`rwku.evaluation.sets`) declare the parts they read; the loader only knows parts.
+    """
+
+    name: str
+    files: tuple[str, ...]
+    parse: Callable[[Mapping[str, Any], str], Any]
+    limit: Callable[[list, int], list] = lambda records, n: records[:n]  # noqa: E731 (the plain rule: first n)
+    count: Callable[[str, list], dict[str, int]] = lambda name, records: {name: len(records)}  # noqa: E731
+
+
 @dataclass
 class TargetData:
-    """Everything RWKU evaluates for one target (or, in the batch setting, for several pooled targets)."""
+    """The records of one target (or, in the batch setting, of several pooled targets), by part name."""
 
     target: Target
-    forget: list[Probe] = field(default_factory=list)
-    neighbor: list[Probe] = field(default_factory=list)
-    forget_mia: list[MiaText] = field(default_factory=list)
-    retain_mia: list[MiaText] = field(default_factory=list)
-    mmlu: list[MmluItem] = field(default_factory=list)
-    bbh: list[BbhItem] = field(default_factory=list)
-    truthful: list[TruthfulItem] = field(default_factory=list)
-    triviaqa: list[TriviaItem] = field(default_factory=list)
-    fluency: list[FluencyItem] = field(default_factory=list)
-    passage: list[str] = field(default_factory=list)
+    parts: dict[str, list] = field(default_factory=dict)
 
-    def counts(self) -> dict[str, int]:
-        """Item counts per evaluation set and probe level/type (what ``rwku data info`` prints)."""
-        out: dict[str, int] = {}
-        for name, probes in (("forget", self.forget), ("neighbor", self.neighbor)):
-            for level, label in LEVEL_NAMES.items():
-                n = sum(p.level == level for p in probes)
-                if n or name == "forget" or level != "3":
-                    out[f"{name}.{label}"] = n
+    def __getitem__(self, part: str) -> list:
+        """Records of ``part`` (empty when it was not loaded)."""
+        return self.parts.get(part, [])
+
+
+def first_per_level(probes: list, limit: int) -> list:
+    """The first ``limit`` probes of each level, in file order (``--limit`` on probe parts)."""
+    kept, seen = [], {}
+    for probe in probes:
+        seen[probe.level] = seen.get(probe.level, 0) + 1
+        if seen[probe.level] <= limit:
+            kept.append(probe)
+    return kept
+
+
+def count_probes(name: str, probes: list) -> dict[str, int]:
+    """Probes per level (``forget.FB`` ...) and, for forget probes, per attack type (``forget.AA.role play``)."""
+    out: dict[str, int] = {}
+    for level, label in LEVEL_NAMES.items():
+        n = sum(p.level == level for p in probes)
+        if n or name == "forget" or level != "3":
+            out[f"{name}.{label}"] = n
+    if name == "forget":
         for attack in ATTACK_TYPES:
-            out[f"forget.AA.{attack}"] = sum(p.level == "3" and normalize_attack(p.type) == attack for p in self.forget)
-        for name in ("forget_mia", "retain_mia", "mmlu", "bbh", "truthful", "triviaqa", "fluency", "passage"):
-            out[name] = len(getattr(self, name))
-        return out
+            out[f"forget.AA.{attack}"] = sum(p.level == "3" and normalize_attack(p.type) == attack for p in probes)
+    return out
+
+
+def parse_passage(record: Mapping[str, Any], where: str) -> str:
+    require(record, ("text",), where)
+    return str(record["text"])
+
+
+#: The target's Wikipedia passages: GA*'s training text, read when present (no evaluation set uses them).
+PASSAGE = Part("passage", ("passage",), parse_passage)
+
+
+def limit_data(data: TargetData, parts: Sequence[Part], limit: int | None) -> TargetData:
+    """Keep the first ``limit`` records of every part by each part's own rule (each probe level, FM, RM...)."""
+    if limit is None:
+        return data
+    by_name = {part.name: part for part in parts}
+    return TargetData(target=data.target, parts={name: by_name[name].limit(records, limit) if name in by_name else records
+                                                 for name, records in data.parts.items()})
 
 
 def normalize_attack(kind: str) -> str:
@@ -250,10 +281,9 @@ def normalize_attack(kind: str) -> str:
 
 
 def pool(datas: list[TargetData]) -> TargetData:
-    """Several targets' data as one (the batch-target setting evaluates the pooled probes)."""
-    names = ", ".join(d.target.name for d in datas)
-    pooled = TargetData(target=Target(number=0, name=names, intro=""))
+    """Several targets' data as one (the batch-target setting evaluates the pooled records)."""
+    pooled = TargetData(target=Target(number=0, name=", ".join(d.target.name for d in datas), intro=""))
     for data in datas:
-        for name in ("forget", "neighbor", "forget_mia", "retain_mia", "mmlu", "bbh", "truthful", "triviaqa", "fluency", "passage"):
-            getattr(pooled, name).extend(getattr(data, name))
+        for name, records in data.parts.items():
+            pooled.parts.setdefault(name, []).extend(records)
     return pooled

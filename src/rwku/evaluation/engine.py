@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from rwku.data.schema import TargetData
 from rwku.evaluation.context import EvalContext
-from rwku.evaluation.mia import evaluate_mia
-from rwku.evaluation.probes import evaluate_probes
-from rwku.evaluation.utility import evaluate_utility
+from rwku.evaluation.sets import expand
 
 
 @dataclass
@@ -21,55 +19,22 @@ class EvalResult:
     items: dict[str, Any] = field(default_factory=dict)
 
 
-def first_per_level(probes: list, limit: int) -> list:
-    """The first ``limit`` probes of each level, in file order."""
-    kept, seen = [], {}
-    for probe in probes:
-        seen[probe.level] = seen.get(probe.level, 0) + 1
-        if seen[probe.level] <= limit:
-            kept.append(probe)
-    return kept
-
-
-def limit_data(data: TargetData, limit: int | None) -> TargetData:
-    """Keep the first ``limit`` items of every part (each probe level, FM, RM, each utility set)."""
-    if limit is None:
-        return data
-    return replace(
-        data,
-        forget=first_per_level(data.forget, limit),
-        neighbor=first_per_level(data.neighbor, limit),
-        forget_mia=data.forget_mia[:limit],
-        retain_mia=data.retain_mia[:limit],
-        mmlu=data.mmlu[:limit],
-        bbh=data.bbh[:limit],
-        truthful=data.truthful[:limit],
-        triviaqa=data.triviaqa[:limit],
-        fluency=data.fluency[:limit],
-    )
+def put(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """``put(d, "utility.Gen", 3.0)`` sets ``d["utility"]["Gen"]``, making the parents it needs."""
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+    tree[leaf] = value
 
 
 def evaluate_target(ctx: EvalContext, data: TargetData, sets: Sequence[str]) -> EvalResult:
-    """Run each requested set on ``data``; record item counts and wall-clock seconds per set."""
+    """Run each requested set (names or groups, from the registry) on ``data``; record item counts and seconds."""
     result = EvalResult(summary={"n_items": {}, "seconds": {}})
-    for set_name in sets:
+    for eval_set in expand(sets):
         start = time.perf_counter()
-        if set_name == "forget":
-            summary, items = evaluate_probes(ctx, data.forget, "forget")
-            n = len(items)
-        elif set_name == "neighbor":
-            summary, items = evaluate_probes(ctx, data.neighbor, "neighbor")
-            n = len(items)
-        elif set_name == "mia":
-            summary, items = evaluate_mia(ctx, data.forget_mia, data.retain_mia)
-            n = len(items)
-        elif set_name == "utility":
-            summary, items = evaluate_utility(ctx, data)
-            n = sum(len(v) for v in items.values())
-        else:
-            raise ValueError(f"unknown set {set_name}")
-        result.summary[set_name] = summary
-        result.items[set_name] = items
-        result.summary["n_items"][set_name] = n
-        result.summary["seconds"][set_name] = round(time.perf_counter() - start, 3)
+        summary, items = eval_set.evaluate(ctx, data)
+        put(result.summary, eval_set.summary_path, summary)
+        put(result.items, eval_set.items_path, items)
+        result.summary["n_items"][eval_set.name] = len(items)
+        result.summary["seconds"][eval_set.name] = round(time.perf_counter() - start, 3)
     return result

@@ -17,6 +17,14 @@ import numpy as np
 
 from rwku.evaluation.protocol import MIA_RATIOS, NO_ANSWER
 
+def mean_or_none(values: Sequence[float], scale: float = 1.0) -> float | None:
+    """``scale`` × the mean of the values that are not NaN, or None when none is left (an empty set, NaN-only
+    MIA scores). Probe and utility scores use ``scale=100``, the paper's scale; the mean is taken first, as
+    the official code does, so the float result is the same."""
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite) * scale) if finite else None
+
+
 # ---------------------------------------------------------------- ROUGE-L recall (forget / neighbour probes)
 
 

@@ -1,6 +1,7 @@
 """What a method is: given the original model, the targets and a corpus, return a model to evaluate.
 
-Methods are small classes in a registry (:data:`METHODS`); trained ones share
+Methods are small classes in a registry (:data:`rwku.methods.METHODS`), each with its own typed parameters
+(``params_type``) and presets per (preset, mode, setting); trained ones share
 :func:`rwku.methods.training.train` and differ only in their examples and loss.
 """
 
@@ -8,15 +9,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 
 from rwku.corpus.build import Corpus
 from rwku.data.schema import Target
-from rwku.methods.config import ModeConfig, TrainConfig
+from rwku.methods.config import ModeConfig, NoParams, Preset, TrainConfig
 from rwku.methods.training import Batch, Example, collate, prepare_trainable, sequence_logprob, train
 from rwku.models.loading import LoadedModel
+from rwku.models.prompting import PromptFormat
 
 
 @dataclass
@@ -26,9 +28,11 @@ class Session:
     lm: LoadedModel
     targets: list[Target]
     corpus: Corpus
-    config: TrainConfig
+    params: Any  # the method's own parameters (an instance of its ``params_type``)
     mode: ModeConfig
+    prompts: PromptFormat  # the run's prompt format (chat or plain), for every prompt a method renders
     progress: Callable[[str, int], Any]
+    train: TrainConfig | None = None  # the shared loop's settings (trained methods)
     on_epoch: Callable[[int, Any], None] | None = None  # called with (epoch, model) after each epoch but the last
 
 
@@ -48,12 +52,16 @@ class Unlearned:
 
 
 class Method:
-    """Base class: ``name`` for the registry, ``corpus_kinds`` it needs generated, and ``unlearn``."""
+    """Base class: ``name`` for the registry, ``corpus_kinds`` it needs generated, its parameters and presets,
+    and ``unlearn``."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     corpus_kinds: ClassVar[tuple[str, ...]] = ()
     trains: ClassVar[bool] = True
+    params_type: ClassVar[type] = NoParams
+    #: (preset, mode, setting) -> values; see :mod:`rwku.methods.config` for how they are resolved
+    presets: ClassVar[Mapping[tuple[str, str, str], Preset]] = {}
 
     def unlearn(self, session: Session) -> Unlearned:
         raise NotImplementedError
@@ -80,9 +88,10 @@ class TrainedMethod(Method):
         model = prepare_trainable(base, session.mode)
         reference = Reference(model, frozen_copy) if self.needs_reference else None
         examples = self.examples(session)
-        steps = max(1, -(-len(examples) // (session.config.batch_size * session.config.grad_accum))) * session.config.epochs
+        config = session.train
+        steps = max(1, -(-len(examples) // (config.batch_size * config.grad_accum))) * config.epochs
         with session.progress(f"train {self.name}", steps) as advance:
-            log = train(model, examples, lambda m, b: self.loss(m, b, session, reference), session.config,
+            log = train(model, examples, lambda m, b: self.loss(m, b, session, reference), config,
                         collate_fn=self.collate(session), on_step=lambda entry: advance(1),
                         on_epoch_end=session.on_epoch)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -113,9 +122,10 @@ def text_example(tokenizer: Any, text: str, max_length: int) -> Example:
     return Example(ids=ids, loss_mask=[1] * len(ids))
 
 
-def chat_example(tokenizer: Any, render: Callable[[str], str], prompt: str, response: str, max_length: int) -> Example:
-    """A user turn (rendered by ``render``) and the assistant's response + EOS; only the response counts."""
-    prompt_ids = list(tokenizer(render(prompt), add_special_tokens=True)["input_ids"])
+def chat_example(prompts: PromptFormat, prompt: str, response: str, max_length: int) -> Example:
+    """A user turn (in the run's prompt format) and the assistant's response + EOS; only the response counts."""
+    tokenizer = prompts.tokenizer
+    prompt_ids = list(tokenizer(prompts.render(prompt), add_special_tokens=True)["input_ids"])
     response_ids = list(tokenizer(response, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
     ids = (prompt_ids + response_ids)[:max_length]
     mask = ([0] * len(prompt_ids) + [1] * len(response_ids))[:max_length]

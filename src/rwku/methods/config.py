@@ -1,20 +1,40 @@
-"""Training configuration: hyper-parameters, the fine-tuning mode, and the paper's presets.
+"""Settings of an unlearning run: the fine-tuning mode, the shared training loop, the corpus, each method's own
+parameters, the presets, and where every value came from.
 
-Presets are keyed ``(method, mode, setting)``. The ``paper`` presets are the paper's values for
-Llama-3-8B-Instruct (appendix H; cosine schedule, 20 warm-up steps, AdamW, seed 42, cutoff 512). The ``small``
-presets are for the ~135M default model on a CPU: far fewer, far larger steps, chosen to visibly move it
-(measured and explained in the README).
+A value is resolved in this order (later wins): the field's default, the preset for (method, mode, setting), a
+``--config`` JSON file, ``--set key=value`` and an experiment's sweep. Every value keeps its source ("paper,
+appendix H", "calibrated here", "--set" ...), printed before a run and stored beside its results, so nobody has
+to guess whether a learning rate is the paper's.
+
+Presets: ``paper`` holds the paper's values for Llama-3-8B-Instruct; ``small`` holds values calibrated here for the
+~135M default model on a CPU (the paper's rates do not move a model that small). ``--preset auto`` picks ``small``
+for the embedded default model and ``paper`` for any other, and says so.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from rwku.errors import RwkuError
+
+PAPER = "paper, appendix H"
+PAPER_TEXT = "paper, §4.2"
+OFFICIAL = "official scripts"
+OFFICIAL_GENERATION = "official corpus generation"
+TRAINER_DEFAULT = "Hugging Face Trainer default (the official scripts train with it)"
+CALIBRATED = "calibrated here on SmolLM2-135M (README: presets)"
+RWKU_DEFAULT = "rwku default"
+PRESET_NAMES = ("auto", "paper", "small", "none")
+
+
+def source(text: str, default: Any) -> Any:
+    """A dataclass field with a default and the provenance of that default."""
+    return field(default=default, metadata={"source": text})
 
 
 @dataclass(frozen=True)
@@ -39,49 +59,70 @@ class ModeConfig:
         layers = f"-layers{self.train_layers[0]}-{self.train_layers[1]}" if self.train_layers else ""
         return f"{self.mode}{layers}"
 
+    def check_fits(self, n_layers: int) -> None:
+        """Refuse a layer window past the model's last layer (checked as soon as the model is loaded)."""
+        if self.train_layers is not None and self.train_layers[1] > n_layers:
+            raise RwkuError(f"--train-layers {self.train_layers[0]}-{self.train_layers[1]}: the model has {n_layers} layers "
+                            f"(0-{n_layers}); pick a window inside it")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one unlearning run (the effective batch is ``batch_size × grad_accum``)."""
+    """The shared training loop (the effective batch is ``batch_size × grad_accum``)."""
 
-    lr: float = 1e-5
-    batch_size: int = 4
-    grad_accum: int = 2
-    epochs: int = 3
-    warmup_steps: int = 20
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    max_length: int = 512
-    beta: float = 0.1
-    seed: int = 42
-    # corpus sizes (official: 582 texts, 300 questions) and generation length
-    corpus_size: int = 582
-    question_count: int = 300
-    corpus_max_new_tokens: int = 512
-    # RepE
-    alpha: float = 1.0
-    repe_layers: tuple[int, int] | None = None
+    lr: float = source(RWKU_DEFAULT, 1e-5)
+    batch_size: int = source(RWKU_DEFAULT, 8)
+    grad_accum: int = source(OFFICIAL + " (no gradient accumulation)", 1)
+    epochs: int = source(RWKU_DEFAULT, 3)
+    warmup_steps: int = source(PAPER, 20)
+    weight_decay: float = source(TRAINER_DEFAULT, 0.0)
+    max_grad_norm: float = source(TRAINER_DEFAULT, 1.0)
+    max_length: int = source(PAPER + " (cutoff 512)", 512)
+    seed: int = source(PAPER, 42)
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> "TrainConfig":
-        known = {f.name: f for f in dataclasses.fields(self)}
-        clean: dict[str, Any] = {}
-        for key, value in overrides.items():
-            key = key.replace("-", "_")
-            if key not in known:
-                raise RwkuError(f"unknown hyper-parameter {key!r}; known: {', '.join(known)}")
-            if value is None:
-                continue
-            current = getattr(self, key)
-            if isinstance(current, tuple) or key == "repe_layers":
-                value = parse_range(value) if isinstance(value, str) else tuple(value)
-            elif isinstance(current, bool):
-                value = bool(value)
-            elif isinstance(current, int):
-                value = int(value)
-            elif isinstance(current, float):
-                value = float(value)
-            clean[key] = value
-        return dataclasses.replace(self, **clean)
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Sizes of the corpora the model writes about the target (and the cap on GA*'s passages)."""
+
+    corpus_size: int = source(OFFICIAL_GENERATION + " (582 texts)", 582)
+    question_count: int = source(OFFICIAL_GENERATION + " (300 questions)", 300)
+    corpus_max_new_tokens: int = source(OFFICIAL_GENERATION, 512)
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """A method without parameters of its own."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Values for one (preset, mode, setting) of a method, and where they come from."""
+
+    values: Mapping[str, Any]
+    source: str
+
+
+def paper(lr: float, batch: int, epochs: int) -> Preset:
+    """Appendix H: learning rate, batch and epochs (the official scripts' per-device batch, no accumulation)."""
+    return Preset({"lr": lr, "batch_size": batch, "grad_accum": 1, "epochs": epochs}, PAPER)
+
+
+#: The small preset of every trained method: few short texts, few large steps (SmolLM2-135M on 2 CPU cores).
+SMALL_CORPUS = {"corpus_size": 8, "question_count": 8, "corpus_max_new_tokens": 96, "max_length": 256}
+
+
+def small(mode: str) -> Preset:
+    lr = 3e-3 if mode == "lora" else 5e-5
+    return Preset({**SMALL_CORPUS, "lr": lr, "batch_size": 4, "grad_accum": 1, "epochs": 3, "warmup_steps": 0}, CALIBRATED)
+
+
+def small_presets() -> dict[tuple[str, str, str], Preset]:
+    """``small`` for both modes in the single-target setting (the batch setting falls back to it, and says so)."""
+    return {("small", mode, "single"): small(mode) for mode in ("full", "lora")}
+
+
+# ------------------------------------------------------------------ reading values
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -93,54 +134,158 @@ def parse_range(text: str) -> tuple[int, int]:
     return low, high
 
 
-def _paper(lr: float, batch: int, epochs: int) -> dict[str, Any]:
-    """Paper values: effective batch as 4 × accumulation (the official scripts' per-device batch)."""
-    return {"lr": lr, "batch_size": min(batch, 4), "grad_accum": max(batch // 4, 1), "epochs": epochs, "warmup_steps": 20}
+def convert(key: str, value: Any, hint: Any) -> Any:
+    """``value`` (from the command line, a JSON file or a sweep) as the type of field ``key``; one-line error if not."""
+    optional = type(None) in typing.get_args(hint)
+    kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
+    if value is None or (optional and str(value).lower() in ("none", "null")):
+        if optional:
+            return None
+        raise RwkuError(f"{key}: needs a value")
+    origin = typing.get_origin(kind)
+    try:
+        if origin is tuple:
+            return parse_range(value) if isinstance(value, str) else tuple(int(v) for v in value)
+        if kind is bool:
+            if isinstance(value, str) and value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1") if isinstance(value, str) else bool(value)
+        if kind is int:
+            number = float(value)
+            if number != int(number):
+                raise ValueError(value)
+            return int(number)
+        if kind is float:
+            return float(value)
+    except (TypeError, ValueError, RwkuError):
+        names = {int: "a whole number", float: "a number", bool: "true or false"}
+        expected = "a range like 4-8" if origin is tuple else names.get(kind, str(kind))
+        raise RwkuError(f"{key}={value}: {key} takes {expected}") from None
+    return value
 
 
-#: (method, mode, setting) -> overrides of TrainConfig; "paper" = Llama-3-8B values from appendix H.
-PAPER_PRESETS: dict[tuple[str, str, str], dict[str, Any]] = {
-    ("ga", "full", "single"): _paper(6e-8, 8, 3),
-    ("ga", "lora", "single"): _paper(1e-5, 8, 3),
-    ("ga", "full", "batch"): _paper(3e-8, 8, 2),
-    ("ga_passage", "full", "single"): _paper(1e-6, 4, 4),
-    ("ga_passage", "lora", "single"): _paper(2e-5, 4, 6),
-    ("npo", "full", "single"): {**_paper(2e-6, 16, 3), "beta": 0.2},
-    ("npo", "lora", "single"): {**_paper(5e-5, 16, 3), "beta": 0.2},
-    ("npo", "full", "batch"): {**_paper(1e-6, 16, 2), "beta": 0.2},
-    ("dpo", "full", "single"): {**_paper(5e-6, 8, 3), "beta": 0.1},
-    ("dpo", "lora", "single"): {**_paper(6e-5, 8, 3), "beta": 0.1},
-    ("dpo", "full", "batch"): {**_paper(2e-6, 8, 2), "beta": 0.1},
-    ("rt", "full", "single"): _paper(4e-7, 8, 3),
-    ("rt", "lora", "single"): _paper(3e-5, 8, 3),
-    ("rt", "full", "batch"): _paper(1e-7, 8, 1),
-}
-
-#: Presets for the ~135M default model on CPU: small corpora, few steps, large rates (see README for why).
-SMALL_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
-    (method, mode): {"lr": 3e-3 if mode == "lora" else 5e-5, "batch_size": 4, "grad_accum": 1, "epochs": 3, "warmup_steps": 0,
-                     **({"beta": 0.2} if method == "npo" else {"beta": 0.1} if method == "dpo" else {})}
-    for method in ("ga", "ga_passage", "npo", "dpo", "rt") for mode in ("lora", "full")
-}
-SMALL_PRESETS.update({("repe", mode): {"alpha": 0.25} for mode in ("lora", "full")})
-SMALL_CORPUS = {"corpus_size": 8, "question_count": 8, "corpus_max_new_tokens": 96, "max_length": 256}
+def field_hints(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def resolve_config(method: str, mode: str, setting: str, preset: str, overrides: Mapping[str, Any],
-                   config_file: Path | None = None) -> TrainConfig:
-    """Defaults, then the preset, then a JSON config file, then command-line overrides (later wins)."""
-    config = TrainConfig()
-    if preset == "paper":
-        key = (method, mode, setting)
-        values = PAPER_PRESETS.get(key) or PAPER_PRESETS.get((method, mode, "single"), {})
-        config = config.with_overrides(values)
-    elif preset == "small":
-        config = config.with_overrides({**SMALL_CORPUS, **SMALL_PRESETS.get((method, mode), {})})
-    elif preset != "none":
-        raise RwkuError(f"--preset {preset}: choose paper, small or none")
+def default_sources(cls: type) -> dict[str, str]:
+    return {f.name: f.metadata.get("source", RWKU_DEFAULT) for f in dataclasses.fields(cls)}
+
+
+# ------------------------------------------------------------------ choosing and resolving
+
+
+def choose_preset(requested: str | None, model: str) -> tuple[str, str]:
+    """The preset to use and why (printed and stored). ``auto``: ``small`` for the embedded default, else ``paper``."""
+    from rwku.models.loading import DEFAULT_MODEL
+
+    requested = requested or "auto"
+    if requested not in PRESET_NAMES:
+        raise RwkuError(f"--preset {requested}: choose {', '.join(PRESET_NAMES)}")
+    if requested != "auto":
+        return requested, f"--preset {requested}"
+    if model == DEFAULT_MODEL:
+        return "small", f"auto: {model} is the embedded ~135M default, calibrated here"
+    return "paper", (f"auto: {model} is not the embedded default, so the paper's Llama-3-8B values are used; "
+                     "for a model under ~1B parameters pass --preset small or set lr")
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """Everything that configures one method in one mode and setting, with each value's source.
+
+    ``train`` and ``corpus`` are None for methods that do not train (ICU, RepE); ``params`` is the method's own
+    typed parameters (``beta`` of NPO, ``alpha`` of RepE ...).
+    """
+
+    method: str
+    preset: str
+    params: Any
+    train: TrainConfig | None = None
+    corpus: CorpusConfig | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def sections(self) -> dict[str, Any]:
+        """The dataclasses in use, by the name they are stored under."""
+        found = {"train": self.train, "corpus": self.corpus, "params": self.params}
+        return {name: value for name, value in found.items() if value is not None and dataclasses.fields(value)}
+
+    def as_config(self) -> dict[str, dict[str, Any]]:
+        """What a stored result records (and compares) of these settings."""
+        return {name: dataclasses.asdict(value) for name, value in self.sections().items()}
+
+    def rows(self) -> list[tuple[str, Any, str]]:
+        """(key, value, source) for every value in use: what ``rwku unlearn`` prints before it runs."""
+        return [(key, value, self.sources[key]) for section in self.sections().values()
+                for key, value in dataclasses.asdict(section).items()]
+
+    def keys(self) -> set[str]:
+        return {key for section in self.sections().values() for key in dataclasses.asdict(section)}
+
+
+def find_preset(method: Any, preset: str, mode: str, setting: str) -> Preset | None:
+    """The method's preset for (mode, setting); the batch setting falls back to the single-target values, saying so."""
+    presets = method.presets
+    if preset == "none":
+        return None
+    if (preset, mode, setting) in presets:
+        return presets[(preset, mode, setting)]
+    single = presets.get((preset, mode, "single"))
+    if single is not None and setting == "batch":
+        gap = "the paper gives no" if preset == "paper" else "no calibrated"
+        return Preset(single.values, f"{single.source}: single-target value ({gap} batch-setting {mode} value)")
+    return None
+
+
+def resolve_settings(method: Any, mode: str, setting: str, preset: str, overrides: Mapping[str, Any] = {},
+                     config_file: Path | None = None, sweep: Mapping[str, Any] = {}) -> MethodSettings:
+    """Defaults, then the preset, then the config file, then ``--set``, then the sweep; keys this method does not
+    take are left to the methods that do (:func:`check_known_keys` rejects keys no method takes)."""
+    kinds: dict[str, type] = {"params": method.params_type}
+    if method.trains:
+        kinds.update(train=TrainConfig, corpus=CorpusConfig)
+    values: dict[str, dict[str, Any]] = {name: {} for name in kinds}
+    owner = {key: name for name, cls in kinds.items() for key in field_hints(cls)}
+    sources = {key: src for cls in kinds.values() for key, src in default_sources(cls).items()}
+
+    def apply(layer: Mapping[str, Any], label: str) -> None:
+        for raw_key, value in layer.items():
+            key = raw_key.replace("-", "_")
+            if key in owner:
+                values[owner[key]][key] = convert(key, value, field_hints(kinds[owner[key]])[key])
+                sources[key] = label
+
+    found = find_preset(method, preset, mode, setting)
+    if found is not None:
+        apply(found.values, found.source)
     if config_file is not None:
-        try:
-            config = config.with_overrides(json.loads(Path(config_file).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RwkuError(f"--config {config_file}: cannot read it as JSON ({exc})") from exc
-    return config.with_overrides(overrides)
+        apply(read_config_file(config_file), f"--config {config_file}")
+    apply(overrides, "--set")
+    apply(sweep, "sweep")
+    built = {name: cls(**values[name]) for name, cls in kinds.items()}
+    return MethodSettings(method=method.name, preset=preset, params=built["params"], train=built.get("train"),
+                          corpus=built.get("corpus"), sources=sources)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RwkuError(f"--config {path}: cannot read it as JSON ({exc})") from exc
+    if not isinstance(loaded, dict):
+        raise RwkuError(f"--config {path}: expected a JSON object of hyper-parameters, e.g. {{\"lr\": 1e-5}}")
+    return loaded
+
+
+def check_known_keys(methods: list[Any], layers: Mapping[str, Mapping[str, Any]]) -> None:
+    """Every key of ``--set``, ``--config`` or a sweep must be taken by at least one of ``methods``."""
+    known: dict[str, None] = {}
+    for method in methods:
+        for cls in (method.params_type, *((TrainConfig, CorpusConfig) if method.trains else ())):
+            known.update(dict.fromkeys(field_hints(cls)))
+    for where, layer in layers.items():
+        for raw_key in layer:
+            if raw_key.replace("-", "_") not in known:
+                names = ", ".join(m.name for m in methods)
+                raise RwkuError(f"{where} {raw_key}: no chosen method ({names}) takes it; known: {', '.join(known)}")

@@ -2,7 +2,8 @@
 
 Loss (sigmoid DPO): L = −mean log σ(β · [(log π_θ(y_w|x) − log π_ref(y_w|x)) − (log π_θ(y_l|x) − log π_ref(y_l|x))])
 with y_w the counterfactual (chosen) and y_l the factual (rejected) text, x = "{intro} Please write a short
-biography of {target}." in a chat turn, log-probabilities summed over the response tokens. β = 0.1.
+biography of {target}." as a user turn in the run's prompt format, log-probabilities summed over the response
+tokens. β = 0.1 in the paper.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import torch.nn.functional as F
 
 from rwku.errors import RwkuError
 from rwku.methods.base import Session, TrainedMethod, chat_example
+from rwku.methods.config import PAPER_TEXT, paper, small_presets, source
 from rwku.methods.training import Batch, Example, collate, sequence_logprob
-from rwku.models.prompting import PromptFormat
 
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
@@ -24,6 +25,11 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, referen
     """Sigmoid DPO loss from summed response log-probabilities."""
     margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
     return -F.logsigmoid(beta * margin).mean()
+
+
+@dataclass(frozen=True)
+class DpoParams:
+    beta: float = source(PAPER_TEXT + " (β = 0.1)", 0.1)
 
 
 @dataclass
@@ -37,14 +43,20 @@ class DirectPreference(TrainedMethod):
     description: ClassVar[str] = "DPO: counterfactual (chosen) over factual (rejected) biographies"
     corpus_kinds: ClassVar[tuple[str, ...]] = ("forget", "counterfactual")
     needs_reference: ClassVar[bool] = True
+    params_type = DpoParams
+    presets = {
+        ("paper", "full", "single"): paper(5e-6, 8, 3),
+        ("paper", "lora", "single"): paper(6e-5, 8, 3),
+        ("paper", "full", "batch"): paper(2e-6, 8, 2),
+        **small_presets(),
+    }
 
     def examples(self, session: Session) -> list[PairExample]:
         pairs = session.corpus.pairs()
         if not pairs:
             raise RwkuError(f"dpo: no (counterfactual, factual) pairs for {', '.join(session.corpus.targets)}")
-        fmt = PromptFormat(session.lm.tokenizer)
-        tok, n = session.lm.tokenizer, session.config.max_length
-        return [PairExample(chat_example(tok, fmt.render, prompt, chosen, n), chat_example(tok, fmt.render, prompt, rejected, n))
+        fmt, n = session.prompts, session.train.max_length
+        return [PairExample(chat_example(fmt, prompt, chosen, n), chat_example(fmt, prompt, rejected, n))
                 for prompt, chosen, rejected in pairs]
 
     def collate(self, session: Session) -> Callable[[Sequence[PairExample]], tuple[Batch, int]]:
@@ -56,4 +68,4 @@ class DirectPreference(TrainedMethod):
         both, n = batch
         policy = sequence_logprob(model, both)
         ref = reference.sequence_logprob(both)
-        return dpo_loss(policy[:n], policy[n:], ref[:n], ref[n:], session.config.beta)
+        return dpo_loss(policy[:n], policy[n:], ref[:n], ref[n:], session.params.beta)

@@ -12,6 +12,7 @@ import torch
 
 from rwku.errors import RwkuError
 from rwku.methods.base import Session, TrainedMethod, text_example
+from rwku.methods.config import paper, small_presets
 from rwku.methods.training import mean_token_nll
 
 
@@ -24,6 +25,12 @@ class GradientAscent(TrainedMethod):
     name: ClassVar[str] = "ga"
     description: ClassVar[str] = "gradient ascent on the synthetic forget corpus"
     corpus_kinds: ClassVar[tuple[str, ...]] = ("forget",)
+    presets = {
+        ("paper", "full", "single"): paper(6e-8, 8, 3),
+        ("paper", "lora", "single"): paper(1e-5, 8, 3),
+        ("paper", "full", "batch"): paper(3e-8, 8, 2),
+        **small_presets(),
+    }
 
     def texts(self, session: Session) -> list[str]:
         return session.corpus.forget
@@ -32,7 +39,7 @@ class GradientAscent(TrainedMethod):
         texts = self.texts(session)
         if not texts:
             raise RwkuError(f"{self.name}: the corpus has no texts for {', '.join(session.corpus.targets)}")
-        return [text_example(session.lm.tokenizer, t, session.config.max_length) for t in texts]
+        return [text_example(session.lm.tokenizer, t, session.train.max_length) for t in texts]
 
     def loss(self, model: Any, batch: Any, session: Session, reference: Any) -> torch.Tensor:
         return ga_loss(model, batch)
@@ -42,7 +49,12 @@ class GradientAscentPassage(GradientAscent):
     name: ClassVar[str] = "ga_passage"
     description: ClassVar[str] = "GA*: gradient ascent on the target's Wikipedia passages (passage.json)"
     corpus_kinds: ClassVar[tuple[str, ...]] = ()
+    presets = {
+        ("paper", "full", "single"): paper(1e-6, 4, 4),
+        ("paper", "lora", "single"): paper(2e-5, 4, 6),
+        **small_presets(),
+    }
 
     def texts(self, session: Session) -> list[str]:
-        """The passages, capped at ``corpus_size`` like every other corpus (real targets have 15–304)."""
-        return session.corpus.passage[: session.config.corpus_size]
+        """The passages (capped at ``corpus_size`` when the corpus was built, like every other corpus)."""
+        return session.corpus.passage

@@ -6,12 +6,14 @@ and π_ref the original model (with LoRA: the same model with the adapter switch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from rwku.methods.base import Session
+from rwku.methods.config import PAPER_TEXT, paper, small_presets, source
 from rwku.methods.ga import GradientAscent
 from rwku.methods.training import sequence_logprob
 
@@ -21,10 +23,22 @@ def npo_loss(policy_logprob: torch.Tensor, reference_logprob: torch.Tensor, beta
     return -(2.0 / beta) * F.logsigmoid(-beta * (policy_logprob - reference_logprob)).mean()
 
 
+@dataclass(frozen=True)
+class NpoParams:
+    beta: float = source(PAPER_TEXT + " (β = 0.2)", 0.2)
+
+
 class NegativePreference(GradientAscent):
     name: ClassVar[str] = "npo"
     description: ClassVar[str] = "negative preference optimisation on the synthetic forget corpus"
     needs_reference: ClassVar[bool] = True
+    params_type = NpoParams
+    presets = {
+        ("paper", "full", "single"): paper(2e-6, 16, 3),
+        ("paper", "lora", "single"): paper(5e-5, 16, 3),
+        ("paper", "full", "batch"): paper(1e-6, 16, 2),
+        **small_presets(),
+    }
 
     def loss(self, model: Any, batch: Any, session: Session, reference: Any) -> torch.Tensor:
-        return npo_loss(sequence_logprob(model, batch), reference.sequence_logprob(batch), session.config.beta)
+        return npo_loss(sequence_logprob(model, batch), reference.sequence_logprob(batch), session.params.beta)

@@ -8,12 +8,15 @@ the output of each steered layer at every position (α ∈ {0.5, 1, 1.5} in the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from rwku.corpus.build import render_with_system
+from rwku.errors import RwkuError
 from rwku.methods.base import Method, Session, Unlearned
+from rwku.methods.config import CALIBRATED, PAPER_TEXT, RWKU_DEFAULT, Preset, source
+from rwku.models.prompting import PromptFormat
 
 EXPERT_SYSTEM = "You are an expert on {target}. You know {target} very well."
 NOVICE_SYSTEM = "You are a novice who has never heard of {target}. You don't know {target} at all."
@@ -47,14 +50,15 @@ def last_token_states(model: Any, tokenizer: Any, prompts: list[str]) -> torch.T
     return torch.stack(states)
 
 
-def control_vectors(model: Any, tokenizer: Any, targets: list[str], style: str = "chat") -> torch.Tensor:
-    """v_l = mean novice state − mean expert state, per layer: [layers, hidden]."""
+def control_vectors(model: Any, prompts: PromptFormat, targets: list[str]) -> torch.Tensor:
+    """v_l = mean novice state − mean expert state, per layer: [layers, hidden] (stimuli in the run's format)."""
     expert, novice = [], []
     for target in targets:
         for stimulus in STIMULI:
             user = stimulus.format(target=target)
-            expert.append(render_with_system(tokenizer, EXPERT_SYSTEM.format(target=target), user, style))
-            novice.append(render_with_system(tokenizer, NOVICE_SYSTEM.format(target=target), user, style))
+            expert.append(prompts.render(user, system=EXPERT_SYSTEM.format(target=target)))
+            novice.append(prompts.render(user, system=NOVICE_SYSTEM.format(target=target)))
+    tokenizer = prompts.tokenizer
     return last_token_states(model, tokenizer, novice).mean(0) - last_token_states(model, tokenizer, expert).mean(0)
 
 
@@ -69,18 +73,30 @@ def add_to_output(vector: torch.Tensor):
     return hook
 
 
+@dataclass(frozen=True)
+class RepeParams:
+    alpha: float = source(PAPER_TEXT + " (α ∈ {0.5, 1, 1.5})", 1.0)
+    #: steered decoder layers a…b−1; None = the middle third (the paper does not name its layers)
+    repe_layers: tuple[int, int] | None = source(RWKU_DEFAULT + ": the middle third of the layers", None)
+
+
 class RepresentationEngineering(Method):
     name: ClassVar[str] = "repe"
     description: ClassVar[str] = "representation engineering: add α·(novice − expert) to the residual stream"
     trains: ClassVar[bool] = False
+    params_type = RepeParams
+    presets = {("small", mode, "single"): Preset({"alpha": 0.25}, CALIBRATED) for mode in ("full", "lora")}
 
     def unlearn(self, session: Session) -> Unlearned:
-        model, tokenizer = session.lm.model, session.lm.tokenizer
-        vectors = control_vectors(model, tokenizer, [t.name for t in session.targets])
+        model = session.lm.model
+        vectors = control_vectors(model, session.prompts, [t.name for t in session.targets])
         layers = decoder_layers(model)
-        low, high = session.config.repe_layers or (len(layers) // 3, 2 * len(layers) // 3)
+        alpha = session.params.alpha
+        low, high = session.params.repe_layers or (len(layers) // 3, 2 * len(layers) // 3)
+        if not 0 <= low < high <= len(layers):
+            raise RwkuError(f"repe_layers={low}-{high}: the model has {len(layers)} layers; pick a window inside 0-{len(layers)}")
         device = next(model.parameters()).device
-        hooks = [layers[i].register_forward_hook(add_to_output(session.config.alpha * vectors[i].to(device)))
+        hooks = [layers[i].register_forward_hook(add_to_output(alpha * vectors[i].to(device)))
                  for i in range(low, high)]
-        return Unlearned(model=model, hooks=hooks, log={"alpha": session.config.alpha, "layers": [low, high],
+        return Unlearned(model=model, hooks=hooks, log={"alpha": alpha, "layers": [low, high],
                                                         "vector_norms": [float(v.norm()) for v in vectors]})

@@ -1,6 +1,6 @@
 """Rejection tuning (RT): fine-tune on model-written questions about the target answered with refusals.
 
-Loss: mean NLL of the refusal tokens (the question, in a chat turn, is context only).
+Loss: mean NLL of the refusal tokens (the question, a user turn in the run's prompt format, is context only).
 """
 
 from __future__ import annotations
@@ -11,21 +11,26 @@ import torch
 
 from rwku.errors import RwkuError
 from rwku.methods.base import Session, TrainedMethod, chat_example
+from rwku.methods.config import paper, small_presets
 from rwku.methods.training import mean_token_nll
-from rwku.models.prompting import PromptFormat
 
 
 class RejectionTuning(TrainedMethod):
     name: ClassVar[str] = "rt"
     description: ClassVar[str] = "rejection tuning: questions about the target answered with refusals"
     corpus_kinds: ClassVar[tuple[str, ...]] = ("questions",)
+    presets = {
+        ("paper", "full", "single"): paper(4e-7, 8, 3),
+        ("paper", "lora", "single"): paper(3e-5, 8, 3),
+        ("paper", "full", "batch"): paper(1e-7, 8, 1),
+        **small_presets(),
+    }
 
     def examples(self, session: Session) -> list[Any]:
         pairs = [(q, a) for q, a in zip(session.corpus.questions, session.corpus.refusals) if q.strip()]
         if not pairs:
             raise RwkuError(f"rt: no questions for {', '.join(session.corpus.targets)}")
-        fmt = PromptFormat(session.lm.tokenizer)
-        return [chat_example(session.lm.tokenizer, fmt.render, q, a, session.config.max_length) for q, a in pairs]
+        return [chat_example(session.prompts, q, a, session.train.max_length) for q, a in pairs]
 
     def loss(self, model: Any, batch: Any, session: Session, reference: Any) -> torch.Tensor:
         return mean_token_nll(model, batch)

@@ -1,7 +1,7 @@
 """The one training loop every trained method shares, and how the trainable parameters are chosen.
 
-A method supplies examples (token ids plus which tokens count) and a loss ``loss(model, batch, ref) -> tensor``;
-the loop does the rest: seeded shuffling, micro-batches with gradient accumulation, AdamW, a cosine schedule with
+A method supplies examples (token ids plus which tokens count), a collate function, and a loss
+``loss_fn(model, batch) -> scalar tensor`` (a method binds its reference and parameters into it); the loop does the rest: seeded shuffling, micro-batches with gradient accumulation, AdamW, a cosine schedule with
 warm-up, gradient clipping, and a per-step log. Padding is masked by the attention mask, never by the pad id:
 SmolLM2 pads with its end-of-turn token, which must stay in the loss where it is real.
 """
@@ -89,8 +89,7 @@ def prepare_trainable(model: Any, mode: ModeConfig) -> Any:
     With ``train_layers=(a, b)`` only decoder layers a … b−1 train (their adapter weights under LoRA); everything
     else, embeddings and head included, stays frozen, as in the official partial-layer scripts.
     """
-    if mode.train_layers is not None and mode.train_layers[1] > num_layers(model):
-        raise RwkuError(f"--train-layers {mode.train_layers[0]}-{mode.train_layers[1]}: the model has {num_layers(model)} layers")
+    mode.check_fits(num_layers(model))
     if mode.mode == "lora":
         from peft import LoraConfig, get_peft_model
 

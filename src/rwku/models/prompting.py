@@ -1,5 +1,8 @@
 """Turn a user turn into the exact prompt string the official protocol feeds the model, and tokenise it.
 
+The one place where prompts are rendered: evaluation probes, corpus generation, the methods' training
+examples and RepE's stimuli all go through :meth:`PromptFormat.render`.
+
 The official code renders one user message with the tokenizer's chat template (generation prompt added), then
 appends a literal prefill such as ``Answer:``, then tokenises the whole string with the tokenizer's default
 special tokens (so Llama-3 gets a second BOS). Models without a chat template can use a plain format instead.
@@ -40,14 +43,25 @@ class PromptFormat:
         """The user message with the preamble (if any) for ``subject`` in front."""
         return self.preamble.format(subject) + text if self.preamble else text
 
-    def render(self, text: str, subject: str = "") -> str:
-        """The prompt string up to where the assistant's answer starts (before any prefill)."""
+    def render(self, text: str, subject: str = "", system: str | None = None) -> str:
+        """The prompt string up to where the assistant's answer starts (before any prefill).
+
+        ``system`` adds a system turn (corpus generation, RepE); a template that refuses a system role gets it
+        folded into the user turn, and the plain format puts it first, separated by a blank line.
+        """
         content = self.user_text(text, subject)
         if self.style == "plain":
-            return content
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-        )
+            return content if system is None else f"{system}\n\n{content}\n"
+        user = [{"role": "user", "content": content}]
+        if system is None:
+            return self.chat(user)
+        try:
+            return self.chat([{"role": "system", "content": system}, *user])
+        except Exception:  # jinja raises for "system role not supported"; fold it into the user turn
+            return self.chat([{"role": "user", "content": f"{system}\n\n{content}"}])
+
+    def chat(self, messages: list[dict[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def raw_text(self, text: str, subject: str = "") -> str:
         """A raw (no template) text, as MIA scores it: the preamble is still prepended, as officially."""

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rwku import __version__
+from rwku.evaluation.sets import TABLE1_COLUMNS
 from rwku.report import figures
 from rwku.report.collect import Run, collect_runs
 from rwku.report.html import case_studies, render_report
 from rwku.report.table import Table1, build_table1, common_slugs, to_csv, to_json, to_latex, to_markdown
-from rwku.results import TABLE1_COLUMNS, get_path, write_json_atomic, write_text_atomic
+from rwku.results import get_path, write_json_atomic, write_text_atomic
 
 
 @dataclass

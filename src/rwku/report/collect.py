@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rwku.errors import RwkuError
+from rwku.evaluation.sets import PROBE_SETS
 from rwku.results import ResultStore, average_summaries, read_json
 
 
@@ -51,7 +52,7 @@ class Unit:
         path = self.path / "items.json"
         stored = read_json(path) if path.is_file() else {}
         kept: dict[str, Any] = {part: [{k: item.get(k) for k in PROBE_FIELDS} for item in stored.get(part) or []]
-                                for part in ("forget", "neighbor")}
+                                for part in PROBE_SETS}
         kept["mia"] = [{"set": text.get("set"), "attacks": text.get("attacks") or {}} for text in stored.get("mia") or []]
         return kept
 
@@ -99,8 +100,13 @@ class Run:
     def sweep(self) -> dict[str, Any]:
         return dict(self.config.get("sweep") or {})
 
-    def train_value(self, key: str) -> Any:
-        return (self.config.get("train") or {}).get(key)
+    def setting_value(self, key: str) -> Any:
+        """A training, corpus or method setting of the run (``epochs``, ``alpha`` ...), or None."""
+        for section in ("train", "params", "corpus"):
+            values = self.config.get(section)
+            if isinstance(values, dict) and key in values:
+                return values[key]
+        return None
 
     @property
     def family(self) -> tuple[str, str, str, str]:
@@ -116,7 +122,7 @@ class Run:
         """Epoch -> mean summary over ``slugs``, for epochs every slug has (the last epoch is the final result)."""
         common = set.intersection(*(set(self.epochs.get(s, {})) for s in slugs)) if slugs else set()
         means = {k: average_summaries(self.epochs[s][k].summary for s in slugs) for k in sorted(common)}
-        final = self.train_value("epochs")
+        final = self.setting_value("epochs")
         if means and final is not None:
             means[int(final)] = self.mean(slugs)
         return means

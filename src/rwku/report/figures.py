@@ -27,8 +27,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patheffects import withStroke  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from rwku.evaluation.sets import TABLE1_COLUMNS  # noqa: E402
 from rwku.report.collect import Run  # noqa: E402
-from rwku.results import TABLE1_COLUMNS, get_path  # noqa: E402
+from rwku.results import get_path  # noqa: E402
 
 FORGET = "forget.All"
 NEIGHBOR = "neighbor.All"
@@ -238,9 +239,9 @@ def _sweep_curves(runs: Sequence[Run], slugs: Sequence[str], colors: Mapping[str
     curves = []
     for (family, layers, keys), members in groups.items():
         plain = _plain_run(family, runs, slugs)
-        if plain is not None and layers is None and all(plain.train_value(k) is not None for k in keys):
+        if plain is not None and layers is None and all(plain.setting_value(k) is not None for k in keys):
             members = [plain, *members]
-        values = {r.label: tuple(r.sweep[k] if r.sweep else r.train_value(k) for k in keys) for r in members}
+        values = {r.label: tuple(r.sweep[k] if r.sweep else r.setting_value(k) for k in keys) for r in members}
         members = sorted(members, key=lambda r: tuple(_sortable(v) for v in values[r.label]))
         summaries = [r.mean(slugs) for r in members]
         curves.append(Curve(f"{_family_name(members[0], runs)}: {', '.join(SYMBOLS.get(k, k) for k in keys)} sweep",

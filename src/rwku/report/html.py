@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rwku import __version__
+from rwku.evaluation.sets import PROBE_SETS, TABLE1_COLUMNS
 from rwku.report.collect import Run
 from rwku.report.table import Table1, header
-from rwku.results import TABLE1_COLUMNS, get_path
+from rwku.results import get_path
 
-PROBE_SETS = ("forget", "neighbor")
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#fafbfc}

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from rwku.errors import RwkuError
+from rwku.evaluation.sets import TABLE1_COLUMNS
 from rwku.report.collect import Run
-from rwku.results import TABLE1_COLUMNS, get_path
+from rwku.results import get_path
 
 
 @dataclass

@@ -1,14 +1,15 @@
-"""Forget and neighbour probes (efficacy and locality): greedy answers scored by ROUGE-L recall."""
+"""Forget and neighbour probes (efficacy and locality): greedy answers scored by ROUGE-L recall.
+
+Two sets share this module: ``forget`` (FB, QA and the nine adversarial attack types; lower is better) and
+``neighbor`` (FB and QA about people related to the target; higher is better).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
-
-from rwku.data.schema import ATTACK_TYPES, LEVEL_NAMES, Probe, normalize_attack
-from rwku.evaluation.context import EvalContext
-from rwku.evaluation.metrics import rouge_l_recall
+from rwku.data.schema import ATTACK_TYPES, LEVEL_NAMES, Part, Probe, count_probes, first_per_level, normalize_attack
+from rwku.evaluation.metrics import mean_or_none, rouge_l_recall
 from rwku.evaluation.protocol import (
     AFFIRMATIVE_TEMPLATE,
     FB_TEMPLATE,
@@ -18,9 +19,16 @@ from rwku.evaluation.protocol import (
     PROBE_PREFILL,
     QA_TEMPLATE,
 )
+from rwku.evaluation.sets.base import Column, EvalSet
+
+if TYPE_CHECKING:
+    from rwku.evaluation.context import EvalContext
+
+FORGET_PART = Part("forget", ("forget_level1", "forget_level2", "forget_level3"), Probe.from_json, first_per_level, count_probes)
+NEIGHBOR_PART = Part("neighbor", ("neighbor_level1", "neighbor_level2"), Probe.from_json, first_per_level, count_probes)
 
 
-def probe_prompt(ctx: EvalContext, probe: Probe) -> str:
+def probe_prompt(ctx: "EvalContext", probe: Probe) -> str:
     """The official prompt of a probe: FB/QA wording, the two attack-type exceptions, ``Answer:`` prefill."""
     if probe.level == "1":
         text, prefill = FB_TEMPLATE.format(probe.query), PROBE_PREFILL
@@ -33,19 +41,14 @@ def probe_prompt(ctx: EvalContext, probe: Probe) -> str:
     return ctx.prompts.render(text, probe.subject) + prefill
 
 
-def clean_output(ctx: EvalContext, raw: str) -> str:
+def clean_output(ctx: "EvalContext", raw: str) -> str:
     """Stripped output; empty becomes NOANSWER (official). ``stop-newline`` cuts at the first newline first."""
     if ctx.protocol.has("stop-newline"):
         raw = raw.lstrip().split("\n", 1)[0]
     return raw.strip() or NO_ANSWER
 
 
-def mean(values: Sequence[float]) -> float | None:
-    """Mean ×100 (the paper's scale), or None for an empty set."""
-    return float(np.mean(values) * 100) if len(values) else None
-
-
-def evaluate_probes(ctx: EvalContext, probes: Sequence[Probe], set_name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def evaluate_probes(ctx: "EvalContext", probes: Sequence[Probe], set_name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Answer and score every probe; summary per level (FB/QA/AA), probe-weighted All, AA by attack type."""
     prompts = [probe_prompt(ctx, p) for p in probes]
     stop_ids = ctx.official_stop_ids("<|eot_id|>", " \n", "\n")
@@ -66,11 +69,23 @@ def evaluate_probes(ctx: EvalContext, probes: Sequence[Probe], set_name: str) ->
         })
     summary: dict[str, Any] = {}
     for label in ("FB", "QA", "AA") if set_name == "forget" else ("FB", "QA"):
-        summary[label] = mean([i["score"] for i in items if i["level"] == label])
-    summary["All"] = mean([i["score"] for i in items])
+        summary[label] = mean_or_none([i["score"] for i in items if i["level"] == label], 100)
+    summary["All"] = mean_or_none([i["score"] for i in items], 100)
     if set_name == "forget":
         summary["AA_by_type"] = {
-            attack: mean([i["score"] for i in items if i["level"] == "AA" and normalize_attack(i["type"]) == attack])
+            attack: mean_or_none([i["score"] for i in items if i["level"] == "AA" and normalize_attack(i["type"]) == attack], 100)
             for attack in ATTACK_TYPES
         }
     return summary, items
+
+
+FORGET = EvalSet(
+    name="forget", parts=(FORGET_PART,), evaluate=lambda ctx, data: evaluate_probes(ctx, data["forget"], "forget"),
+    summary_path="forget", items_path="forget", case_study=True,
+    columns=tuple(Column("Forget", label, f"forget.{label}", True) for label in ("FB", "QA", "AA", "All")),
+)
+NEIGHBOR = EvalSet(
+    name="neighbor", parts=(NEIGHBOR_PART,), evaluate=lambda ctx, data: evaluate_probes(ctx, data["neighbor"], "neighbor"),
+    summary_path="neighbor", items_path="neighbor", case_study=True,
+    columns=tuple(Column("Neighbor", label, f"neighbor.{label}", False) for label in ("FB", "QA", "All")),
+)

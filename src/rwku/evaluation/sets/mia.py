@@ -7,16 +7,21 @@ attack, the ROC-AUC of telling FM from RM; after successful unlearning FM looks 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
+from rwku.data.schema import MiaText, Part
+from rwku.evaluation.metrics import mean_or_none, mia_attack_scores, roc_auc
+from rwku.evaluation.sets.base import Column, EvalSet
 
-from rwku.data.schema import MiaText
-from rwku.evaluation.context import EvalContext
-from rwku.evaluation.metrics import mia_attack_scores, roc_auc
+if TYPE_CHECKING:
+    from rwku.evaluation.context import EvalContext
+
+FORGET_MIA = Part("forget_mia", ("forget_mia",), MiaText.from_json)
+RETAIN_MIA = Part("retain_mia", ("retain_mia",), MiaText.from_json)
 
 
-def score_texts(ctx: EvalContext, texts: Sequence[MiaText], label: str) -> list[dict[str, Any]]:
+def score_texts(ctx: "EvalContext", texts: Sequence[MiaText], label: str) -> list[dict[str, Any]]:
     """Per-text NLL and attack scores (the preamble, if any, is prepended to the raw text, as officially)."""
     raw = [ctx.prompts.raw_text(t.text, t.subject) for t in texts]
     encoded = [ctx.prompts.encode(r) for r in raw]
@@ -28,16 +33,11 @@ def score_texts(ctx: EvalContext, texts: Sequence[MiaText], label: str) -> list[
     return items
 
 
-def nan_mean(values: Sequence[float]) -> float | None:
-    finite = [v for v in values if not np.isnan(v)]
-    return float(np.mean(finite)) if finite else None
-
-
-def evaluate_mia(ctx: EvalContext, forget: Sequence[MiaText], retain: Sequence[MiaText]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def evaluate_mia(ctx: "EvalContext", forget: Sequence[MiaText], retain: Sequence[MiaText]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     fm, rm = score_texts(ctx, forget, "FM"), score_texts(ctx, retain, "RM")
     summary: dict[str, Any] = {
-        "FM": nan_mean([100 * i["nll"] for i in fm]),
-        "RM": nan_mean([100 * i["nll"] for i in rm]),
+        "FM": mean_or_none([100 * i["nll"] for i in fm]),
+        "RM": mean_or_none([100 * i["nll"] for i in rm]),
         "attacks": {},
     }
     for attack in (fm or rm)[0]["attacks"] if (fm or rm) else ():
@@ -45,8 +45,15 @@ def evaluate_mia(ctx: EvalContext, forget: Sequence[MiaText], retain: Sequence[M
         rm_scores = [i["attacks"][attack] for i in rm]
         auc = roc_auc(fm_scores, rm_scores)
         summary["attacks"][attack] = {
-            "FM": nan_mean(fm_scores),
-            "RM": nan_mean(rm_scores),
-            "auc": None if np.isnan(auc) else auc,
+            "FM": mean_or_none(fm_scores),
+            "RM": mean_or_none(rm_scores),
+            "auc": None if math.isnan(auc) else auc,
         }
     return summary, fm + rm
+
+
+MIA = EvalSet(
+    name="mia", parts=(FORGET_MIA, RETAIN_MIA), summary_path="mia", items_path="mia",
+    evaluate=lambda ctx, data: evaluate_mia(ctx, data["forget_mia"], data["retain_mia"]),
+    columns=(Column("MIA", "FM", "mia.FM", False), Column("MIA", "RM", "mia.RM", True)),
+)
