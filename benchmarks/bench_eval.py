@@ -19,7 +19,8 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from rwku.data import RwkuData
-from rwku.evaluation import EvalContext, evaluate_target, limit_data
+from rwku.evaluation import EvalContext, evaluate_target
+from rwku.evaluation.sets import load_target
 from rwku.models import PromptFormat, load_model
 from rwku.models.scoring import TokenScores
 from rwku.results import flatten
@@ -129,7 +130,7 @@ def main() -> None:
     data = RwkuData.open([args.data])
     target = data.select(args.target)[0]
     sets = ("forget", "neighbor", "mia", "utility")
-    target_data = limit_data(data.load(target, sets), args.limit)
+    target_data = load_target(data, target, sets, args.limit)
     lm = load_model(args.model, device="cpu" if not torch.cuda.is_available() else "auto")
     prompts = PromptFormat(lm.tokenizer)
 

@@ -50,7 +50,7 @@ def test_eval_writes_items_and_summary_then_resumes(tiny_model_dir, tmp_path, mo
     summary = json.loads((out / "1_Isaac_Newton" / "summary.json").read_text())
     items = json.loads((out / "1_Isaac_Newton" / "items.json").read_text())
     assert summary["target"] == "Isaac Newton" and summary["model"] == str(tiny_model_dir)
-    assert set(summary["n_items"]) == {"forget", "neighbor", "mia", "utility"}
+    assert set(summary["n_items"]) == {"forget", "neighbor", "mia", "mmlu", "bbh", "truthful", "triviaqa", "fluency"}
     assert summary["rwku_version"] and summary["protocol"] == "faithful"
     assert len(items["forget"]) == summary["n_items"]["forget"] == 6  # 2 per level
     assert json.loads((out / "summary.json").read_text())["n_targets"] == 1

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from rwku.data import ALL_SETS, ATTACK_TYPES, RwkuData, parse_sets
-from rwku.data.loader import SET_KINDS
+from rwku.data import ATTACK_TYPES, PASSAGE, RwkuData
+from rwku.data.schema import count_records
+from rwku.evaluation.sets import ALL_PARTS, DEFAULT_SETS, files_of, load_target, parse_sets, parts_of
 from rwku.data.schema import LEVEL_NAMES, normalize_attack
 from rwku.data.sources import DEMO_ROOT, HF_CONFIGS, HF_TRAIN_KINDS, read_json_file
 from rwku.errors import RwkuError
@@ -113,7 +114,7 @@ def purge(shared_data) -> RwkuData:
 
 @pytest.fixture(scope="module")
 def stephen_king(purge):
-    return purge.load(purge.select("1")[0], ALL_SETS)
+    return load_target(purge, purge.select("1")[0], DEFAULT_SETS)
 
 
 def test_real_per_target_layout_lists_all_200_targets(purge, shared_data):
@@ -138,13 +139,13 @@ def test_real_sources_are_discovered(purge, shared_data):
 
 
 def test_real_target_1_counts(stephen_king):
-    forget, neighbor = stephen_king.forget, stephen_king.neighbor
+    forget, neighbor = stephen_king["forget"], stephen_king["neighbor"]
     assert [sum(p.level == lv for p in forget) for lv in "123"] == [8, 10, 29]
     assert [sum(p.level == lv for p in neighbor) for lv in "12"] == [30, 30]
-    assert len(stephen_king.forget_mia) == 55
-    assert len(stephen_king.retain_mia) == 37
-    assert [len(getattr(stephen_king, a)) for a in UTILITY_ATTRS] == [171, 81, 50, 100, 50]
-    counts = stephen_king.counts()
+    assert len(stephen_king["forget_mia"]) == 55
+    assert len(stephen_king["retain_mia"]) == 37
+    assert [len(stephen_king[a]) for a in UTILITY_ATTRS] == [171, 81, 50, 100, 50]
+    counts = count_records(stephen_king, ALL_PARTS)
     assert counts["forget.FB"] == 8 and counts["forget.QA"] == 10 and counts["forget.AA"] == 29
     assert sum(counts[f"forget.AA.{a}"] for a in ATTACK_TYPES) == 29  # every AA type maps onto the nine
 
@@ -152,25 +153,25 @@ def test_real_target_1_counts(stephen_king):
 def test_real_target_1_records_equal_the_files(stephen_king, shared_data):
     """The loaded records are exactly the file's records, in order (counted here with json/lzma only)."""
     per_target = shared_data / "strzar-purge" / "data" / "RWKU" / "1_Stephen_King"
-    expected_forget = [r for k in SET_KINDS["forget"] for r in read_records(per_target / f"{k}.json")]
-    assert [(p.query, p.answer, p.level, p.type) for p in stephen_king.forget] == [
+    expected_forget = [r for k in files_of("forget") for r in read_records(per_target / f"{k}.json")]
+    assert [(p.query, p.answer, p.level, p.type) for p in stephen_king["forget"]] == [
         (r["query"], r["answer"], r["level"], r["type"]) for r in expected_forget]
-    expected_neighbor = [r for k in SET_KINDS["neighbor"] for r in read_records(per_target / f"{k}.json")]
-    assert [(p.query, p.answer, p.neighbor) for p in stephen_king.neighbor] == [
+    expected_neighbor = [r for k in files_of("neighbor") for r in read_records(per_target / f"{k}.json")]
+    assert [(p.query, p.answer, p.neighbor) for p in stephen_king["neighbor"]] == [
         (r["query"], r["answer"], r["neighbor"]) for r in expected_neighbor]
-    assert all(p.subject == "Stephen King" for p in stephen_king.forget + stephen_king.neighbor)
+    assert all(p.subject == "Stephen King" for p in stephen_king["forget"] + stephen_king["neighbor"])
 
     merged = shared_data / "strzar-purge" / "All"
     mine = {kind: [r for r in read_records(merged / f"{kind}.json.xz") if r["subject"] == "Stephen King"]
             for kind in ("forget_mia", "retain_mia", *UTILITY_KINDS)}
-    assert [m.text for m in stephen_king.forget_mia] == [r["text"] for r in mine["forget_mia"]]
-    assert [m.text for m in stephen_king.retain_mia] == [r["text"] for r in mine["retain_mia"]]
-    assert [i.question for i in stephen_king.mmlu] == [r["question"] for r in mine["retain_mmlu"]]
-    assert [i.answer for i in stephen_king.mmlu] == [r["answer"] for r in mine["retain_mmlu"]]
-    assert [i.answer for i in stephen_king.bbh] == [r["answer"] for r in mine["retain_bbh"]]
-    assert [i.question for i in stephen_king.truthful] == [r["question"] for r in mine["truthful"]]
-    assert [list(i.answers) for i in stephen_king.triviaqa] == [r["answers"] for r in mine["triviaqa"]]
-    assert [i.instruction for i in stephen_king.fluency] == [r["instruction"] for r in mine["fluency"]]
+    assert [m.text for m in stephen_king["forget_mia"]] == [r["text"] for r in mine["forget_mia"]]
+    assert [m.text for m in stephen_king["retain_mia"]] == [r["text"] for r in mine["retain_mia"]]
+    assert [i.question for i in stephen_king["mmlu"]] == [r["question"] for r in mine["retain_mmlu"]]
+    assert [i.answer for i in stephen_king["mmlu"]] == [r["answer"] for r in mine["retain_mmlu"]]
+    assert [i.answer for i in stephen_king["bbh"]] == [r["answer"] for r in mine["retain_bbh"]]
+    assert [i.question for i in stephen_king["truthful"]] == [r["question"] for r in mine["truthful"]]
+    assert [list(i.answers) for i in stephen_king["triviaqa"]] == [r["answers"] for r in mine["triviaqa"]]
+    assert [i.instruction for i in stephen_king["fluency"]] == [r["instruction"] for r in mine["fluency"]]
     # and those are the counts the paper's per-target files have
     assert [len(mine[k]) for k in ("forget_mia", "retain_mia", *UTILITY_KINDS)] == [55, 37, 171, 81, 50, 100, 50]
 
@@ -179,14 +180,14 @@ def test_real_all_200_targets_probe_totals(purge):
     """Every target's probes load; the totals are the paper's (SOURCES.md) and every AA type maps onto the nine."""
     forget, neighbor, attacks = [0, 0, 0], [0, 0], dict.fromkeys(ATTACK_TYPES, 0)
     for target in purge.targets():
-        loaded = purge.load(target, ("forget", "neighbor"))
-        assert loaded.forget and loaded.neighbor, target
-        assert all(p.subject == target.name for p in loaded.forget + loaded.neighbor), target
-        for probe in loaded.forget:
+        loaded = load_target(purge, target, ("forget", "neighbor"))
+        assert loaded["forget"] and loaded["neighbor"], target
+        assert all(p.subject == target.name for p in loaded["forget"] + loaded["neighbor"]), target
+        for probe in loaded["forget"]:
             forget[int(probe.level) - 1] += 1
             if probe.level == "3":
                 attacks[normalize_attack(probe.type)] += 1  # KeyError if a type maps outside the nine
-        for probe in loaded.neighbor:
+        for probe in loaded["neighbor"]:
             neighbor[int(probe.level) - 1] += 1
     assert forget == [3268, 2879, 6984] and sum(forget) == 13131
     assert neighbor == [5846, 5533]
@@ -219,12 +220,12 @@ def test_real_record_origins(purge):
 def test_real_names_with_commas_accents_dots_resolve_and_load(purge, shared_data, spec, number, dirname):
     [target] = purge.select(spec)
     assert target.number == number and target.slug == dirname
-    data = purge.load(target, ("forget", "neighbor", "utility"))
+    data = load_target(purge, target, ("forget", "neighbor", "utility"))
     folder = shared_data / "strzar-purge" / "data" / "RWKU" / dirname
-    assert len(data.forget) == sum(len(read_records(folder / f"{k}.json")) for k in SET_KINDS["forget"])
-    assert len(data.neighbor) == sum(len(read_records(folder / f"{k}.json")) for k in SET_KINDS["neighbor"])
+    assert len(data["forget"]) == sum(len(read_records(folder / f"{k}.json")) for k in files_of("forget"))
+    assert len(data["neighbor"]) == sum(len(read_records(folder / f"{k}.json")) for k in files_of("neighbor"))
     # merged utility files are matched on the exact name (comma, accent, dots included)
-    assert [len(getattr(data, a)) for a in UTILITY_ATTRS] == [171, 81, 50, 100, 50]
+    assert [len(data[a]) for a in UTILITY_ATTRS] == [171, 81, 50, 100, 50]
 
 
 def test_real_select_specs(purge):
@@ -250,20 +251,20 @@ def test_real_target_subfolder_with_dict_intro_and_xz_utility(minkyoo):
     [target] = data.targets()
     assert (target.number, target.name) == (1, "Stephen King")
     assert target.intro.startswith("Please forget Stephen King. Stephen King is a prolific American author")
-    loaded = data.load(target, ("utility",))
+    loaded = load_target(data, target, ("utility",))
     folder = minkyoo / "Target" / "1_Stephen_King"
     for attribute, kind in zip(UTILITY_ATTRS, UTILITY_KINDS):
         records = read_records(folder / f"{kind}.json.xz")
         assert len(records) == 500 and "subject" not in records[0]
-        assert len(getattr(loaded, attribute)) == 500
-        assert all(item.subject == "" for item in getattr(loaded, attribute))
-    assert loaded.forget == [] and loaded.forget_mia == []
+        assert len(loaded[attribute]) == 500
+        assert all(item.subject == "" for item in loaded[attribute])
+    assert loaded["forget"] == [] and loaded["forget_mia"] == []
 
 
 def test_real_target_subfolder_without_probes_names_the_missing_file(minkyoo):
     data = RwkuData.open([str(minkyoo)])
     with pytest.raises(RwkuError) as info:
-        data.load(data.targets()[0], ("forget",))
+        load_target(data, data.targets()[0], ("forget",))
     message = str(info.value)
     assert "forget_level1" in message and "Stephen King" in message and "target 1" in message
 
@@ -272,13 +273,13 @@ def test_real_two_data_specs_first_source_wins(minkyoo, shared_data):
     purge_root = str(shared_data / "strzar-purge")
     both = RwkuData.open([str(minkyoo), purge_root])
     target = both.select("Stephen King")[0]
-    loaded = both.load(target, ALL_SETS)
+    loaded = load_target(both, target, DEFAULT_SETS)
     # utility from minkyoo9's 500-item files, probes and MIA from PURGE
-    assert [len(getattr(loaded, a)) for a in UTILITY_ATTRS] == [500] * 5
-    assert [len(loaded.forget), len(loaded.neighbor), len(loaded.forget_mia), len(loaded.retain_mia)] == [47, 60, 55, 37]
+    assert [len(loaded[a]) for a in UTILITY_ATTRS] == [500] * 5
+    assert [len(loaded["forget"]), len(loaded["neighbor"]), len(loaded["forget_mia"]), len(loaded["retain_mia"])] == [47, 60, 55, 37]
     assert len(both.targets()) == 200
     reverse = RwkuData.open([purge_root, str(minkyoo)])
-    assert [len(getattr(reverse.load(target, ("utility",)), a)) for a in UTILITY_ATTRS] == [171, 81, 50, 100, 50]
+    assert [len(load_target(reverse, target, ("utility",))[a]) for a in UTILITY_ATTRS] == [171, 81, 50, 100, 50]
 
 
 # ---------------------------------------------------------------- synthetic layouts
@@ -291,13 +292,12 @@ def test_synthetic_json_and_xz_files_load_the_same(tmp_path):
     data = RwkuData.open([str(tmp_path)])
     alice, bob = data.targets()
     assert (alice.number, alice.name, bob.number, bob.name) == (1, "Alice Smith", 2, "Bob Jones")
-    a, b = data.load(alice, ALL_SETS), data.load(bob, ALL_SETS)
-    assert a.counts() == b.counts()
-    assert [p.answer for p in a.forget] == [r["answer"] for k in SET_KINDS["forget"] for r in plain[k]]
-    assert [p.query for p in b.forget][0] == "Bob Jones was born in ___."
-    assert b.truthful[0].mc2_labels == (1, 1, 0)
+    a, b = load_target(data, alice, DEFAULT_SETS), load_target(data, bob, DEFAULT_SETS)
+    assert count_records(a, ALL_PARTS) == count_records(b, ALL_PARTS)
+    assert [p.answer for p in a["forget"]] == [r["answer"] for k in files_of("forget") for r in plain[k]]
+    assert [p.query for p in b["forget"]][0] == "Bob Jones was born in ___."
     # AA types: "background hint" is the paper's "context hint", cross-lingual keeps only its prefix
-    assert [normalize_attack(p.type) for p in a.forget if p.level == "3"] == [
+    assert [normalize_attack(p.type) for p in a["forget"] if p.level == "3"] == [
         "affirmative suffix", "cross lingual", "context hint"]
 
 
@@ -306,7 +306,7 @@ def test_synthetic_plain_json_preferred_over_xz(tmp_path):
     write_json(tmp_path / "1_Alice" / "forget_level2.json.xz",
                [{"query": "xz?", "answer": "xz", "level": "2", "type": "simple question"}] * 3)
     data = RwkuData.open([str(tmp_path)])
-    assert [p.answer for p in data.load(data.targets()[0], ("forget",)).forget if p.level == "2"] == ["Paris"]
+    assert [p.answer for p in load_target(data, data.targets()[0], ("forget",))["forget"] if p.level == "2"] == ["Paris"]
 
 
 def test_synthetic_intro_list_and_dict(tmp_path):
@@ -332,8 +332,8 @@ def test_synthetic_target_subfolder(tmp_path):
     data = RwkuData.open([str(tmp_path)])
     [target] = data.targets()
     assert (target.number, target.name) == (3, "Carol White")
-    loaded = data.load(target, ALL_SETS)
-    assert loaded.counts()["forget.AA"] == 3 and len(loaded.retain_mia) == 2
+    loaded = load_target(data, target, DEFAULT_SETS)
+    assert count_records(loaded, ALL_PARTS)["forget.AA"] == 3 and len(loaded["retain_mia"]) == 2
 
 
 def test_synthetic_merged_files_alone(tmp_path):
@@ -342,10 +342,10 @@ def test_synthetic_merged_files_alone(tmp_path):
     assert [(t.number, t.name) for t in data.targets()] == [
         (1, "Alice Smith"), (2, "Prince Bob, Duke of Nowhere"), (3, "Zoë")]
     [bob] = data.select("prince bob, duke of nowhere")
-    loaded = data.load(bob, ALL_SETS)
-    assert [p.subject for p in loaded.forget] == ["Prince Bob, Duke of Nowhere"] * 6
-    assert loaded.forget[0].query == "Prince Bob, Duke of Nowhere was born in ___."
-    assert len(loaded.retain_mia) == 2 and len(loaded.fluency) == 1
+    loaded = load_target(data, bob, DEFAULT_SETS)
+    assert [p.subject for p in loaded["forget"]] == ["Prince Bob, Duke of Nowhere"] * 6
+    assert loaded["forget"][0].query == "Prince Bob, Duke of Nowhere was born in ___."
+    assert len(loaded["retain_mia"]) == 2 and len(loaded["fluency"]) == 1
 
 
 def test_synthetic_per_target_wins_over_merged(tmp_path):
@@ -356,39 +356,44 @@ def test_synthetic_per_target_wins_over_merged(tmp_path):
     data = RwkuData.open([str(tmp_path)])
     assert [type(s).__name__ for s in data.sources] == ["PerTargetSource", "MergedSource"]
     alice, bob = data.targets()
-    a = data.load(alice, ALL_SETS)
-    assert [p.query.endswith("[merged]") for p in a.forget] == [False, False, False, True, True, True]
-    assert all(m.text.endswith("[merged]") for m in a.forget_mia + a.retain_mia)
-    assert a.mmlu[0].question == "1+1? [merged]"
-    b = data.load(bob, ("forget",))
-    assert [p.level for p in b.forget if not p.query.endswith("[merged]")] == ["1", "1"]
-    assert [p.level for p in b.forget if p.query.endswith("[merged]")] == ["2", "3", "3", "3"]
+    a = load_target(data, alice, DEFAULT_SETS)
+    assert [p.query.endswith("[merged]") for p in a["forget"]] == [False, False, False, True, True, True]
+    assert all(m.text.endswith("[merged]") for m in a["forget_mia"] + a["retain_mia"])
+    assert a["mmlu"][0].question == "1+1? [merged]"
+    b = load_target(data, bob, ("forget",))
+    assert [p.level for p in b["forget"] if not p.query.endswith("[merged]")] == ["1", "1"]
+    assert [p.level for p in b["forget"] if p.query.endswith("[merged]")] == ["2", "3", "3", "3"]
 
 
 def test_synthetic_two_data_specs(tmp_path):
     probes, utility = tmp_path / "probes", tmp_path / "utility"
-    make_target(probes / "1_Alice", "Alice", kinds=SET_KINDS["forget"] + SET_KINDS["neighbor"])
-    make_target(probes / "2_Bob", "Bob", kinds=SET_KINDS["forget"] + SET_KINDS["neighbor"])
-    make_merged(utility / "All", ["Alice", "Bob"], kinds=SET_KINDS["mia"] + SET_KINDS["utility"], xz=True)
+    make_target(probes / "1_Alice", "Alice", kinds=files_of("forget") + files_of("neighbor"))
+    make_target(probes / "2_Bob", "Bob", kinds=files_of("forget") + files_of("neighbor"))
+    make_merged(utility / "All", ["Alice", "Bob"], kinds=files_of("mia") + files_of("utility"), xz=True)
     single = RwkuData.open([str(probes)])
     with pytest.raises(RwkuError, match="forget_mia"):
-        single.load(single.targets()[0], ALL_SETS)
+        load_target(single, single.targets()[0], DEFAULT_SETS)
     data = RwkuData.open([str(probes), str(utility)])
     assert data.description == f"{probes} + {utility / 'All'}"
     for target in data.targets():
-        loaded = data.load(target, ALL_SETS)
-        assert loaded.counts()["forget.FB"] == 2
-        assert [m.subject for m in loaded.forget_mia] == [target.name]
-        assert len(loaded.triviaqa) == 1 and loaded.triviaqa[0].answers == ("Paris", "paris")
+        loaded = load_target(data, target, DEFAULT_SETS)
+        assert count_records(loaded, ALL_PARTS)["forget.FB"] == 2
+        assert [m.subject for m in loaded["forget_mia"]] == [target.name]
+        assert len(loaded["triviaqa"]) == 1 and loaded["triviaqa"][0].answers == ("Paris", "paris")
 
 
 def test_synthetic_optional_passage(tmp_path):
     make_target(tmp_path / "1_Alice", "Alice")
-    write_json(tmp_path / "1_Alice" / "passage.json", [{"text": "Alice was born.", "subject": "Alice"}, {"no": "text"}])
+    make_target(tmp_path / "2_Bob", "Bob")
+    write_json(tmp_path / "1_Alice" / "passage.json", [{"text": "Alice was born.", "subject": "Alice"}])
+    write_json(tmp_path / "2_Bob" / "passage.json", [{"no": "text"}])
     data = RwkuData.open([str(tmp_path)])
-    target = data.targets()[0]
-    assert data.load(target, ("forget",), optional=("passage",)).passage == ["Alice was born."]
-    assert data.load(target, ("forget",)).passage == []
+    alice, bob = data.targets()
+    assert data.load(alice, parts_of(["forget"]), optional=(PASSAGE,))["passage"] == ["Alice was born."]
+    assert load_target(data, alice, ("forget",))["passage"] == []  # not asked for
+    assert data.load(data.targets()[0], (), optional=(PASSAGE,))["forget"] == []
+    with pytest.raises(RwkuError, match="passage.json record 0: record is missing field.s. text"):
+        data.load(bob, (), optional=(PASSAGE,))
 
 
 # ---------------------------------------------------------------- target selection
@@ -456,23 +461,23 @@ def test_demo_targets():
 def test_demo_target_is_complete(number):
     data = RwkuData.open(["demo"])
     [target] = data.select(str(number))
-    loaded = data.load(target, ALL_SETS, optional=("passage",))
+    loaded = data.load(target, parts_of(DEFAULT_SETS), optional=(PASSAGE,))
     assert target.intro.startswith(f"Please forget {target.name}.")
     for level in LEVEL_NAMES:
-        assert any(p.level == level for p in loaded.forget), level
-    assert {p.level for p in loaded.neighbor} == {"1", "2"}
-    assert all(p.neighbor for p in loaded.neighbor)
-    attacks = [normalize_attack(p.type) for p in loaded.forget if p.level == "3"]
+        assert any(p.level == level for p in loaded["forget"]), level
+    assert {p.level for p in loaded["neighbor"]} == {"1", "2"}
+    assert all(p.neighbor for p in loaded["neighbor"])
+    attacks = [normalize_attack(p.type) for p in loaded["forget"] if p.level == "3"]
     assert set(attacks) == set(ATTACK_TYPES)
     for attribute in ("forget_mia", "retain_mia", *UTILITY_ATTRS, "passage"):
-        assert getattr(loaded, attribute), attribute
-    assert all(p.subject == target.name for p in loaded.forget + loaded.neighbor)
-    assert all(item.answer in range(4) and len(item.choices) == 4 and len(item.examples) == 5 for item in loaded.mmlu)
+        assert loaded[attribute], attribute
+    assert all(p.subject == target.name for p in loaded["forget"] + loaded["neighbor"])
+    assert all(item.answer in range(4) and len(item.choices) == 4 and len(item.examples) == 5 for item in loaded["mmlu"])
     # every record of every demo file parses (load() checked them); counts agree with the files
     folder = DEMO_ROOT / target.slug
-    for kind in [k for s in ALL_SETS for k in SET_KINDS[s]]:
+    for kind in [k for s in DEFAULT_SETS for k in files_of(s)]:
         assert read_records(folder / f"{kind}.json"), kind
-    assert len(loaded.forget) == sum(len(read_records(folder / f"{k}.json")) for k in SET_KINDS["forget"])
+    assert len(loaded["forget"]) == sum(len(read_records(folder / f"{k}.json")) for k in files_of("forget"))
 
 
 # ---------------------------------------------------------------- the Hugging Face path, on a local repository
@@ -531,10 +536,10 @@ def test_hub_source_lists_targets_in_order(hub_copy):
 def test_hub_source_loads_the_same_records_as_the_demo(hub_copy):
     hub, demo = RwkuData.open([f"hf:{hub_copy}"]), RwkuData.open(["demo"])
     for hub_target, demo_target in zip(hub.targets(), demo.targets(), strict=True):
-        from_hub = hub.load(hub_target, ALL_SETS, optional=("passage",))
-        from_demo = demo.load(demo_target, ALL_SETS, optional=("passage",))
+        from_hub = hub.load(hub_target, parts_of(DEFAULT_SETS), optional=(PASSAGE,))
+        from_demo = demo.load(demo_target, parts_of(DEFAULT_SETS), optional=(PASSAGE,))
         assert from_hub == from_demo
-        assert from_hub.passage and from_hub.counts() == from_demo.counts()
+        assert from_hub["passage"] and count_records(from_hub, ALL_PARTS) == count_records(from_demo, ALL_PARTS)
     _, where = hub.raw_records(hub.targets()[1], "forget_level3")
     assert where == f"hf:{hub_copy}/forget_level3 [subject=Marie Curie]"
     # a config the repository does not declare is simply absent
@@ -557,7 +562,7 @@ def test_malformed_json_names_the_file(tmp_path):
     bad.write_text('[{"query": "Where?", "answer": ', encoding="utf-8")
     data = RwkuData.open([str(tmp_path)])
     with pytest.raises(RwkuError) as info:
-        data.load(data.targets()[0], ("forget",))
+        load_target(data, data.targets()[0], ("forget",))
     assert str(bad) in str(info.value) and "not valid JSON" in str(info.value)
 
 
@@ -576,7 +581,7 @@ def test_corrupt_xz_names_the_file(tmp_path):
     bad.write_bytes(b"this is not xz")
     data = RwkuData.open([str(tmp_path)])
     with pytest.raises(RwkuError) as info:
-        data.load(data.targets()[0], ("utility",))
+        load_target(data, data.targets()[0], ("utility",))
     assert str(bad) in str(info.value) and "cannot be decoded" in str(info.value)
 
 
@@ -588,7 +593,7 @@ def test_record_missing_answer_names_file_record_and_field(tmp_path):
     write_json(path, records)
     data = RwkuData.open([str(tmp_path)])
     with pytest.raises(RwkuError) as info:
-        data.load(data.targets()[0], ("forget",))
+        load_target(data, data.targets()[0], ("forget",))
     message = str(info.value)
     assert str(path) in message and "record 1" in message and "answer" in message
 
@@ -606,20 +611,20 @@ def test_bad_records_name_the_file(tmp_path, kind, records, fragments):
     make_target(tmp_path / "1_Alice", "Alice")
     path = write_json(tmp_path / "1_Alice" / f"{kind}.json", records)
     data = RwkuData.open([str(tmp_path)])
-    set_name = next(s for s, kinds in SET_KINDS.items() if kind in kinds)
+    set_name = next(s for s in DEFAULT_SETS if kind in files_of(s))
     with pytest.raises(RwkuError) as info:
-        data.load(data.targets()[0], (set_name,))
+        load_target(data, data.targets()[0], (set_name,))
     assert str(path) in str(info.value)
     for fragment in fragments:
         assert fragment in str(info.value)
 
 
 def test_merged_record_without_subject_names_file_and_record(tmp_path):
-    make_merged(tmp_path, ["Alice"], kinds=SET_KINDS["utility"])
+    make_merged(tmp_path, ["Alice"], kinds=files_of("utility"))
     path = write_json(tmp_path / "fluency.json", [{"instruction": "a", "subject": "Alice"}, {"instruction": "b"}])
     data = RwkuData.open([str(tmp_path)])
     with pytest.raises(RwkuError) as info:
-        data.load(data.targets()[0], ("utility",))
+        load_target(data, data.targets()[0], ("utility",))
     assert str(path) in str(info.value) and "record 1" in str(info.value) and "subject" in str(info.value)
 
 
@@ -652,12 +657,12 @@ def test_no_data_specs():
 
 
 def test_load_set_whose_file_is_missing(tmp_path):
-    make_target(tmp_path / "1_Alice_Smith", "Alice Smith", kinds=SET_KINDS["forget"])
+    make_target(tmp_path / "1_Alice_Smith", "Alice Smith", kinds=files_of("forget"))
     data = RwkuData.open([str(tmp_path)])
     target = data.targets()[0]
-    assert len(data.load(target, ("forget",)).forget) == 6
+    assert len(load_target(data, target, ("forget",))["forget"]) == 6
     with pytest.raises(RwkuError) as info:
-        data.load(target, ("forget", "neighbor"))
+        load_target(data, target, ("forget", "neighbor"))
     message = str(info.value)
     assert "target 1 (Alice Smith)" in message and "neighbor_level1" in message and str(tmp_path) in message
 
@@ -676,16 +681,18 @@ def test_no_targets(tmp_path):
     ("mia,forget", ("forget", "mia")),
     (" Utility , forget ,", ("forget", "utility")),
     ("neighbor,neighbor", ("neighbor",)),
-    ("all", ALL_SETS),
-    ("ALL", ALL_SETS),
+    ("all", DEFAULT_SETS),
+    ("ALL", DEFAULT_SETS),
     (["mia", "neighbor"], ("neighbor", "mia")),
+    ("fluency,mmlu", ("mmlu", "fluency")),  # single utility sets, in registry order
+    ("mmlu,bbh,truthful,triviaqa,fluency,forget", ("forget", "utility")),  # a complete group is stored by its name
 ])
 def test_parse_sets(spec, expected):
     assert parse_sets(spec) == expected
-    assert ALL_SETS == ("forget", "neighbor", "mia", "utility")
+    assert DEFAULT_SETS == ("forget", "neighbor", "mia", "utility")
 
 
-@pytest.mark.parametrize("spec, fragment", [("forget,nope", "nope"), ("", "(empty)"), ("mmlu", "mmlu")])
+@pytest.mark.parametrize("spec, fragment", [("forget,nope", "nope"), ("", "(empty)"), ("retain_mmlu", "retain_mmlu")])
 def test_parse_sets_unknown(spec, fragment):
     with pytest.raises(RwkuError) as info:
         parse_sets(spec)

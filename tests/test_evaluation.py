@@ -9,10 +9,12 @@ import torch
 
 from rwku.data import RwkuData
 from rwku.data.schema import MmluItem, Probe, TruthfulItem
-from rwku.evaluation import ICU_PREAMBLE, EvalContext, Protocol, evaluate_target, limit_data
-from rwku.evaluation.mia import evaluate_mia
-from rwku.evaluation.probes import probe_prompt
-from rwku.evaluation.utility import evaluate_truthful, mmlu_prompt
+from rwku.evaluation import ICU_PREAMBLE, EvalContext, Protocol, evaluate_target
+from rwku.evaluation.sets import load_target
+from rwku.evaluation.sets.mia import evaluate_mia
+from rwku.evaluation.sets.mmlu import mmlu_prompt
+from rwku.evaluation.sets.probes import probe_prompt
+from rwku.evaluation.sets.truthful import evaluate_truthful
 from rwku.models.prompting import PromptFormat
 from rwku.results import flatten
 
@@ -23,7 +25,7 @@ SETS = ("forget", "neighbor", "mia", "utility")
 def demo_target():
     data = RwkuData.open(["demo"])
     target = data.select("1")[0]
-    return limit_data(data.load(target, SETS), 3)
+    return load_target(data, target, SETS, 3)
 
 
 def make_ctx(lm, batch_size=4, preamble=None, fixes=()):
@@ -73,7 +75,7 @@ def test_full_evaluation_has_every_summary_key_and_item(tiny_lm, demo_target):
     assert set(summary["forget"]["AA_by_type"]) == {
         "prefix injection", "affirmative suffix", "role play", "multiple choice", "reverse query",
         "synonym manipulation", "context hint", "incontext learning", "cross lingual"}
-    n_probes = len(demo_target.forget)
+    n_probes = len(demo_target["forget"])
     assert summary["n_items"]["forget"] == n_probes == len(result.items["forget"])
     for item in result.items["forget"]:
         assert {"prompt", "output", "reference", "score"} <= set(item)
@@ -95,7 +97,7 @@ def test_scores_do_not_depend_on_batch_size(tiny_lm, demo_target):
 
 
 def test_mia_matches_the_official_per_text_computation(tiny_lm, demo_target):
-    summary, items = evaluate_mia(make_ctx(tiny_lm), demo_target.forget_mia, demo_target.retain_mia)
+    summary, items = evaluate_mia(make_ctx(tiny_lm), demo_target["forget_mia"], demo_target["retain_mia"])
     tokenizer, model = tiny_lm.tokenizer, tiny_lm.model
     for item in items:
         ids = torch.tensor([tokenizer.encode(item["text"])])
@@ -119,7 +121,7 @@ def test_mia_matches_the_official_per_text_computation(tiny_lm, demo_target):
 
 def test_truthfulqa_scores_choices_like_the_official_helper(tiny_lm):
     ctx = make_ctx(tiny_lm)
-    item = TruthfulItem("Is the sky green?", ("No, it is blue.", "Yes."), (1, 0), ("No, it is blue.", "Yes."), (1, 0), "X")
+    item = TruthfulItem("Is the sky green?", ("No, it is blue.", "Yes."), (1, 0), "X")
     score, records = evaluate_truthful(ctx, [item])
     tokenizer, model = tiny_lm.tokenizer, tiny_lm.model
     prompt = records[0]["prompt"]
@@ -135,7 +137,7 @@ def test_truthfulqa_scores_choices_like_the_official_helper(tiny_lm):
 
 
 def test_stop_newline_fix_cuts_outputs(tiny_lm, demo_target):
-    from rwku.evaluation.probes import clean_output
+    from rwku.evaluation.sets.probes import clean_output
 
     assert clean_output(make_ctx(tiny_lm), " a\nb ") == "a\nb"
     assert clean_output(make_ctx(tiny_lm, fixes=["stop-newline"]), " a\nb ") == "a"

@@ -39,10 +39,10 @@ def test_grids_expand_to_named_jobs(tmp_path):
                      ["npo-full-batch"], ["ga-lora-layers0-1"], ["ga-lora-layers1-2"]]
     batch = [p.job for p in experiment.jobs if p.grid == "batch"]
     assert [len(j.targets) for j in batch] == [1, 2] and all(j.setting == "batch" for j in batch)
-    assert experiment.jobs[3].job.train_config("repe").alpha == 1.5
+    assert experiment.jobs[3].job.settings("repe").params.alpha == 1.5
     layers = experiment.jobs[-1].job
-    assert layers.mode.train_layers == (1, 2) and layers.eval_epochs and layers.train_config("ga").epochs == 2
-    assert layers.train_config("ga").lr == 1e-3  # the file's global "set"
+    assert layers.mode.train_layers == (1, 2) and layers.eval_epochs and layers.settings("ga").train.epochs == 2
+    assert layers.settings("ga").train.lr == 1e-3  # the file's global "set"
     assert load_experiment(write(tmp_path, base(tmp_path, grids=grids)), out=tmp_path / "elsewhere").out == tmp_path / "elsewhere"
 
 

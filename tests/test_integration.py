@@ -95,5 +95,5 @@ def test_shipped_experiment_files_expand(shared_data, tmp_path):
     planned = load_experiment(tmp_path / "paper.json").jobs
     batch = [len(p.job.targets) for p in planned if p.grid == "batch"]
     assert batch == [10, 20, 30, 40, 50]
-    assert planned[0].job.train_config("ga").lr == 6e-8  # the paper preset, full fine-tuning (appendix H)
+    assert planned[0].job.settings("ga").train.lr == 6e-8  # the paper preset, full fine-tuning (appendix H)
     assert sum(1 for p in planned if p.grid == "layers") == 8

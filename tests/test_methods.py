@@ -10,12 +10,12 @@ import torch
 
 from rwku.corpus.build import Corpus, CorpusSpec, build_corpus
 from rwku.corpus.prompts import scrub_counterfactual
-from rwku.data import RwkuData
+from rwku.data import PASSAGE, RwkuData
 from rwku.errors import RwkuError
 from rwku.evaluation.context import no_progress
 from rwku.methods import METHODS
 from rwku.methods.base import Session, text_example, chat_example
-from rwku.methods.config import PAPER_PRESETS, ModeConfig, TrainConfig, resolve_config
+from rwku.methods.config import ModeConfig, resolve_settings
 from rwku.methods.dpo import dpo_loss
 from rwku.methods.ga import ga_loss
 from rwku.methods.npo import npo_loss
@@ -31,11 +31,12 @@ def fresh(tiny_model_dir):
     return load_model(str(tiny_model_dir), device="cpu", dtype="float32")
 
 
-def session_for(lm, corpus, mode=ModeConfig(mode="full"), **overrides):
-    config = TrainConfig().with_overrides({"lr": 1e-2, "batch_size": 2, "grad_accum": 1, "epochs": 2, "warmup_steps": 0,
-                                           "max_length": 64, **overrides})
+def session_for(lm, corpus, mode=ModeConfig(mode="full"), method="ga", prompt_format="chat", **overrides):
+    settings = resolve_settings(METHODS[method], mode.mode, "single", "none", {
+        "lr": 1e-2, "batch_size": 2, "grad_accum": 1, "epochs": 2, "warmup_steps": 0, "max_length": 64, **overrides})
     target = RwkuData.open(["demo"]).select("1")[0]
-    return Session(lm=lm, targets=[target], corpus=corpus, config=config, mode=mode, progress=no_progress)
+    return Session(lm=lm, targets=[target], corpus=corpus, params=settings.params, mode=mode,
+                   prompts=PromptFormat(lm.tokenizer, style=prompt_format), progress=no_progress, train=settings.train)
 
 
 def batch_of(lm, texts):
@@ -82,8 +83,7 @@ def test_padding_is_masked_by_attention_not_by_pad_id(tiny_lm):
 
 
 def test_rt_loss_counts_only_the_answer(tiny_lm):
-    fmt = PromptFormat(tiny_lm.tokenizer)
-    example = chat_example(tiny_lm.tokenizer, fmt.render, "Who is Newton?", "I don't know.", 128)
+    example = chat_example(PromptFormat(tiny_lm.tokenizer), "Who is Newton?", "I don't know.", 128)
     batch = collate([example], tiny_lm.tokenizer.pad_token_id, "cpu")
     labels = batch.input_ids.clone()
     labels[batch.loss_mask == 0] = -100
@@ -119,7 +119,7 @@ def test_lora_leaves_base_weights_untouched(tiny_model_dir):
     batch = batch_of(lm, TEXTS[:2])
     with torch.no_grad():
         original_logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    unlearned = METHODS["npo"]().unlearn(session_for(lm, Corpus(targets=["x"], forget=TEXTS), ModeConfig(mode="lora"), lr=5e-2))
+    unlearned = METHODS["npo"]().unlearn(session_for(lm, Corpus(targets=["x"], forget=TEXTS), ModeConfig(mode="lora"), "npo", lr=5e-2))
     peft_model = unlearned.model
     changed_lora = 0
     for name, param in peft_model.named_parameters():
@@ -168,7 +168,7 @@ def test_dpo_and_rt_train_on_their_corpora(tiny_model_dir):
     corpus = Corpus(targets=["x"], forget=TEXTS[:2], counterfactual=TEXTS[2:], pair_prompts=["Write about x."] * 2,
                     questions=["Who is x?", "Where was x born?"], refusals=["I don't know.", "No idea."])
     for name in ("dpo", "rt"):
-        unlearned = METHODS[name]().unlearn(session_for(fresh(tiny_model_dir), corpus, ModeConfig(mode="lora")))
+        unlearned = METHODS[name]().unlearn(session_for(fresh(tiny_model_dir), corpus, ModeConfig(mode="lora"), name))
         assert len(unlearned.log["steps"]) == 2 and all(math.isfinite(s["loss"]) for s in unlearned.log["steps"])
 
 
@@ -177,7 +177,7 @@ def test_repe_hooks_steer_and_close_restores(tiny_model_dir):
     batch = batch_of(lm, TEXTS[:1])
     with torch.no_grad():
         plain = lm.model(input_ids=batch.input_ids).logits
-    unlearned = METHODS["repe"]().unlearn(session_for(lm, Corpus(targets=["x"]), alpha=1.5, repe_layers=(0, 2)))
+    unlearned = METHODS["repe"]().unlearn(session_for(lm, Corpus(targets=["x"]), method="repe", alpha=1.5, repe_layers=(0, 2)))
     with torch.no_grad():
         steered = lm.model(input_ids=batch.input_ids).logits
     unlearned.close()
@@ -188,7 +188,7 @@ def test_repe_hooks_steer_and_close_restores(tiny_model_dir):
 
 
 def test_icu_sets_the_official_preamble(tiny_lm):
-    unlearned = METHODS["icu"]().unlearn(session_for(tiny_lm, Corpus(targets=["x"])))
+    unlearned = METHODS["icu"]().unlearn(session_for(tiny_lm, Corpus(targets=["x"]), method="icu"))
     assert unlearned.preamble.startswith("You are an AI Assistant who is supposed to unlearn about {}")
     assert unlearned.model is tiny_lm.model
 
@@ -196,16 +196,64 @@ def test_icu_sets_the_official_preamble(tiny_lm):
 # ------------------------------------------------------------------ configuration and corpora
 
 
-def test_presets_and_overrides_resolve_in_order(tmp_path):
-    paper = resolve_config("npo", "full", "single", "paper", {})
-    assert (paper.lr, paper.batch_size * paper.grad_accum, paper.epochs, paper.beta) == (2e-6, 16, 3, 0.2)
-    assert resolve_config("ga", "full", "batch", "paper", {}).lr == PAPER_PRESETS[("ga", "full", "batch")]["lr"]
+def test_presets_and_overrides_resolve_in_order_with_their_sources(tmp_path):
+    from rwku.methods.config import PAPER
+
+    paper = resolve_settings(METHODS["npo"], "full", "single", "paper")
+    assert (paper.train.lr, paper.train.batch_size, paper.train.grad_accum, paper.train.epochs, paper.params.beta) == (2e-6, 16, 1, 3, 0.2)
+    assert paper.sources["lr"] == PAPER and "0.2" in paper.sources["beta"]
+    batch = resolve_settings(METHODS["ga"], "full", "batch", "paper")
+    assert batch.train.lr == 3e-8 and batch.sources["lr"] == PAPER
+    lora_batch = resolve_settings(METHODS["ga"], "lora", "batch", "paper")  # the paper has no batch-setting LoRA value
+    assert lora_batch.train.lr == 1e-5 and "no batch-setting lora value" in lora_batch.sources["lr"]
     config_file = tmp_path / "c.json"
     config_file.write_text('{"lr": 0.5, "epochs": 7}')
-    resolved = resolve_config("ga", "lora", "single", "small", {"epochs": "9"}, config_file)
-    assert (resolved.lr, resolved.epochs) == (0.5, 9)
-    with pytest.raises(RwkuError, match="unknown hyper-parameter 'learning_rate'"):
-        resolve_config("ga", "lora", "single", "paper", {"learning_rate": "1"})
+    resolved = resolve_settings(METHODS["ga"], "lora", "single", "small", {"epochs": "9"}, config_file)
+    assert (resolved.train.lr, resolved.train.epochs, resolved.train.batch_size) == (0.5, 9, 4)
+    assert resolved.sources["lr"].startswith("--config") and resolved.sources["epochs"] == "--set"
+    assert resolved.sources["batch_size"].startswith("calibrated here")
+    assert resolve_settings(METHODS["repe"], "lora", "single", "small").params.alpha == 0.25
+    assert "beta" not in resolved.keys() and "alpha" not in resolved.keys()  # GA has no beta nor alpha
+
+
+def test_each_method_keeps_its_own_parameters():
+    assert set(resolve_settings(METHODS["npo"], "full", "single", "none").as_config()) == {"train", "corpus", "params"}
+    assert set(resolve_settings(METHODS["ga"], "full", "single", "none").as_config()) == {"train", "corpus"}
+    assert resolve_settings(METHODS["repe"], "full", "single", "none").as_config() == {"params": {"alpha": 1.0, "repe_layers": None}}
+    assert resolve_settings(METHODS["icu"], "full", "single", "none").as_config() == {}
+    assert resolve_settings(METHODS["dpo"], "full", "single", "none").params.beta == 0.1
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("lr", "abc", "lr=abc: lr takes a number"),
+    ("epochs", "2.5", "epochs takes a whole number"),
+    ("repe_layers", "4", "a range like 4-8"),
+])
+def test_bad_values_are_one_line_errors(key, value, fragment):
+    method = METHODS["repe" if key == "repe_layers" else "ga"]
+    with pytest.raises(RwkuError, match=fragment):
+        resolve_settings(method, "full", "single", "none", {key: value})
+
+
+def test_a_key_no_chosen_method_takes_is_refused():
+    from rwku.methods.config import check_known_keys
+
+    check_known_keys([METHODS["ga"], METHODS["repe"]], {"--set": {"alpha": 1, "lr": 1}})  # each taken by one method
+    with pytest.raises(RwkuError, match="--set: unknown hyper-parameter 'beta' .no chosen method, ga, repe, takes it"):
+        check_known_keys([METHODS["ga"], METHODS["repe"]], {"--set": {"beta": 1}})
+    with pytest.raises(RwkuError, match="learning_rate"):
+        check_known_keys([METHODS["ga"]], {"--set": {"learning_rate": 1}})
+
+
+def test_auto_preset_says_why():
+    from rwku.methods.config import choose_preset
+
+    assert choose_preset("auto", "smollm2-135m")[0] == "small"
+    name, reason = choose_preset(None, "/models/tiny-gpt")
+    assert name == "paper" and "not the embedded default" in reason and "--preset small" in reason
+    assert choose_preset("small", "meta-llama/Meta-Llama-3-8B-Instruct") == ("small", "--preset small")
+    with pytest.raises(RwkuError, match="--preset tiny: choose auto, paper, small, none"):
+        choose_preset("tiny", "x")
 
 
 def test_counterfactual_scrub_removes_the_official_phrases():
@@ -215,7 +263,8 @@ def test_counterfactual_scrub_removes_the_official_phrases():
 def test_generated_corpus_is_cached(tiny_lm, tmp_path, monkeypatch):
     target = RwkuData.open(["demo"]).select("1")[0]
     spec = CorpusSpec(size=3, questions=2, max_new_tokens=6, question_tokens=5)
-    first = build_corpus(tiny_lm, target, spec, ["forget", "counterfactual", "questions"], progress=no_progress, cache_dir=tmp_path)
+    first = build_corpus(tiny_lm, target, spec, ["forget", "counterfactual", "questions"], prompts=PromptFormat(tiny_lm.tokenizer),
+                         progress=no_progress, cache_dir=tmp_path)
     assert len(first.forget) == 3 and len(first.questions) == 2 and first.forget[1].startswith(spec.prefixes[1])
     assert len(first.pairs()) == 3 and first.pairs()[0][0].endswith(f"Please write a short biography of {target.name}.")
 
@@ -223,10 +272,12 @@ def test_generated_corpus_is_cached(tiny_lm, tmp_path, monkeypatch):
         raise AssertionError("the cached corpus should have been reused")
 
     monkeypatch.setattr("rwku.corpus.build.sample", no_sampling)
-    again = build_corpus(tiny_lm, target, spec, ["forget", "counterfactual", "questions"], progress=no_progress, cache_dir=tmp_path)
+    again = build_corpus(tiny_lm, target, spec, ["forget", "counterfactual", "questions"], prompts=PromptFormat(tiny_lm.tokenizer),
+                         progress=no_progress, cache_dir=tmp_path)
     assert again.forget == first.forget and again.questions == first.questions
     with pytest.raises(AssertionError):  # another seed is another corpus
-        build_corpus(tiny_lm, target, CorpusSpec(size=3, seed=1, max_new_tokens=6), ["forget"], progress=no_progress, cache_dir=tmp_path)
+        build_corpus(tiny_lm, target, CorpusSpec(size=3, seed=1, max_new_tokens=6), ["forget"], prompts=PromptFormat(tiny_lm.tokenizer),
+                     progress=no_progress, cache_dir=tmp_path)
 
 
 def test_official_corpus_loads_from_the_shared_data(shared_data):
@@ -239,7 +290,15 @@ def test_official_corpus_loads_from_the_shared_data(shared_data):
     assert corpus.refusals[0] and corpus.source == "official"
 
 
-def test_ga_passage_caps_passages_at_the_corpus_size(tiny_model_dir):
-    corpus = Corpus(targets=["x"], passage=TEXTS * 3)
-    unlearned = METHODS["ga_passage"]().unlearn(session_for(fresh(tiny_model_dir), corpus, corpus_size=4))
-    assert unlearned.log["examples"] == 4 and len(unlearned.log["steps"]) == 4
+def test_ga_passage_caps_each_targets_passages_at_the_corpus_size(tiny_lm, monkeypatch):
+    from rwku.unlearn import UnlearnJob, unit_corpus
+
+    data = RwkuData.open(["demo"])
+    targets = data.select("1-2")
+    job = UnlearnJob(model="tiny", data=data, targets=targets, methods=["ga_passage"], setting="batch", preset="none",
+                     overrides={"corpus_size": 1})
+    corpus = unit_corpus(job, tiny_lm, targets, "ga_passage", job.settings("ga_passage"), no_progress)
+    passages = [data.load(t, (), optional=(PASSAGE,))["passage"] for t in targets]
+    assert corpus.passage == [passages[0][0], passages[1][0]]  # one per target, not the first target's two
+    unlearned = METHODS["ga_passage"]().unlearn(session_for(tiny_lm, corpus, method="ga_passage"))
+    assert unlearned.log["examples"] == 2

@@ -279,17 +279,15 @@ def data_info(
 ) -> None:
     """Count probes per level/type and items per set, per target and in total."""
     from rwku.data.loader import RwkuData
-    from rwku.data.schema import PASSAGE
-    from rwku.evaluation.sets import SETS
+    from rwku.data.schema import count_records
+    from rwku.evaluation.sets import ALL_PARTS
 
     dataset = RwkuData.open(split_values(data))
     chosen = dataset.select(targets)
-    parts = [part for s in SETS.values() for part in s.parts] + [PASSAGE]
     totals: dict[str, int] = {}
     per_target = []
     for target in chosen:
-        loaded = dataset.load(target, (), optional=parts)
-        counts = {key: n for part in parts for key, n in part.count(part.name, loaded[part.name]).items()}
+        counts = count_records(dataset.load(target, (), optional=ALL_PARTS), ALL_PARTS)
         per_target.append((target, counts))
         for key, value in counts.items():
             totals[key] = totals.get(key, 0) + value

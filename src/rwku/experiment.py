@@ -31,7 +31,7 @@ from rwku.errors import RwkuError
 from rwku.evaluation.protocol import Protocol
 from rwku.evaluation.sets import parse_sets
 from rwku.methods import METHODS
-from rwku.methods.config import ModeConfig, choose_preset, parse_range
+from rwku.methods.config import ModeConfig, check_known_keys, choose_preset, parse_range
 from rwku.results import write_json_atomic
 from rwku.unlearn import UnlearnJob, check_job, parse_methods, run_unlearn
 
@@ -113,6 +113,8 @@ def load_experiment(path: Path, out: Path | None = None) -> Experiment:
             experiment.jobs.extend(expand_grid(grid, settings, data))
         except RwkuError as exc:
             raise RwkuError(f"{where} ({grid['name']}): {exc}") from exc
+    check_known_keys(sorted({METHODS[m] for p in experiment.jobs for m in p.job.methods}, key=lambda m: m.name),
+                     {f"{path}: set": settings["set"]})
     check_run_names(experiment.jobs, path)
     return experiment
 
@@ -134,6 +136,7 @@ def check_run_names(jobs: list[PlannedJob], path: Path) -> None:
 def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) -> list[PlannedJob]:
     """methods × modes × layer windows × sweep values × batch sizes -> jobs (one per mode/window/value/size)."""
     methods = parse_methods(grid["methods"])
+    check_known_keys([METHODS[m] for m in methods], {"set": grid["set"], "sweep": grid["sweep"]})
     preset, preset_reason = choose_preset(settings["preset"], settings["model"])
     targets = data.select(str(grid["targets"] or settings["targets"]))
     windows = [parse_range(w) for w in as_list(grid["layer_windows"])] if grid["layer_windows"] else [None]
@@ -156,7 +159,7 @@ def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) 
             prompt_format=settings["prompt_format"], device=settings["device"], dtype=settings["dtype"],
             eval_epochs=bool(grid["eval_epochs"]), sweep=dict(zip(sweep_keys, values)),
         )
-        check_job(job)
+        check_job(job, check_keys=False)
         runs = ", ".join(job.run_name(m) for m in methods)
         scope = f"pooled {len(job.targets)} target(s)" if job.setting == "batch" else f"{len(job.targets)} target(s)"
         planned.append(PlannedJob(grid=grid["name"], description=f"{runs} · {scope}", job=job))

@@ -9,10 +9,10 @@ from typing import Any, Callable, Sequence
 
 from rwku import __version__
 from rwku.data.loader import RwkuData
-from rwku.data.schema import Target, TargetData, limit_data
+from rwku.data.schema import Target, TargetData
 from rwku.evaluation.context import EvalContext
 from rwku.evaluation.engine import evaluate_target
-from rwku.evaluation.sets import parts_of
+from rwku.evaluation.sets import load_target
 from rwku.results import ResultStore, average_summaries, json_safe, write_json_atomic
 
 
@@ -26,13 +26,9 @@ class EvalJob:
     sets: Sequence[str]
     limit: int | None = None
 
-    def load(self, target: Target) -> TargetData:
-        parts = parts_of(self.sets)
-        return limit_data(self.data.load(target, parts), parts, self.limit)
-
     def load_all(self) -> dict[int, TargetData]:
         """Read and check every target's data up front, so bad input fails before any model work."""
-        return {t.number: self.load(t) for t in self.targets}
+        return {t.number: load_target(self.data, t, self.sets, self.limit) for t in self.targets}
 
     def config(self, ctx: EvalContext) -> dict[str, Any]:
         return {
@@ -72,7 +68,7 @@ def run_eval(
             summary = store.load_summary(target.slug)
             reused = not force and same_config(summary, config)
             if not reused:
-                data = loaded[target.number] if loaded else job.load(target)
+                data = loaded[target.number] if loaded else load_target(job.data, target, job.sets, job.limit)
                 result = evaluate_target(ctx, data, job.sets)
                 summary = {
                     "model": job.model,

@@ -26,12 +26,12 @@ from typing import Any, Callable, Sequence, TypeVar
 from rwku import __version__
 from rwku.corpus.build import Corpus, CorpusSpec, build_corpus, official_corpus
 from rwku.data.loader import RwkuData
-from rwku.data.schema import PASSAGE, Target, TargetData, limit_data, pool
+from rwku.data.schema import PASSAGE, Target, TargetData, pool
 from rwku.errors import RwkuError
 from rwku.evaluation.context import EvalContext
 from rwku.evaluation.engine import EvalResult, evaluate_target
 from rwku.evaluation.protocol import Protocol
-from rwku.evaluation.sets import DEFAULT_SETS, parts_of
+from rwku.evaluation.sets import DEFAULT_SETS, load_target, parts_of
 from rwku.methods import METHODS
 from rwku.methods.base import Session, Unlearned
 from rwku.methods.config import MethodSettings, ModeConfig, check_known_keys, read_config_file, resolve_settings
@@ -116,16 +116,21 @@ def parse_methods(text: str | Sequence[str]) -> list[str]:
     return methods
 
 
-def check_job(job: UnlearnJob) -> None:
-    """Fail on bad settings, presets, config files, overrides or data now, before any model work."""
+def check_job(job: UnlearnJob, check_keys: bool = True) -> None:
+    """Fail on bad settings, presets, config files, overrides or data now, before any model work.
+
+    ``check_keys``: refuse a ``--set``, ``--config`` or sweep key that none of the job's methods takes (an
+    experiment checks its shared keys against all its grids instead).
+    """
     if job.setting not in ("single", "batch"):
         raise RwkuError(f"setting {job.setting}: choose single or batch")
     if job.corpus_source not in ("generated", "official"):
         raise RwkuError(f"corpus {job.corpus_source}: choose generated or official")
-    layers = {"--set": job.overrides, "sweep": job.sweep}
-    if job.config_file is not None:
-        layers[f"--config {job.config_file}"] = read_config_file(job.config_file)
-    check_known_keys([METHODS[m] for m in job.methods], layers)
+    if check_keys:
+        layers = {"--set": job.overrides, "sweep": job.sweep}
+        if job.config_file is not None:
+            layers[f"--config {job.config_file}"] = read_config_file(job.config_file)
+        check_known_keys([METHODS[m] for m in job.methods], layers)
     for method in job.methods:
         job.settings(method)
     for unit in job.units():
@@ -157,8 +162,7 @@ def load_original(job: UnlearnJob) -> LoadedModel:
 
 def load_unit(job: UnlearnJob, unit: Sequence[Target]) -> TargetData:
     """The unit's evaluation data (limited); pooled over its targets in the batch setting."""
-    parts = parts_of(job.sets)
-    datas = [limit_data(job.data.load(t, parts), parts, job.limit) for t in unit]
+    datas = [load_target(job.data, t, job.sets, job.limit) for t in unit]
     return datas[0] if len(datas) == 1 else pool(datas)
 
 

@@ -252,6 +252,11 @@ def count_probes(name: str, probes: list) -> dict[str, int]:
     return out
 
 
+def count_records(data: TargetData, parts: Sequence[Part]) -> dict[str, int]:
+    """What ``rwku data info`` shows: each part's counts by its own rule (probes per level and attack type)."""
+    return {key: n for part in parts for key, n in part.count(part.name, data[part.name]).items()}
+
+
 def parse_passage(record: Mapping[str, Any], where: str) -> str:
     require(record, ("text",), where)
     return str(record["text"])

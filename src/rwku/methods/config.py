@@ -288,4 +288,5 @@ def check_known_keys(methods: list[Any], layers: Mapping[str, Mapping[str, Any]]
         for raw_key in layer:
             if raw_key.replace("-", "_") not in known:
                 names = ", ".join(m.name for m in methods)
-                raise RwkuError(f"{where} {raw_key}: no chosen method ({names}) takes it; known: {', '.join(known)}")
+                raise RwkuError(f"{where}: unknown hyper-parameter {raw_key!r} (no chosen method, {names}, takes it); "
+                                f"known: {', '.join(known)}")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from rwku.data.schema import Part
+from rwku.data.loader import RwkuData
+from rwku.data.schema import PASSAGE, Part, Target, TargetData, limit_data
 from rwku.errors import RwkuError
 from rwku.evaluation.sets.base import Column, EvalSet
 from rwku.evaluation.sets.bbh import BBH
@@ -74,6 +75,12 @@ def parts_of(names: Sequence[str]) -> tuple[Part, ...]:
     return tuple(dict.fromkeys(part for s in expand(names) for part in s.parts))
 
 
+def load_target(data: RwkuData, target: Target, sets: Sequence[str], limit: int | None = None) -> TargetData:
+    """The records the named sets evaluate for ``target``, each part cut to ``limit`` by its own rule."""
+    parts = parts_of(sets)
+    return limit_data(data.load(target, parts), parts, limit)
+
+
 def files_of(name: str) -> tuple[str, ...]:
     """The official files a set or group reads (``files_of("forget")`` -> the three forget levels)."""
     return tuple(file for part in parts_of([name]) for file in part.files)
@@ -82,5 +89,8 @@ def files_of(name: str) -> tuple[str, ...]:
 #: The default selection: every set, written with group names (``forget, neighbor, mia, utility``).
 DEFAULT_SETS: tuple[str, ...] = parse_sets("all")
 
-__all__ = ["Column", "DEFAULT_SETS", "EvalSet", "GROUPS", "PROBE_SETS", "SCORE_SECTIONS", "SETS", "TABLE1_COLUMNS",
-           "canonical", "expand", "files_of", "parse_sets", "parts_of"]
+#: Every part a target may have: what the sets read, and GA*'s passages (``rwku data info`` counts them all).
+ALL_PARTS: tuple[Part, ...] = (*parts_of(DEFAULT_SETS), PASSAGE)
+
+__all__ = ["ALL_PARTS", "Column", "DEFAULT_SETS", "EvalSet", "GROUPS", "PROBE_SETS", "SCORE_SECTIONS", "SETS", "TABLE1_COLUMNS",
+           "canonical", "expand", "files_of", "load_target", "parse_sets", "parts_of"]
