@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 import string
+import unicodedata
 import zlib
 from collections import Counter, defaultdict
 from functools import lru_cache
@@ -35,13 +36,50 @@ def _rouge_l():
     return Rouge(metrics=["rouge-l"], stats=["r"])
 
 
-def rouge_l_recall(output: str, answer: str) -> float:
+def _is_punctuation(char: str) -> bool:
+    return unicodedata.category(char).startswith("P")
+
+
+def strip_edge_punctuation(text: str) -> str:
+    """Whitespace tokens of ``text`` with Unicode punctuation cut from both ends of each token; case kept.
+
+    Why: ``rouge`` compares whitespace tokens, so punctuation glued to a word hides it ("Cambridge," is not
+    "Cambridge"). This strips characters of Unicode category P* (ASCII ``,;:!?"'()[]``, also ``“ ” « » — – …``,
+    and ``% & * # / @``, which Unicode also counts as punctuation) from the edges of each token only, so
+    inner punctuation stays ("O'Brien", "1,000", "well-known"). Tokens left empty are dropped, the rest
+    joined by single spaces.
+
+    Periods matter twice, because ``rouge`` splits text into sentences at every '.'. A sentence-final period
+    is an edge and goes, so "wrote Carrie. It sold" becomes one sentence; as ``rouge`` unites the LCS of each
+    sentence, merging sentences can also lower a score (reference "Bachman. King" vs "King and Bachman": 1 -> 0.5).
+    An inner period stays and still splits, so "U.S." becomes "U.S", which ``rouge`` still reads as the words
+    "U" and "S" (as it reads "U.S." without the fix): "U.S." keeps matching "U.S.", and "US" still does not.
+    """
+    tokens = []
+    for token in text.split():
+        start, end = 0, len(token)
+        while start < end and _is_punctuation(token[start]):
+            start += 1
+        while end > start and _is_punctuation(token[end - 1]):
+            end -= 1
+        if start < end:
+            tokens.append(token[start:end])
+    return " ".join(tokens)
+
+
+def rouge_l_recall(output: str, answer: str, strip_punctuation: bool = False) -> float:
     """ROUGE-L recall of a (stripped) model output against the reference, by the PyPI ``rouge`` package.
 
     The official code replaces an empty output with ``NOANSWER``. An output made only of periods has no
     sentence left after ``rouge`` splits on '.', which makes the package raise (the official run would crash);
     we score it 0, as no word of the answer is recalled.
+
+    ``strip_punctuation`` (the ``rouge-strip-punctuation`` fix) passes output and reference through
+    :func:`strip_edge_punctuation` first; an output left empty (only punctuation, e.g. "...") is scored as
+    ``NOANSWER``. A reference left empty makes ``rouge`` raise and scores 0 (no RWKU answer is all punctuation).
     """
+    if strip_punctuation:
+        output, answer = strip_edge_punctuation(output), strip_edge_punctuation(answer)
     hypothesis = output.strip() or NO_ANSWER
     try:
         return float(_rouge_l().get_scores(hypothesis, answer)[0]["rouge-l"]["r"])

@@ -78,6 +78,7 @@ FIXES: dict[str, str] = {
     "bbh-whole-answer": "BBH: compare the extracted answer with the whole reference string, not with each of its characters",
     "stop-newline": "forget/neighbour probes: cut the output at its first newline, as the official stop list intends",
     "single-bos": "do not add a second BOS token to chat prompts whose template already starts with one",
+    "rouge-strip-punctuation": "forget/neighbour probes: strip punctuation from both ends of each word before ROUGE-L ('Cambridge,' matches 'Cambridge')",
 }
 
 

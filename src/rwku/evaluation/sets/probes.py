@@ -65,7 +65,7 @@ def evaluate_probes(ctx: "EvalContext", probes: Sequence[Probe], set_name: str) 
             "raw_output": text,
             "output": output,
             "reference": probe.answer,
-            "score": rouge_l_recall(output, probe.answer),
+            "score": rouge_l_recall(output, probe.answer, strip_punctuation=ctx.protocol.has("rouge-strip-punctuation")),
         })
     summary: dict[str, Any] = {}
     for label in ("FB", "QA", "AA") if set_name == "forget" else ("FB", "QA"):
