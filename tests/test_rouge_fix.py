@@ -16,7 +16,7 @@ from rwku.cli import main
 from rwku.data.schema import Probe
 from rwku.evaluation import FIXES, EvalContext, Protocol
 from rwku.evaluation.metrics import rouge_l_recall, strip_edge_punctuation
-from rwku.evaluation.probes import evaluate_probes
+from rwku.evaluation.sets.probes import evaluate_probes
 from rwku.models.prompting import PromptFormat
 
 FIX = "rouge-strip-punctuation"
