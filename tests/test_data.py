@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 
 from rwku.data import ATTACK_TYPES, PASSAGE, RwkuData
-from rwku.data.schema import count_records
-from rwku.evaluation.sets import ALL_PARTS, DEFAULT_SETS, files_of, load_target, parse_sets, parts_of
-from rwku.data.schema import LEVEL_NAMES, normalize_attack
+from rwku.data.schema import LEVEL_NAMES, count_records, normalize_attack
 from rwku.data.sources import DEMO_ROOT, HF_CONFIGS, HF_TRAIN_KINDS, read_json_file
 from rwku.errors import RwkuError
+from rwku.evaluation.sets import ALL_PARTS, DEFAULT_SETS, files_of, load_target, parse_sets, parts_of
 
 UTILITY_ATTRS = ("mmlu", "bbh", "truthful", "triviaqa", "fluency")
 UTILITY_KINDS = ("retain_mmlu", "retain_bbh", "truthful", "triviaqa", "fluency")

@@ -14,7 +14,7 @@ from rwku.data import PASSAGE, RwkuData
 from rwku.errors import RwkuError
 from rwku.evaluation.context import no_progress
 from rwku.methods import METHODS
-from rwku.methods.base import Session, text_example, chat_example
+from rwku.methods.base import Session, chat_example, text_example
 from rwku.methods.config import ModeConfig, resolve_settings
 from rwku.methods.dpo import dpo_loss
 from rwku.methods.ga import ga_loss

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import build_tiny_tokenizer
+
 from rwku.errors import RwkuError
 from rwku.models.batching import common_prefix_length, prefix_sorted_batches
 from rwku.models.generation import decode_continuation, greedy_generate

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from report_fixtures import config, items, summary, write_unit
 from test_cli import run_cli
+
 from rwku.errors import RwkuError
 from rwku.report.build import ReportOptions, build_report
 from rwku.report.collect import collect_runs

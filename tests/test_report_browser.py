@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from report_fixtures import config, summary, write_unit
-from rwku.report.build import ReportOptions, build_report
 from test_report import TARGETS, make_folder
+
+from rwku.report.build import ReportOptions, build_report
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]

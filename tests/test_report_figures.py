@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from report_fixtures import config, items, summary, write_unit
 
-from rwku.evaluation.metrics import roc_auc
+from rwku.evaluation.metrics import roc_auc, roc_curve
 from rwku.report import figures
 from rwku.report.collect import Run, collect_runs
 
@@ -103,8 +103,9 @@ def bars_by_label(ax) -> dict[str, list[float]]:
 def test_roc_curve_auc_equals_mann_whitney_with_ties() -> None:
     rng = np.random.default_rng(1)
     pos, neg = rng.integers(0, 5, 30).astype(float), rng.integers(0, 5, 25).astype(float)
-    fpr, tpr, auc = figures.roc_curve(list(pos), list(neg))
-    assert auc == roc_auc(list(pos), list(neg))
+    fpr, tpr, auc = roc_curve(list(pos), list(neg))
+    pairs = [(p > n) + 0.5 * (p == n) for p in pos for n in neg]  # Mann-Whitney, pair by pair
+    assert auc == sum(pairs) / len(pairs) == roc_auc(list(pos), list(neg))
     assert auc == pytest.approx(np.trapezoid(tpr, fpr))
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
     assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
@@ -112,10 +113,10 @@ def test_roc_curve_auc_equals_mann_whitney_with_ties() -> None:
 
 
 def test_roc_curve_separation_and_missing_scores() -> None:
-    assert figures.roc_curve([3, 4], [1, 2])[2] == 1.0
-    assert figures.roc_curve([1, 2], [3, 4])[2] == 0.0
-    assert figures.roc_curve([1.0, float("nan"), None], [1.0, None])[2] == 0.5  # ignored, then one tie
-    assert math.isnan(figures.roc_curve([None], [1.0])[2])
+    assert roc_curve([3, 4], [1, 2])[2] == 1.0
+    assert roc_curve([1, 2], [3, 4])[2] == 0.0
+    assert roc_curve([1.0, float("nan"), None], [1.0, None])[2] == 0.5  # ignored, then one tie
+    assert math.isnan(roc_curve([None], [1.0])[2])
 
 
 # ---------------------------------------------------------------- colours
@@ -179,7 +180,7 @@ def test_layer_windows_bars_and_all_layers_line(runs) -> None:
 def test_mia_roc_pools_units(runs) -> None:
     fig = figures.mia_roc(runs, SLUGS)
     assert len(fig.axes) == 3
-    fpr, tpr, auc = figures.roc_curve([3, 2, 1, 5], [1, 0, 2])
+    fpr, tpr, auc = roc_curve([3, 2, 1, 5], [1, 0, 2])
     for ax in fig.axes:
         lines = lines_by_label(ax)
         assert lines["ga-lora"] == (list(fpr), list(tpr))

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import uuid
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from rwku.evaluation.sets import SCORE_SECTIONS, TABLE1_COLUMNS
+
 
 def json_safe(value: Any) -> Any:
     """NaN/inf become null so files are strict JSON."""
@@ -29,26 +30,24 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Let ``write`` create a temporary file beside ``path``, flush it to disk, then rename it into place: readers
+    never see a half-written file, and a failure leaves the old one. The file is created by ``write`` itself (not
+    ``mkstemp``), so it gets the umask's permissions: results and reports are meant to be shared."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; results and reports are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -14,6 +14,7 @@ from rwku.data.schema import Part, Target, TargetData
 from rwku.data.sources import Source, discover_sources
 from rwku.errors import RwkuError
 
+
 class RwkuData:
     """RWKU data from several sources, asked in order: the first that has a file for a target wins."""
 

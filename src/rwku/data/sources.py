@@ -169,9 +169,8 @@ class HubSource:
     ``forget_target`` config in official order, so its position gives the target number.
     """
 
-    def __init__(self, path: str, revision: str | None = None):
+    def __init__(self, path: str):
         self.path = path
-        self.revision = revision
         self.description = f"hf:{path}"
         self._by_subject: dict[str, dict[str, list[dict[str, Any]]] | None] = {}
 
@@ -183,7 +182,7 @@ class HubSource:
             return None
         split = "train" if kind in HF_TRAIN_KINDS else "test"
         try:
-            dataset = datasets.load_dataset(self.path, config, split=split, revision=self.revision)
+            dataset = datasets.load_dataset(self.path, config, split=split)
         except ValueError as exc:
             if "BuilderConfig" in str(exc) or "config" in str(exc).lower():
                 return None

@@ -8,9 +8,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 from rwku.evaluation.protocol import Protocol
 from rwku.models.generation import decode_continuation, greedy_generate
-from rwku.models.scoring import TokenScores, next_token_probs, score_tokens
 from rwku.models.loading import LoadedModel
 from rwku.models.prompting import PromptFormat
+from rwku.models.scoring import TokenScores, next_token_probs, score_tokens
 
 #: ``progress(description, total)`` returns a context manager yielding ``advance(n)``.
 ProgressFactory = Callable[[str, int], Any]

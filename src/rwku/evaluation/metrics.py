@@ -18,6 +18,7 @@ import numpy as np
 
 from rwku.evaluation.protocol import MIA_RATIOS, NO_ANSWER
 
+
 def mean_or_none(values: Sequence[float], scale: float = 1.0) -> float | None:
     """``scale`` × the mean of the values that are not NaN, or None when none is left (an empty set, NaN-only
     MIA scores). Probe and utility scores use ``scale=100``, the paper's scale; the mean is taken first, as
@@ -220,16 +221,32 @@ def mia_attack_scores(text: str, logprobs: Sequence[float], mean: Sequence[float
     return scores
 
 
-def roc_auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
-    """Area under the ROC curve of telling positives (FM) from negatives (RM) by score; ties count one half.
+def finite_scores(scores: Iterable[float | None]) -> np.ndarray:
+    """The scores that are neither None nor NaN, as float64."""
+    return np.asarray([s for s in scores if s is not None and not math.isnan(s)], dtype=np.float64)
 
-    Equals the Mann-Whitney U statistic over (positive, negative) pairs. NaN scores are left out; with no
-    pair left the AUC is NaN.
+
+def roc_curve(positives: Sequence[float | None], negatives: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray, float]:
+    """ROC of telling positives (FM) from negatives (RM) by score (higher = positive): false- and true-positive
+    rates at every distinct score, and the area under the curve.
+
+    Tied scores give one diagonal step, so the area equals the Mann-Whitney statistic P(pos > neg) + ½P(pos = neg),
+    counted exactly. None/NaN scores are left out; with no pair left the curve is the single point (0, 0) and the
+    area NaN.
     """
-    pos = np.asarray([p for p in positives if not math.isnan(p)], dtype=np.float64)
-    neg = np.asarray([n for n in negatives if not math.isnan(n)], dtype=np.float64)
+    pos, neg = finite_scores(positives), finite_scores(negatives)
     if not len(pos) or not len(neg):
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+        return np.zeros(1), np.zeros(1), float("nan")
+    _, inverse = np.unique(np.concatenate([pos, neg]), return_inverse=True)
+    n_values = int(inverse.max()) + 1
+    pos_steps = np.bincount(inverse[:len(pos)], minlength=n_values)[::-1]  # highest score first
+    neg_steps = np.bincount(inverse[len(pos):], minlength=n_values)[::-1]
+    tp, fp = np.cumsum(pos_steps), np.cumsum(neg_steps)
+    pairs = float(np.sum(neg_steps * (tp - pos_steps + 0.5 * pos_steps)))  # greater + ½ ties
+    return (np.concatenate([[0.0], fp / len(neg)]), np.concatenate([[0.0], tp / len(pos)]),
+            pairs / (len(pos) * len(neg)))
+
+
+def roc_auc(positives: Sequence[float | None], negatives: Sequence[float | None]) -> float:
+    """Area under :func:`roc_curve`: the FM-vs-RM AUC each MIA attack reports (NaN without a pair)."""
+    return roc_curve(positives, negatives)[2]

@@ -21,7 +21,6 @@ from rwku.errors import RwkuError
 from rwku.evaluation.sets import PROBE_SETS
 from rwku.results import ResultStore, average_summaries, read_json
 
-
 PROBE_FIELDS = ("level", "type", "query", "reference", "output", "score")
 
 

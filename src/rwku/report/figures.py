@@ -9,11 +9,9 @@ Every figure function takes the runs (and the unit slugs to average over) and re
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 import matplotlib
 
@@ -27,9 +25,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patheffects import withStroke  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from rwku.evaluation import metrics  # noqa: E402
 from rwku.evaluation.sets import TABLE1_COLUMNS  # noqa: E402
 from rwku.report.collect import Run  # noqa: E402
-from rwku.results import get_path  # noqa: E402
+from rwku.results import get_path, write_atomic  # noqa: E402
 
 FORGET = "forget.All"
 NEIGHBOR = "neighbor.All"
@@ -342,31 +341,6 @@ def layer_windows(runs: Sequence[Run], slugs: Sequence[str], utility: str = "uti
 # ---------------------------------------------------------------- MIA ROC curves
 
 
-def _clean(scores: Iterable[float | None]) -> np.ndarray:
-    return np.asarray([s for s in scores if s is not None and not math.isnan(s)], dtype=np.float64)
-
-
-def roc_curve(positives: Sequence[float | None],
-              negatives: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray, float]:
-    """ROC of telling positives from negatives by score (higher = positive), a point at every distinct score.
-
-    Tied scores give one diagonal step, so the area equals the Mann-Whitney statistic P(pos > neg) + ½P(pos = neg),
-    the value :func:`rwku.evaluation.metrics.roc_auc` reports. None/NaN scores are left out; with no pair left the
-    curve is the single point (0, 0) and the AUC NaN.
-    """
-    pos, neg = _clean(positives), _clean(negatives)
-    if not len(pos) or not len(neg):
-        return np.zeros(1), np.zeros(1), float("nan")
-    _, inverse = np.unique(np.concatenate([pos, neg]), return_inverse=True)
-    n_values = int(inverse.max()) + 1
-    pos_steps = np.bincount(inverse[:len(pos)], minlength=n_values)[::-1]  # highest score first
-    neg_steps = np.bincount(inverse[len(pos):], minlength=n_values)[::-1]
-    tp, fp = np.cumsum(pos_steps), np.cumsum(neg_steps)
-    pairs = float(np.sum(neg_steps * (tp - pos_steps + 0.5 * pos_steps)))  # greater + ½ ties, counted exactly
-    return (np.concatenate([[0.0], fp / len(neg)]), np.concatenate([[0.0], tp / len(pos)]),
-            pairs / (len(pos) * len(neg)))
-
-
 def _mia_scores(run: Run, slugs: Sequence[str], attack: str) -> tuple[list[float], list[float]]:
     """FM and RM attack scores of a run, pooled over its units in ``slugs`` that stored MIA items."""
     pooled: dict[str, list[float]] = {"FM": [], "RM": []}
@@ -384,7 +358,7 @@ def mia_roc(runs: Sequence[Run], slugs: Sequence[str], attacks: Sequence[str] = 
     """ROC curves of each MIA attack separating forget (FM) from retain (RM) texts: unlearning should push AUC down."""
     colors = run_colors(r.label for r in runs)
     single = [r for r in runs if r.setting == "single" and (shown is None or r.label in shown)]
-    rocs = {a: [(r, roc_curve(*_mia_scores(r, slugs, a))) for r in single] for a in attacks}
+    rocs = {a: [(r, metrics.roc_curve(*_mia_scores(r, slugs, a))) for r in single] for a in attacks}
     rocs = {a: [(r, roc) for r, roc in pairs if not math.isnan(roc[2])] for a, pairs in rocs.items()}
     if not any(rocs.values()):
         return None
@@ -423,7 +397,7 @@ def per_target(runs: Sequence[Run], slugs: Sequence[str], shown: Collection[str]
                         size=(max(4.4, 0.7 * len(chosen) + 1.5), 3.8))
     for ax, path in zip(axes, [FORGET, NEIGHBOR]):
         for i, run in enumerate(chosen):
-            values = _clean(get_path(run.units[s].summary, path) for s in slugs if s in run.units)
+            values = metrics.finite_scores(get_path(run.units[s].summary, path) for s in slugs if s in run.units)
             if not len(values):
                 continue
             box = ax.boxplot(values, positions=[i], widths=0.6, patch_artist=True, showfliers=False)
@@ -440,20 +414,6 @@ def per_target(runs: Sequence[Run], slugs: Sequence[str], shown: Collection[str]
 # ---------------------------------------------------------------- saving
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write beside ``path`` under a unique hidden name, then rename: readers never see a half-written image.
-
-    The file is created by ``write`` itself (not ``mkstemp``) so it gets the usual permissions, not owner-only.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_figure(fig: Figure, folder: Path, name: str) -> list[Path]:
     """Write ``name.png`` and ``name.svg`` into ``folder`` (each renamed into place); close ``fig`` to free it."""
     folder = Path(folder)
@@ -462,7 +422,7 @@ def save_figure(fig: Figure, folder: Path, name: str) -> list[Path]:
     try:
         for path in paths:
             fmt = path.suffix[1:]
-            _write_atomic(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150))
+            write_atomic(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150))
     finally:
         plt.close(fig)
     return paths

@@ -19,7 +19,6 @@ from rwku.report.collect import Run
 from rwku.report.table import Table1, header
 from rwku.results import get_path
 
-
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#fafbfc}
 header,section{max-width:1400px;margin:0 auto;padding:12px 24px}

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from rwku.data.schema import BbhItem, Part
 from rwku.evaluation.metrics import bbh_exact_match, extract_bbh_answer, mean_or_none
 from rwku.evaluation.protocol import BBH_INSTRUCTION, BBH_MAX_NEW_TOKENS
-from rwku.models.prompting import after_colon_prefill
 from rwku.evaluation.sets.base import Column, EvalSet
+from rwku.models.prompting import after_colon_prefill
 
 if TYPE_CHECKING:
     from rwku.evaluation.context import EvalContext

@@ -9,8 +9,8 @@ import numpy as np
 from rwku.data.schema import Part, TruthfulItem
 from rwku.evaluation.metrics import mean_or_none
 from rwku.evaluation.protocol import TRUTHFUL_QA_PRIMER
-from rwku.models.prompting import after_colon_prefill
 from rwku.evaluation.sets.base import Column, EvalSet
+from rwku.models.prompting import after_colon_prefill
 
 if TYPE_CHECKING:
     from rwku.evaluation.context import EvalContext
