@@ -1,8 +1,9 @@
-"""Shared fixtures: one torch thread, a tiny random Llama with a tokenizer built here, the shared RWKU data."""
+"""Shared fixtures: one torch thread, a tiny random Llama with a tokenizer built here, the shared RWKU data, and the\ncommand line run in-process."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,21 @@ def tiny_lm(tiny_model_dir):
     from rwku.models.loading import load_model
 
     return load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run the ``rwku`` command line in this process: ``cli("eval", "--data", ...) -> (exit code, stdout, stderr)``."""
+    from rwku.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["rwku", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

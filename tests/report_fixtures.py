@@ -51,3 +51,26 @@ def write_unit(folder: Path, summary_: dict[str, Any], items_: dict[str, Any] | 
     if items_ is not None:
         write_json_atomic(folder / "items.json", items_)
     write_json_atomic(folder / "summary.json", summary_)
+
+
+TARGETS = {"1_Ann_A": "Ann A", "2_Bob_B": "Bob B", "3_Cy_C": "Cy C"}
+#: run -> per target: (forget.All, neighbor.All)
+VALUES = {
+    "before": {"1_Ann_A": (60.0, 50.0), "2_Bob_B": (40.0, 70.0), "3_Cy_C": (50.0, 50.0)},
+    "icu": {"1_Ann_A": (100.0, 0.0), "2_Bob_B": (100.0, 0.0), "3_Cy_C": (100.0, 0.0)},
+    "ga-lora": {"1_Ann_A": (10.0, 40.0), "2_Bob_B": (20.0, 60.0), "3_Cy_C": (90.0, 90.0)},
+    "npo-lora": {"1_Ann_A": (20.0, 45.0), "2_Bob_B": (30.0, 65.0)},  # lacks target 3
+    "rt-lora": {"1_Ann_A": (14.96, 30.0), "2_Bob_B": (15.0, 70.0), "3_Cy_C": (0.0, 0.0)},
+}
+
+
+def make_folder(root: Path, values=VALUES, outputs=("Springfield!", "a writer", "far")) -> Path:
+    for run, per_target in values.items():
+        method = run.split("-")[0]
+        for slug, (forget, neighbor) in per_target.items():
+            name = TARGETS[slug]
+            unit = summary({"forget.All": forget, "neighbor.All": neighbor}, config(method), [name])
+            write_unit(root / run / slug, unit, items(name, [f"{run}: {o}" for o in outputs], [forget, forget, neighbor],
+                                                      fm=[-1.0, -2.0], rm=[-3.0, -1.5]))
+        write_unit(root / run, {"method": run, "forget": {"All": 0.0}, "n_targets": len(per_target)})  # a run mean
+    return root

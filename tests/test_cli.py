@@ -13,17 +13,6 @@ from rwku.cli import main
 from rwku.data.sources import DEMO_ROOT
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["rwku", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def eval_args(model: Path | str, data: Path | str, out: Path, *extra: str) -> list[str]:
     return ["eval", "--model", str(model), "--data", str(data), "--targets", "1", "--out", str(out),
             "--limit", "2", "--threads", "1", "--device", "cpu", *extra]
@@ -43,9 +32,9 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
         assert fragment in text, (fragment, err)
 
 
-def test_eval_writes_items_and_summary_then_resumes(tiny_model_dir, tmp_path, monkeypatch, capsys):
+def test_eval_writes_items_and_summary_then_resumes(tiny_model_dir, tmp_path, monkeypatch, capsys, cli):
     out = tmp_path / "run"
-    code, stdout, _ = run_cli(monkeypatch, capsys, *eval_args(tiny_model_dir, "demo", out))
+    code, stdout, _ = cli(*eval_args(tiny_model_dir, "demo", out))
     assert code == 0
     summary = json.loads((out / "1_Isaac_Newton" / "summary.json").read_text())
     items = json.loads((out / "1_Isaac_Newton" / "items.json").read_text())
@@ -56,59 +45,59 @@ def test_eval_writes_items_and_summary_then_resumes(tiny_model_dir, tmp_path, mo
     assert json.loads((out / "summary.json").read_text())["n_targets"] == 1
     assert "Isaac Newton" in stdout and "Forget" in stdout
     stamp = (out / "1_Isaac_Newton" / "summary.json").stat().st_mtime_ns
-    code, stdout, _ = run_cli(monkeypatch, capsys, *eval_args(tiny_model_dir, "demo", out))
+    code, stdout, _ = cli(*eval_args(tiny_model_dir, "demo", out))
     assert code == 0 and "Isaac Newton*" in stdout
     assert (out / "1_Isaac_Newton" / "summary.json").stat().st_mtime_ns == stamp
-    code, _, _ = run_cli(monkeypatch, capsys, *eval_args(tiny_model_dir, "demo", out, "--sets", "forget"))
+    code, _, _ = cli(*eval_args(tiny_model_dir, "demo", out, "--sets", "forget"))
     assert code == 0  # another config: recomputed, not reused
     assert json.loads((out / "1_Isaac_Newton" / "summary.json").read_text())["config"]["sets"] == ["forget"]
 
 
-def test_missing_data_folder(tiny_model_dir, tmp_path, monkeypatch, capsys):
+def test_missing_data_folder(tiny_model_dir, tmp_path, monkeypatch, capsys, cli):
     out = tmp_path / "run"
-    code, _, err = run_cli(monkeypatch, capsys, *eval_args(tiny_model_dir, tmp_path / "nowhere", out))
+    code, _, err = cli(*eval_args(tiny_model_dir, tmp_path / "nowhere", out))
     assert_one_line_error(code, err, "nowhere", "no such file or folder")
     assert not out.exists()
 
 
-def test_malformed_data_file(tiny_model_dir, tmp_path, monkeypatch, capsys):
+def test_malformed_data_file(tiny_model_dir, tmp_path, monkeypatch, capsys, cli):
     root = demo_copy(tmp_path)
     broken = root / "1_Isaac_Newton" / "forget_level2.json"
     broken.write_text('[{"query": "x", ', encoding="utf-8")
     out = tmp_path / "run"
-    code, _, err = run_cli(monkeypatch, capsys, *eval_args(tiny_model_dir, root, out))
+    code, _, err = cli(*eval_args(tiny_model_dir, root, out))
     assert_one_line_error(code, err, "forget_level2.json", "not valid JSON")
     assert not (out / "1_Isaac_Newton" / "summary.json").exists()
 
 
-def test_record_missing_a_field(tiny_model_dir, tmp_path, monkeypatch, capsys):
+def test_record_missing_a_field(tiny_model_dir, tmp_path, monkeypatch, capsys, cli):
     root = demo_copy(tmp_path)
     path = root / "1_Isaac_Newton" / "forget_level1.json"
     records = json.loads(path.read_text())
     del records[1]["answer"]
     path.write_text(json.dumps(records))
-    code, _, err = run_cli(monkeypatch, capsys, *eval_args(tiny_model_dir, root, tmp_path / "run"))
+    code, _, err = cli(*eval_args(tiny_model_dir, root, tmp_path / "run"))
     assert_one_line_error(code, err, "forget_level1.json record 1", "answer")
 
 
-def test_unknown_target(tiny_model_dir, tmp_path, monkeypatch, capsys):
+def test_unknown_target(tiny_model_dir, tmp_path, monkeypatch, capsys, cli):
     args = eval_args(tiny_model_dir, "demo", tmp_path / "run")
     args[args.index("--targets") + 1] = "9"
-    code, _, err = run_cli(monkeypatch, capsys, *args)
+    code, _, err = cli(*args)
     assert_one_line_error(code, err, "target 9 is not in")
     args[args.index("--targets") + 1] = "Nobody Known"
-    code, _, err = run_cli(monkeypatch, capsys, *args)
+    code, _, err = cli(*args)
     assert_one_line_error(code, err, "no target named 'Nobody Known'")
 
 
-def test_missing_model_path(tmp_path, monkeypatch, capsys):
+def test_missing_model_path(tmp_path, monkeypatch, capsys, cli):
     out = tmp_path / "run"
-    code, _, err = run_cli(monkeypatch, capsys, *eval_args(tmp_path / "no-model", "demo", out))
+    code, _, err = cli(*eval_args(tmp_path / "no-model", "demo", out))
     assert_one_line_error(code, err, "no-model", "no such file or folder")
     assert not out.exists()
 
 
-def test_model_without_chat_template(tiny_model_dir, tmp_path, monkeypatch, capsys):
+def test_model_without_chat_template(tiny_model_dir, tmp_path, monkeypatch, capsys, cli):
     plain = tmp_path / "plain-model"
     shutil.copytree(tiny_model_dir, plain)
     for name in ("chat_template.jinja", "chat_template.json"):
@@ -117,17 +106,17 @@ def test_model_without_chat_template(tiny_model_dir, tmp_path, monkeypatch, caps
     config.pop("chat_template", None)
     (plain / "tokenizer_config.json").write_text(json.dumps(config))
     out = tmp_path / "run"
-    code, _, err = run_cli(monkeypatch, capsys, *eval_args(plain, "demo", out))
+    code, _, err = cli(*eval_args(plain, "demo", out))
     assert_one_line_error(code, err, "no chat template", "--prompt-format plain")
     assert not out.exists()
-    code, _, _ = run_cli(monkeypatch, capsys, *eval_args(plain, "demo", out, "--prompt-format", "plain", "--sets", "forget"))
+    code, _, _ = cli(*eval_args(plain, "demo", out, "--prompt-format", "plain", "--sets", "forget"))
     assert code == 0
 
 
-def test_unknown_fix_and_set(tiny_model_dir, tmp_path, monkeypatch, capsys):
-    code, _, err = run_cli(monkeypatch, capsys, *eval_args(tiny_model_dir, "demo", tmp_path / "r", "--fix", "nope"))
+def test_unknown_fix_and_set(tiny_model_dir, tmp_path, monkeypatch, capsys, cli):
+    code, _, err = cli(*eval_args(tiny_model_dir, "demo", tmp_path / "r", "--fix", "nope"))
     assert_one_line_error(code, err, "--fix nope", "bbh-whole-answer")
-    code, _, err = run_cli(monkeypatch, capsys, *eval_args(tiny_model_dir, "demo", tmp_path / "r", "--sets", "forget,bogus"))
+    code, _, err = cli(*eval_args(tiny_model_dir, "demo", tmp_path / "r", "--sets", "forget,bogus"))
     assert_one_line_error(code, err, "unknown set bogus")
 
 
@@ -139,8 +128,8 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
         main()
 
 
-def test_data_info_counts_the_demo(monkeypatch, capsys):
-    code, stdout, _ = run_cli(monkeypatch, capsys, "data", "info", "--data", "demo")
+def test_data_info_counts_the_demo(monkeypatch, capsys, cli):
+    code, stdout, _ = cli("data", "info", "--data", "demo")
     assert code == 0
     assert "3 target(s)" in stdout
     assert "forget.FB" in stdout and "forget.AA.cross lingual" in stdout and "mmlu" in stdout

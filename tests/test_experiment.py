@@ -114,25 +114,21 @@ def test_experiment_runs_resumes_and_feeds_the_report(tiny_model_dir, tmp_path, 
     assert labels == ["before", "ga-lora"]  # batch runs, sweeps and layer windows are in their figures
 
 
-def test_cli_experiment_dry_run_lists_jobs_and_bad_files_exit_2(tmp_path, monkeypatch, capsys):
-    from test_cli import run_cli
-
+def test_cli_experiment_dry_run_lists_jobs_and_bad_files_exit_2(tmp_path, monkeypatch, capsys, cli):
     monkeypatch.setenv("COLUMNS", "200")
     path = write(tmp_path, base(tmp_path, grids=[{"name": "layers", "methods": ["ga"], "layer_windows": ["0-1", "1-2"]}]))
-    code, out, err = run_cli(monkeypatch, capsys, "experiment", str(path), "--dry-run")
+    code, out, err = cli("experiment", str(path), "--dry-run")
     assert code == 0 and "ga-lora-layers0-1" in out and "ga-lora-layers1-2" in out and "2 job(s)" in out
     assert not (tmp_path / "out").exists()
     path = write(tmp_path, base(tmp_path, grids=[{"name": "x", "methods": ["ga"], "modes": ["qlora"]}]), "bad.json")
-    code, out, err = run_cli(monkeypatch, capsys, "experiment", str(path))
+    code, out, err = cli("experiment", str(path))
     assert code == 2 and "choose full or lora" in err and "bad.json" in err
 
 
-def test_cli_unlearn_eval_epochs_stores_each_epoch(tiny_model_dir, tmp_path, monkeypatch, capsys):
-    from test_cli import run_cli
-
+def test_cli_unlearn_eval_epochs_stores_each_epoch(tiny_model_dir, tmp_path, monkeypatch, capsys, cli):
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     overrides = [arg for key, value in {**TINY, "epochs": 3}.items() for arg in ("--set", f"{key}={value}")]
-    code, out, err = run_cli(monkeypatch, capsys, "unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1",
+    code, out, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1",
                              "--method", "ga", "--preset", "none", "--sets", "forget", "--limit", "1", "--device", "cpu",
                              "--eval-epochs", "--out", str(tmp_path / "run"), *overrides)
     assert code == 0, err

@@ -5,38 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 
 import pytest
-from report_fixtures import config, items, summary, write_unit
-from test_cli import run_cli
+from report_fixtures import TARGETS, VALUES, config, make_folder, summary, write_unit
 
 from rwku.errors import RwkuError
 from rwku.report.build import ReportOptions, build_report
 from rwku.report.collect import collect_runs
 from rwku.report.table import build_table1, rank_column, to_csv, to_json, to_latex, to_markdown
-
-TARGETS = {"1_Ann_A": "Ann A", "2_Bob_B": "Bob B", "3_Cy_C": "Cy C"}
-#: run -> per target: (forget.All, neighbor.All)
-VALUES = {
-    "before": {"1_Ann_A": (60.0, 50.0), "2_Bob_B": (40.0, 70.0), "3_Cy_C": (50.0, 50.0)},
-    "icu": {"1_Ann_A": (100.0, 0.0), "2_Bob_B": (100.0, 0.0), "3_Cy_C": (100.0, 0.0)},
-    "ga-lora": {"1_Ann_A": (10.0, 40.0), "2_Bob_B": (20.0, 60.0), "3_Cy_C": (90.0, 90.0)},
-    "npo-lora": {"1_Ann_A": (20.0, 45.0), "2_Bob_B": (30.0, 65.0)},  # lacks target 3
-    "rt-lora": {"1_Ann_A": (14.96, 30.0), "2_Bob_B": (15.0, 70.0), "3_Cy_C": (0.0, 0.0)},
-}
-
-
-def make_folder(root: Path, values=VALUES, outputs=("Springfield!", "a writer", "far")) -> Path:
-    for run, per_target in values.items():
-        method = run.split("-")[0]
-        for slug, (forget, neighbor) in per_target.items():
-            name = TARGETS[slug]
-            unit = summary({"forget.All": forget, "neighbor.All": neighbor}, config(method), [name])
-            write_unit(root / run / slug, unit, items(name, [f"{run}: {o}" for o in outputs], [forget, forget, neighbor],
-                                                      fm=[-1.0, -2.0], rm=[-3.0, -1.5]))
-        write_unit(root / run, {"method": run, "forget": {"All": 0.0}, "n_targets": len(per_target)})  # a run mean
-    return root
 
 
 def test_table_averages_over_the_targets_all_runs_share_and_says_so(tmp_path):
@@ -155,13 +131,13 @@ def test_case_targets_limits_the_case_studies(tmp_path):
     assert list(data["cases"]) == ["1_Ann_A"]
 
 
-def test_cli_report_prints_the_table_and_fails_cleanly(tmp_path, monkeypatch, capsys):
+def test_cli_report_prints_the_table_and_fails_cleanly(tmp_path, monkeypatch, capsys, cli):
     folder = make_folder(tmp_path / "exp")
     monkeypatch.setenv("COLUMNS", "220")
-    code, out, err = run_cli(monkeypatch, capsys, "report", str(folder), "--out", str(tmp_path / "r"))
+    code, out, err = cli("report", str(folder), "--out", str(tmp_path / "r"))
     assert code == 0, err
     assert "ga-lora" in out and "index.html" in out and "3_Cy_C" in out
-    code, out, err = run_cli(monkeypatch, capsys, "report", str(tmp_path / "nope"), "--out", str(tmp_path / "r2"))
+    code, out, err = cli("report", str(tmp_path / "nope"), "--out", str(tmp_path / "r2"))
     assert code == 2 and "no such folder" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r2").exists()
 

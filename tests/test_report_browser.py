@@ -13,8 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from report_fixtures import config, summary, write_unit
-from test_report import TARGETS, make_folder
+from report_fixtures import TARGETS, config, make_folder, summary, write_unit
 
 from rwku.report.build import ReportOptions, build_report
 
