@@ -280,6 +280,15 @@ def test_generated_corpus_is_cached(tiny_lm, tmp_path, monkeypatch):
                      progress=no_progress, cache_dir=tmp_path)
 
 
+def test_corpus_sampling_leaves_the_global_random_state_alone(tiny_lm, tmp_path):
+    target = RwkuData.open(["demo"]).select("1")[0]
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    build_corpus(tiny_lm, target, CorpusSpec(size=2, max_new_tokens=4), ["forget"], prompts=PromptFormat(tiny_lm.tokenizer),
+                 progress=no_progress, cache_dir=tmp_path)
+    assert torch.equal(torch.get_rng_state(), state)  # sampling drew from a forked generator
+
+
 def test_official_corpus_loads_from_the_shared_data(shared_data):
     from rwku.corpus.build import official_corpus
 

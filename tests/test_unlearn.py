@@ -92,6 +92,9 @@ def test_cli_rejects_unknown_methods_and_settings(monkeypatch, capsys, tmp_path)
     for args, fragment in ((["--method", "ga,foo"], "unknown method foo"), (["--method", "ga", "--setting", "x"], "choose single or batch"),
                            (["--method", "ga", "--set", "lr"], "expected key=value"),
                            (["--method", "ga", "--set", "nope=1"], "unknown hyper-parameter 'nope'"),
+                           (["--method", "ga", "--set", "lr=abc"], "lr=abc: lr takes a number"),
+                           (["--method", "ga", "--set", "epochs=1.5"], "epochs=1.5: epochs takes a whole number"),
+                           (["--method", "ga", "--preset", "huge"], "--preset huge: choose auto, paper, small, none"),
                            (["--method", "ga", "--mode", "qlora"], "choose full or lora")):
         monkeypatch.setattr(sys, "argv", ["rwku", "unlearn", "--data", "demo", "--out", str(tmp_path / "o"), *args])
         with pytest.raises(SystemExit) as exc:
@@ -137,3 +140,33 @@ def test_results_do_not_depend_on_whether_the_corpus_was_cached(tiny_model_dir, 
         run_unlearn(job, out, _no_progress, quiet)
         logs.append(json.loads((out / "ga-lora" / "1_Isaac_Newton" / "train_log.json").read_text())["steps"])
     assert len(logs[0]) == 2 and [s["loss"] for s in logs[0]] == [s["loss"] for s in logs[1]]
+
+
+def test_a_layer_window_the_model_lacks_is_refused_before_any_evaluation(tiny_model_dir, tmp_path, monkeypatch, cli):
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("the layer window should be refused before the model is evaluated")
+
+    monkeypatch.setattr(unlearn_module, "evaluate_target", no_evaluation)
+    code, _, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "ga", "--mode", "full",
+                       "--train-layers", "1-5", "--device", "cpu", "--out", str(tmp_path / "o"))
+    assert code == 2 and "Traceback" not in err
+    assert "--train-layers 1-5: the model has 2 layers" in " ".join(err.split())
+    assert not (tmp_path / "o" / "before").exists()
+
+
+def test_the_chosen_preset_and_every_values_source_are_printed_and_stored(tiny_model_dir, tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    overrides = [arg for key, value in SMALL.items() if key != "lr" for arg in ("--set", f"{key}={value}")]
+    code, out, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "npo", "--sets", "forget",
+                         "--limit", "1", "--device", "cpu", "--threads", "1", "--out", str(tmp_path / "o"), *overrides)
+    assert code == 0, err
+    text = " ".join(out.split())
+    # a tiny model that is not the embedded default gets the paper preset, and the user is told so
+    assert "preset paper (auto:" in text and "is not the embedded default" in text
+    assert "lr 5e-05 (paper, appendix H)" in text and "beta 0.2 (paper, §4.2 (β = 0.2))" in text
+    assert "epochs 1 (--set)" in text
+    summary = json.loads((tmp_path / "o" / "npo-lora" / "1_Isaac_Newton" / "summary.json").read_text())
+    assert summary["config"]["preset"] == "paper" and summary["config"]["params"] == {"beta": 0.2}
+    assert summary["config"]["train"]["lr"] == 5e-5 and summary["config"]["corpus"]["source"] == "generated"
+    assert summary["settings"]["sources"]["lr"] == "paper, appendix H"
+    assert "not the embedded default" in summary["settings"]["preset_reason"]
