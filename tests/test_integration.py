@@ -73,7 +73,7 @@ def test_unlearn_default_model_on_stephen_king(shared_data, tmp_path):
     rows = json.loads((out / "comparison.json").read_text())["rows"]
     assert set(rows) == {"before", "icu", "ga-lora"}
     summary = json.loads((out / "ga-lora" / "1_Stephen_King" / "summary.json").read_text())
-    assert summary["config"]["preset"] == "small" and summary["config"]["train"]["corpus_size"] == 2
+    assert summary["config"]["preset"] == "small" and summary["config"]["corpus"]["corpus_size"] == 2
     assert summary["seconds"]["unlearn"] > 0 and summary["n_items"]["forget"] == 6
     assert not (out / "ga-lora" / "1_Stephen_King" / "model").exists()  # no weights unless --save-model
     assert "before" in done.stdout and "ga-lora" in done.stdout

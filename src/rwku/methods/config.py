@@ -117,9 +117,15 @@ def small(mode: str) -> Preset:
     return Preset({**SMALL_CORPUS, "lr": lr, "batch_size": 4, "grad_accum": 1, "epochs": 3, "warmup_steps": 0}, CALIBRATED)
 
 
-def small_presets() -> dict[tuple[str, str, str], Preset]:
-    """``small`` for both modes in the single-target setting (the batch setting falls back to it, and says so)."""
-    return {("small", mode, "single"): small(mode) for mode in ("full", "lora")}
+def trained_presets(full: tuple[float, int, int], lora: tuple[float, int, int],
+                    batch: tuple[float, int, int] | None = None) -> dict[tuple[str, str, str], Preset]:
+    """A trained method's presets: the paper's (lr, batch, epochs) for full tuning, LoRA and (where the paper has
+    one) full tuning in the batch setting, and ``small`` for both modes; the batch setting falls back to the
+    single-target values of a mode it has none for, and says so."""
+    presets = {("paper", "full", "single"): paper(*full), ("paper", "lora", "single"): paper(*lora)}
+    if batch is not None:
+        presets[("paper", "full", "batch")] = paper(*batch)
+    return {**presets, **{("small", mode, "single"): small(mode) for mode in ("full", "lora")}}
 
 
 # ------------------------------------------------------------------ reading values

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from rwku.errors import RwkuError
 from rwku.methods.base import Session, TrainedMethod, chat_example
-from rwku.methods.config import PAPER_TEXT, paper, small_presets, source
+from rwku.methods.config import PAPER_TEXT, source, trained_presets
 from rwku.methods.training import Batch, Example, collate, sequence_logprob
 
 
@@ -44,12 +44,7 @@ class DirectPreference(TrainedMethod):
     corpus_kinds: ClassVar[tuple[str, ...]] = ("forget", "counterfactual")
     needs_reference: ClassVar[bool] = True
     params_type = DpoParams
-    presets = {
-        ("paper", "full", "single"): paper(5e-6, 8, 3),
-        ("paper", "lora", "single"): paper(6e-5, 8, 3),
-        ("paper", "full", "batch"): paper(2e-6, 8, 2),
-        **small_presets(),
-    }
+    presets = trained_presets(full=(5e-6, 8, 3), lora=(6e-5, 8, 3), batch=(2e-6, 8, 2))
 
     def examples(self, session: Session) -> list[PairExample]:
         pairs = session.corpus.pairs()

@@ -12,7 +12,7 @@ import torch
 
 from rwku.errors import RwkuError
 from rwku.methods.base import Session, TrainedMethod, text_example
-from rwku.methods.config import paper, small_presets
+from rwku.methods.config import trained_presets
 from rwku.methods.training import mean_token_nll
 
 
@@ -25,12 +25,7 @@ class GradientAscent(TrainedMethod):
     name: ClassVar[str] = "ga"
     description: ClassVar[str] = "gradient ascent on the synthetic forget corpus"
     corpus_kinds: ClassVar[tuple[str, ...]] = ("forget",)
-    presets = {
-        ("paper", "full", "single"): paper(6e-8, 8, 3),
-        ("paper", "lora", "single"): paper(1e-5, 8, 3),
-        ("paper", "full", "batch"): paper(3e-8, 8, 2),
-        **small_presets(),
-    }
+    presets = trained_presets(full=(6e-8, 8, 3), lora=(1e-5, 8, 3), batch=(3e-8, 8, 2))
 
     def texts(self, session: Session) -> list[str]:
         return session.corpus.forget
@@ -49,11 +44,7 @@ class GradientAscentPassage(GradientAscent):
     name: ClassVar[str] = "ga_passage"
     description: ClassVar[str] = "GA*: gradient ascent on the target's Wikipedia passages (passage.json)"
     corpus_kinds: ClassVar[tuple[str, ...]] = ()
-    presets = {
-        ("paper", "full", "single"): paper(1e-6, 4, 4),
-        ("paper", "lora", "single"): paper(2e-5, 4, 6),
-        **small_presets(),
-    }
+    presets = trained_presets(full=(1e-6, 4, 4), lora=(2e-5, 4, 6))
 
     def texts(self, session: Session) -> list[str]:
         """The passages (capped at ``corpus_size`` when the corpus was built, like every other corpus)."""

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from rwku.methods.base import Session
-from rwku.methods.config import PAPER_TEXT, paper, small_presets, source
+from rwku.methods.config import PAPER_TEXT, source, trained_presets
 from rwku.methods.ga import GradientAscent
 from rwku.methods.training import sequence_logprob
 
@@ -33,12 +33,7 @@ class NegativePreference(GradientAscent):
     description: ClassVar[str] = "negative preference optimisation on the synthetic forget corpus"
     needs_reference: ClassVar[bool] = True
     params_type = NpoParams
-    presets = {
-        ("paper", "full", "single"): paper(2e-6, 16, 3),
-        ("paper", "lora", "single"): paper(5e-5, 16, 3),
-        ("paper", "full", "batch"): paper(1e-6, 16, 2),
-        **small_presets(),
-    }
+    presets = trained_presets(full=(2e-6, 16, 3), lora=(5e-5, 16, 3), batch=(1e-6, 16, 2))
 
     def loss(self, model: Any, batch: Any, session: Session, reference: Any) -> torch.Tensor:
         return npo_loss(sequence_logprob(model, batch), reference.sequence_logprob(batch), session.params.beta)

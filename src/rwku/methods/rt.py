@@ -11,7 +11,7 @@ import torch
 
 from rwku.errors import RwkuError
 from rwku.methods.base import Session, TrainedMethod, chat_example
-from rwku.methods.config import paper, small_presets
+from rwku.methods.config import trained_presets
 from rwku.methods.training import mean_token_nll
 
 
@@ -19,12 +19,7 @@ class RejectionTuning(TrainedMethod):
     name: ClassVar[str] = "rt"
     description: ClassVar[str] = "rejection tuning: questions about the target answered with refusals"
     corpus_kinds: ClassVar[tuple[str, ...]] = ("questions",)
-    presets = {
-        ("paper", "full", "single"): paper(4e-7, 8, 3),
-        ("paper", "lora", "single"): paper(3e-5, 8, 3),
-        ("paper", "full", "batch"): paper(1e-7, 8, 1),
-        **small_presets(),
-    }
+    presets = trained_presets(full=(4e-7, 8, 3), lora=(3e-5, 8, 3), batch=(1e-7, 8, 1))
 
     def examples(self, session: Session) -> list[Any]:
         pairs = [(q, a) for q, a in zip(session.corpus.questions, session.corpus.refusals) if q.strip()]
