@@ -107,3 +107,37 @@ def cli(monkeypatch, capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_plain_model_dir(tmp_path_factory) -> Path:
+    """The tiny model saved with a tokenizer that has NO chat template (a base model: ``--prompt-format plain``)."""
+    folder = tmp_path_factory.mktemp("tiny-llama-plain")
+    tokenizer = build_tiny_tokenizer(chat_template=None)
+    model = build_tiny_model(len(tokenizer))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+#: Training settings small enough for the tiny model (preset ``none``; any of them can be overridden per call).
+TINY_TRAIN = {"lr": 1e-2, "batch_size": 2, "grad_accum": 1, "epochs": 2, "warmup_steps": 0, "max_length": 64}
+
+
+def make_session(lm, corpus, mode=None, method: str = "ga", prompt_format: str = "chat", **overrides):
+    """A :class:`rwku.methods.base.Session` for ``method`` on ``lm`` and ``corpus``, built as
+    ``rwku.unlearn.unlearn_unit`` builds one: preset ``none`` plus :data:`TINY_TRAIN` and ``overrides``, demo target 1,
+    the given :class:`~rwku.methods.config.ModeConfig` (full fine-tuning by default) and prompt format, no progress
+    display. The arguments follow ``session_for`` of test_methods.py, which it can replace."""
+    from rwku.data import RwkuData
+    from rwku.evaluation.context import no_progress
+    from rwku.methods import METHODS
+    from rwku.methods.base import Session
+    from rwku.methods.config import ModeConfig, resolve_settings
+    from rwku.models.prompting import PromptFormat
+
+    mode = mode or ModeConfig(mode="full")
+    settings = resolve_settings(METHODS[method], mode.mode, "single", "none", {**TINY_TRAIN, **overrides})
+    target = RwkuData.open(["demo"]).select("1")[0]
+    return Session(lm=lm, targets=[target], corpus=corpus, params=settings.params, mode=mode,
+                   prompts=PromptFormat(lm.tokenizer, style=prompt_format), progress=no_progress, train=settings.train)
