@@ -252,3 +252,20 @@ def test_plain_format_renders_no_chat_prompt_even_when_the_model_has_a_template(
         assert unlearned.log["vector_norms"][0] > 0
     else:
         assert len(unlearned.log["steps"]) == 1
+
+
+def test_control_vectors_are_read_where_steering_adds_them(tiny_lm):
+    """Every layer's vector, the last included, is read at that layer's output (before the final norm), where the
+    steering hook adds it: ``output_hidden_states`` gives the last layer after the norm, on another scale."""
+    from rwku.methods.repe import decoder_layers, last_token_states
+
+    prompts = ["Who is Isaac Newton?", "Where was Newton born?"]
+    states = last_token_states(tiny_lm.model, tiny_lm.tokenizer, prompts)
+    outputs = []
+    hook = decoder_layers(tiny_lm.model)[-1].register_forward_hook(lambda m, i, o: outputs.append((o[0] if isinstance(o, tuple) else o)[0, -1]))
+    try:
+        for prompt in prompts:
+            tiny_lm.model(input_ids=tiny_lm.tokenizer(prompt, return_tensors="pt")["input_ids"])
+    finally:
+        hook.remove()
+    assert torch.allclose(states[:, -1], torch.stack(outputs), atol=1e-6)

@@ -40,13 +40,30 @@ def decoder_layers(model: Any) -> Any:
 
 @torch.no_grad()
 def last_token_states(model: Any, tokenizer: Any, prompts: list[str]) -> torch.Tensor:
-    """Hidden state of the last prompt token after every decoder layer: [prompts, layers, hidden]."""
+    """Output of every decoder layer at the last prompt token: [prompts, layers, hidden].
+
+    Read with forward hooks on the layers, where steering adds its vector: ``output_hidden_states`` gives the
+    last layer after the final norm, which would put that layer's vector on another scale.
+    """
+    layers = decoder_layers(model)
+    current: list[torch.Tensor] = []
+
+    def record(module: Any, inputs: Any, output: Any) -> None:
+        hidden = output[0] if isinstance(output, tuple) else output
+        current.append(hidden[0, -1].float())
+
+    hooks = [layer.register_forward_hook(record) for layer in layers]
     states = []
     device = next(model.parameters()).device
-    for prompt in prompts:
-        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=True)["input_ids"].to(device)
-        hidden = model(input_ids=ids, output_hidden_states=True).hidden_states  # embeddings + one per layer
-        states.append(torch.stack([h[0, -1].float() for h in hidden[1:]]))
+    try:
+        for prompt in prompts:
+            current.clear()
+            ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=True)["input_ids"].to(device)
+            model(input_ids=ids)
+            states.append(torch.stack(current))
+    finally:
+        for hook in hooks:
+            hook.remove()
     return torch.stack(states)
 
 
