@@ -128,7 +128,7 @@ def make_session(lm, corpus, mode=None, method: str = "ga", prompt_format: str =
     """A :class:`rwku.methods.base.Session` for ``method`` on ``lm`` and ``corpus``, built as
     ``rwku.unlearn.unlearn_unit`` builds one: preset ``none`` plus :data:`TINY_TRAIN` and ``overrides``, demo target 1,
     the given :class:`~rwku.methods.config.ModeConfig` (full fine-tuning by default) and prompt format, no progress
-    display. The arguments follow ``session_for`` of test_methods.py, which it can replace."""
+    display."""
     from rwku.data import RwkuData
     from rwku.evaluation.context import no_progress
     from rwku.methods import METHODS

@@ -9,7 +9,6 @@ import pytest
 
 import rwku.unlearn as unlearn_module
 from rwku.errors import RwkuError
-from rwku.evaluation.context import no_progress
 from rwku.experiment import load_experiment, run_experiment
 from rwku.report.build import build_report
 
@@ -86,12 +85,12 @@ def test_experiment_runs_resumes_and_feeds_the_report(tiny_model_dir, tmp_path, 
     computed = []
     real = unlearn_module.unlearn_unit
 
-    def counting(job, method, unit, *args, **kwargs):
-        computed.append((job.run_name(method), unit[0].number, len(unit)))
-        return real(job, method, unit, *args, **kwargs)
+    def counting(job, task, progress):
+        computed.append((task.run, task.targets[0].number, len(task.targets)))
+        return real(job, task, progress)
 
     monkeypatch.setattr(unlearn_module, "unlearn_unit", counting)
-    run_experiment(experiment, no_progress, lambda *a: None)
+    run_experiment(experiment)
     assert computed.count(("ga-lora", 1, 1)) == 1 and computed.count(("ga-lora", 2, 1)) == 1
     out = experiment.out
     epoch = json.loads((out / "ga-lora" / "1_Isaac_Newton" / "epochs" / "1" / "summary.json").read_text())
@@ -105,8 +104,7 @@ def test_experiment_runs_resumes_and_feeds_the_report(tiny_model_dir, tmp_path, 
 
     monkeypatch.setattr(unlearn_module, "evaluate_target", must_not_run)
     monkeypatch.setattr(unlearn_module, "load_model", must_not_run)
-    run_experiment(load_experiment(write(tmp_path, base(tmp_path, model=str(tiny_model_dir), grids=grids))),
-                   no_progress, lambda *a: None)
+    run_experiment(load_experiment(write(tmp_path, base(tmp_path, model=str(tiny_model_dir), grids=grids))))
 
     report = build_report([out], tmp_path / "report")
     assert {"trade_off", "batch_targets", "layer_windows", "attack_types", "per_target"} <= set(report.figures)

@@ -10,12 +10,11 @@ import json
 
 import pytest
 import torch
-
 from conftest import make_session
+
 from rwku.corpus.build import Corpus
 from rwku.data import RwkuData
 from rwku.errors import RwkuError
-from rwku.evaluation.context import no_progress
 from rwku.methods import METHODS
 from rwku.methods.base import chat_example
 from rwku.methods.config import ModeConfig
@@ -187,13 +186,13 @@ PLAIN_OVERRIDES = {"corpus_size": "2", "question_count": "2", "corpus_max_new_to
                    "batch_size": "2", "grad_accum": "1", "warmup_steps": "0", "lr": "1e-3", "max_length": "32"}
 
 
-def plain_job(model_dir, methods, prompt_format):
+def plain_job(model_dir, methods, prompt_format, out):
     from rwku.unlearn import UnlearnJob
 
     data = RwkuData.open(["demo"])
     return UnlearnJob(model=str(model_dir), data=data, targets=data.select("1"), methods=list(methods),
                       mode=ModeConfig(mode="lora"), preset="none", overrides=dict(PLAIN_OVERRIDES), sets=("forget",),
-                      limit=1, prompt_format=prompt_format, device="cpu", dtype="float32")
+                      limit=1, prompt_format=prompt_format, device="cpu", dtype="float32", out=out)
 
 
 def quiet(*args):
@@ -210,8 +209,8 @@ def test_every_method_runs_with_the_plain_format_on_a_model_without_chat_templat
 
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    job = plain_job(tiny_plain_model_dir, [method], "plain")
-    rows = run_unlearn(job, out, no_progress, quiet)
+    job = plain_job(tiny_plain_model_dir, [method], "plain", out)
+    rows = run_unlearn(job)[1]
     run = job.run_name(method)
     assert set(rows) == {"before", run}
     summary = json.loads((out / run / "1_Isaac_Newton" / "summary.json").read_text())
@@ -226,7 +225,7 @@ def test_the_chat_format_on_a_model_without_chat_template_is_a_one_line_error(ti
 
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     with pytest.raises(RwkuError, match="no chat template") as error:
-        run_unlearn(plain_job(tiny_plain_model_dir, list(METHODS), "chat"), tmp_path / "run", no_progress, quiet)
+        run_unlearn(plain_job(tiny_plain_model_dir, list(METHODS), "chat", tmp_path / "run"))
     assert "\n" not in str(error.value) and "--prompt-format plain" in str(error.value)
     assert not list((tmp_path / "run").rglob("summary.json"))
 

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import make_session
 
 from rwku.corpus.build import Corpus, CorpusSpec, build_corpus
 from rwku.corpus.prompts import scrub_counterfactual
@@ -14,7 +15,7 @@ from rwku.data import PASSAGE, RwkuData
 from rwku.errors import RwkuError
 from rwku.evaluation.context import no_progress
 from rwku.methods import METHODS
-from rwku.methods.base import Session, chat_example, text_example
+from rwku.methods.base import chat_example, text_example
 from rwku.methods.config import ModeConfig, resolve_settings
 from rwku.methods.dpo import dpo_loss
 from rwku.methods.ga import ga_loss
@@ -29,14 +30,6 @@ TEXTS = ["Isaac Newton was an English physicist and mathematician.", "Stephen Ki
 
 def fresh(tiny_model_dir):
     return load_model(str(tiny_model_dir), device="cpu", dtype="float32")
-
-
-def session_for(lm, corpus, mode=ModeConfig(mode="full"), method="ga", prompt_format="chat", **overrides):
-    settings = resolve_settings(METHODS[method], mode.mode, "single", "none", {
-        "lr": 1e-2, "batch_size": 2, "grad_accum": 1, "epochs": 2, "warmup_steps": 0, "max_length": 64, **overrides})
-    target = RwkuData.open(["demo"]).select("1")[0]
-    return Session(lm=lm, targets=[target], corpus=corpus, params=settings.params, mode=mode,
-                   prompts=PromptFormat(lm.tokenizer, style=prompt_format), progress=no_progress, train=settings.train)
 
 
 def batch_of(lm, texts):
@@ -104,7 +97,7 @@ def test_gradient_ascent_raises_the_forget_loss_and_is_reproducible(tiny_model_d
         batch = batch_of(lm, TEXTS)
         with torch.no_grad():
             before = float(mean_token_nll(lm.model, batch))
-        unlearned = METHODS["ga"]().unlearn(session_for(lm, corpus))
+        unlearned = METHODS["ga"]().unlearn(make_session(lm, corpus))
         with torch.no_grad():
             after = float(mean_token_nll(unlearned.model, batch))
         assert after > before + 0.1
@@ -119,7 +112,7 @@ def test_lora_leaves_base_weights_untouched(tiny_model_dir):
     batch = batch_of(lm, TEXTS[:2])
     with torch.no_grad():
         original_logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    unlearned = METHODS["npo"]().unlearn(session_for(lm, Corpus(targets=["x"], forget=TEXTS), ModeConfig(mode="lora"), "npo", lr=5e-2))
+    unlearned = METHODS["npo"]().unlearn(make_session(lm, Corpus(targets=["x"], forget=TEXTS), ModeConfig(mode="lora"), "npo", lr=5e-2))
     peft_model = unlearned.model
     changed_lora = 0
     for name, param in peft_model.named_parameters():
@@ -141,7 +134,7 @@ def test_partial_layers_keep_frozen_layers_bit_identical(tiny_model_dir):
     lm = fresh(tiny_model_dir)
     original = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
     mode = ModeConfig(mode="full", train_layers=(1, 2))
-    unlearned = METHODS["ga"]().unlearn(session_for(lm, Corpus(targets=["x"], forget=TEXTS), mode))
+    unlearned = METHODS["ga"]().unlearn(make_session(lm, Corpus(targets=["x"], forget=TEXTS), mode))
     changed = {n for n, p in unlearned.model.named_parameters() if not torch.equal(p, original[n])}
     assert changed and all(".layers.1." in n for n in changed)
     assert all(torch.equal(p, original[n]) for n, p in unlearned.model.named_parameters() if ".layers.1." not in n)
@@ -168,7 +161,7 @@ def test_dpo_and_rt_train_on_their_corpora(tiny_model_dir):
     corpus = Corpus(targets=["x"], forget=TEXTS[:2], counterfactual=TEXTS[2:], pair_prompts=["Write about x."] * 2,
                     questions=["Who is x?", "Where was x born?"], refusals=["I don't know.", "No idea."])
     for name in ("dpo", "rt"):
-        unlearned = METHODS[name]().unlearn(session_for(fresh(tiny_model_dir), corpus, ModeConfig(mode="lora"), name))
+        unlearned = METHODS[name]().unlearn(make_session(fresh(tiny_model_dir), corpus, ModeConfig(mode="lora"), name))
         assert len(unlearned.log["steps"]) == 2 and all(math.isfinite(s["loss"]) for s in unlearned.log["steps"])
 
 
@@ -177,7 +170,7 @@ def test_repe_hooks_steer_and_close_restores(tiny_model_dir):
     batch = batch_of(lm, TEXTS[:1])
     with torch.no_grad():
         plain = lm.model(input_ids=batch.input_ids).logits
-    unlearned = METHODS["repe"]().unlearn(session_for(lm, Corpus(targets=["x"]), method="repe", alpha=1.5, repe_layers=(0, 2)))
+    unlearned = METHODS["repe"]().unlearn(make_session(lm, Corpus(targets=["x"]), method="repe", alpha=1.5, repe_layers=(0, 2)))
     with torch.no_grad():
         steered = lm.model(input_ids=batch.input_ids).logits
     unlearned.close()
@@ -188,7 +181,7 @@ def test_repe_hooks_steer_and_close_restores(tiny_model_dir):
 
 
 def test_icu_sets_the_official_preamble(tiny_lm):
-    unlearned = METHODS["icu"]().unlearn(session_for(tiny_lm, Corpus(targets=["x"]), method="icu"))
+    unlearned = METHODS["icu"]().unlearn(make_session(tiny_lm, Corpus(targets=["x"]), method="icu"))
     assert unlearned.preamble.startswith("You are an AI Assistant who is supposed to unlearn about {}")
     assert unlearned.model is tiny_lm.model
 
@@ -309,5 +302,5 @@ def test_ga_passage_caps_each_targets_passages_at_the_corpus_size(tiny_lm, monke
     corpus = unit_corpus(job, tiny_lm, targets, "ga_passage", job.settings("ga_passage"), no_progress)
     passages = [data.load(t, (), optional=(PASSAGE,))["passage"] for t in targets]
     assert corpus.passage == [passages[0][0], passages[1][0]]  # one per target, not the first target's two
-    unlearned = METHODS["ga_passage"]().unlearn(session_for(tiny_lm, corpus, method="ga_passage"))
+    unlearned = METHODS["ga_passage"]().unlearn(make_session(tiny_lm, corpus, method="ga_passage"))
     assert unlearned.log["examples"] == 2

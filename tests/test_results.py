@@ -1,4 +1,4 @@
-"""The small functions results rest on: whether a stored summary is reusable (``same_config``), the mean over
+"""The small functions results rest on: whether a stored unit is reusable (``same_key``), the mean over
 targets (``average_summaries``), strict JSON (``json_safe``) and pooling corpora (``Corpus.merged``)."""
 
 from __future__ import annotations
@@ -9,27 +9,27 @@ import math
 import pytest
 
 from rwku.corpus.build import Corpus
+from rwku.execution.key import differences, same_key
 from rwku.results import average_summaries, json_safe, read_json, write_json_atomic
-from rwku.runner import same_config
 
-# ------------------------------------------------------------------ same_config
+# ------------------------------------------------------------------ same_key (whether a stored unit is reusable)
 
-CONFIG = {"model": "m", "sets": ("forget", "neighbor"), "limit": None, "train": {"lr": 1e-3, "layers": (4, 8)},
-          "protocol": ["single-bos"]}
-
-
-def stored(config):
-    """A summary as it comes back from disk: written strict JSON, read again."""
-    return json.loads(json.dumps({"config": json_safe(config)}, allow_nan=False))
+KEY = {"model": "m", "sets": ("forget", "neighbor"), "limit": None, "train": {"lr": 1e-3, "layers": (4, 8)},
+       "protocol": ["single-bos"]}
 
 
-def test_same_config_compares_as_json():
-    summary = stored(CONFIG)
-    assert summary["config"]["sets"] == ["forget", "neighbor"]  # the tuple came back a list
-    assert same_config(summary, CONFIG)
-    assert same_config(summary, {**CONFIG, "sets": ["forget", "neighbor"], "train": {"lr": 1e-3, "layers": [4, 8]}})
-    assert same_config({"config": {"k": [1, [2, 3]]}}, {"k": (1, (2, 3))})
-    assert same_config({"config": {"1": "a"}}, {1: "a"})  # JSON keys are strings
+def stored(key):
+    """A key as it comes back from disk: written strict JSON, read again."""
+    return json.loads(json.dumps(json_safe(key), allow_nan=False))
+
+
+def test_same_key_compares_as_json():
+    key = stored(KEY)
+    assert key["sets"] == ["forget", "neighbor"]  # the tuple came back a list
+    assert same_key(key, KEY)
+    assert same_key(key, {**KEY, "sets": ["forget", "neighbor"], "train": {"lr": 1e-3, "layers": [4, 8]}})
+    assert same_key({"k": [1, [2, 3]]}, {"k": (1, (2, 3))})
+    assert same_key({"1": "a"}, {1: "a"})  # JSON keys are strings
 
 
 @pytest.mark.parametrize("changed", [
@@ -39,30 +39,46 @@ def test_same_config_compares_as_json():
     {"sets": ("neighbor", "forget")},  # order counts
     {"train": {"lr": 1e-4, "layers": (4, 8)}},  # a nested value
     {"train": {"lr": 1e-3, "layers": (4, 9)}},
-    {"extra": True},  # a key the stored config lacks
+    {"extra": True},  # a key the stored key lacks
 ])
-def test_a_changed_value_is_another_config(changed):
-    assert not same_config(stored(CONFIG), {**CONFIG, **changed})
+def test_a_changed_value_is_another_key(changed):
+    assert not same_key(stored(KEY), {**KEY, **changed})
+    assert differences(stored(KEY), {**KEY, **changed})  # and --dry-run can say what changed
 
 
-def test_a_missing_summary_or_config_is_never_the_same():
-    assert same_config(None, CONFIG) is False
-    assert same_config(None, {}) is False
-    assert not same_config({"model": "m"}, CONFIG)  # a summary without a config
-    removed = dict(CONFIG)
+def test_a_missing_key_is_never_the_same():
+    assert same_key(None, KEY) is False
+    assert same_key(None, {}) is False
+    assert not same_key({"model": "m"}, KEY)
+    removed = dict(KEY)
     del removed["limit"]
-    assert not same_config(stored(CONFIG), removed)
+    assert not same_key(stored(KEY), removed)
+    assert differences(None, KEY) == "stored before keys were declared"
 
 
-def test_nan_and_inf_in_a_config_become_null_and_still_compare(tmp_path):
-    config = {"lr": float("nan"), "clip": float("inf"), "floor": float("-inf"), "grid": (1.0, float("nan")), "ok": 0.5}
+def test_nan_and_inf_in_a_key_become_null_and_still_compare(tmp_path):
+    key = {"lr": float("nan"), "clip": float("inf"), "floor": float("-inf"), "grid": (1.0, float("nan")), "ok": 0.5}
     path = tmp_path / "summary.json"
-    write_json_atomic(path, {"config": config})  # strict JSON: NaN and inf cannot be written as such
+    write_json_atomic(path, {"key": key})  # strict JSON: NaN and inf cannot be written as such
     summary = read_json(path)
-    assert summary["config"] == {"lr": None, "clip": None, "floor": None, "grid": [1.0, None], "ok": 0.5}
-    assert same_config(summary, config)
-    assert not same_config(summary, {**config, "lr": 1e-3})  # null is not a number
-    assert not same_config(summary, {**config, "ok": float("nan")})  # nor is a number null
+    assert summary["key"] == {"lr": None, "clip": None, "floor": None, "grid": [1.0, None], "ok": 0.5}
+    assert same_key(summary["key"], key)
+    assert not same_key(summary["key"], {**key, "lr": 1e-3})  # null is not a number
+    assert not same_key(summary["key"], {**key, "ok": float("nan")})  # nor is a number null
+
+
+def test_a_settings_field_added_later_keeps_stored_units_when_at_its_default():
+    old = stored({"version": 1, "method": {"name": "ga", "train": {"lr": 1e-3}}})
+    defaults = {"train": {"lr": 1e-5, "label_smoothing": 0.0}}
+    new = {"version": 1, "method": {"name": "ga", "train": {"lr": 1e-3, "label_smoothing": 0.0}}}
+    assert same_key(old, new, defaults)  # the new field at its default: the old unit is still valid
+    assert not same_key(old, new)  # (without the declared defaults it would look stale)
+    changed = {"version": 1, "method": {"name": "ga", "train": {"lr": 1e-3, "label_smoothing": 0.1}}}
+    assert not same_key(old, changed, defaults)
+    assert "label_smoothing" in differences(old, changed, defaults)
+    stored_default = stored({"version": 1, "method": {"name": "ga", "train": {"lr": 1e-5}}})
+    asked = {"version": 1, "method": {"name": "ga", "train": {"lr": 2e-5}}}
+    assert not same_key(stored_default, asked, defaults)  # a stored value is always compared, defaults or not
 
 
 # ------------------------------------------------------------------ average_summaries

@@ -8,11 +8,9 @@ LCS words| / |distinct reference words| (case-sensitive). The arithmetic is writ
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from rwku.cli import main
 from rwku.data.schema import Probe
 from rwku.evaluation import FIXES, EvalContext, Protocol
 from rwku.evaluation.metrics import rouge_l_recall, strip_edge_punctuation
@@ -179,21 +177,13 @@ def test_probe_scores_follow_the_fix(tiny_lm):
     assert scores[False][1]["QA"] == pytest.approx(50.0) and scores[True][1]["QA"] == 100.0
 
 
-def run_cli(monkeypatch, *args: str) -> None:
-    monkeypatch.setattr(sys, "argv", ["rwku", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-
-
-def test_evaluation_with_the_fix_records_it(tiny_model_dir, tmp_path, monkeypatch):
+def test_evaluation_with_the_fix_records_it(tiny_model_dir, tmp_path, cli):
     runs = {}
     for name, extra in (("faithful", []), ("fixed", ["--fix", FIX])):
         out = tmp_path / name
-        run_cli(monkeypatch, "eval", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1",
-                "--out", str(out), "--sets", "forget,neighbor", "--limit", "2", "--threads", "1", "--device", "cpu",
-                *extra)
+        code, _, err = cli("eval", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--out", str(out),
+                           "--sets", "forget,neighbor", "--limit", "2", "--threads", "1", "--device", "cpu", *extra)
+        assert code == 0, err
         summary = json.loads((out / "1_Isaac_Newton" / "summary.json").read_text())
         items = json.loads((out / "1_Isaac_Newton" / "items.json").read_text())
         runs[name] = summary, items

@@ -23,14 +23,16 @@ def make_job(model_dir, targets="1", methods=("icu", "ga"), setting="single"):
                       sets=("forget",), limit=1, device="cpu", dtype="float32")
 
 
-def quiet(*args):
-    pass
+def unlearn_into(out, job, **options):
+    """``rwku unlearn`` through the Python API into ``out``; returns the comparison rows."""
+    job.out = out
+    return run_unlearn(job, **options)[1]
 
 
 def test_run_stores_before_and_each_method_then_resumes_without_work(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    rows = run_unlearn(make_job(tiny_model_dir), out, _no_progress, quiet)
+    rows = unlearn_into(out, make_job(tiny_model_dir))
     assert set(rows) == {"before", "icu", "ga-lora"}
     for run in ("before", "icu", "ga-lora"):
         summary = json.loads((out / run / "1_Isaac_Newton" / "summary.json").read_text())
@@ -49,7 +51,7 @@ def test_run_stores_before_and_each_method_then_resumes_without_work(tiny_model_
 
     monkeypatch.setattr(unlearn_module, "evaluate_target", must_not_run)
     monkeypatch.setattr(unlearn_module, "load_model", must_not_run)
-    again = run_unlearn(make_job(tiny_model_dir), out, _no_progress, quiet)
+    again = unlearn_into(out, make_job(tiny_model_dir))
     assert again == rows
 
 
@@ -59,26 +61,26 @@ def test_interrupted_run_continues_at_the_first_unfinished_unit(tiny_model_dir, 
     real = unlearn_module.unlearn_unit
     calls = []
 
-    def interrupt_on_second(job, method, unit, *args, **kwargs):
-        calls.append(unit[0].number)
+    def interrupt_on_second(job, task, progress):
+        calls.append(task.targets[0].number)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(job, method, unit, *args, **kwargs)
+        return real(job, task, progress)
 
     monkeypatch.setattr(unlearn_module, "unlearn_unit", interrupt_on_second)
     with pytest.raises(KeyboardInterrupt):
-        run_unlearn(make_job(tiny_model_dir, "1-2", ("ga",)), out, _no_progress, quiet)
+        unlearn_into(out, make_job(tiny_model_dir, "1-2", ("ga",)))
     assert (out / "ga-lora" / "1_Isaac_Newton" / "summary.json").is_file()
     assert not (out / "ga-lora" / "2_Marie_Curie").exists()
     calls.clear()
-    run_unlearn(make_job(tiny_model_dir, "1-2", ("ga",)), out, _no_progress, quiet)
+    unlearn_into(out, make_job(tiny_model_dir, "1-2", ("ga",)))
     assert calls == [2]  # target 1 was not recomputed
 
 
 def test_batch_setting_pools_targets(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    rows = run_unlearn(make_job(tiny_model_dir, "1-2", ("ga",), setting="batch"), out, _no_progress, quiet)
+    rows = unlearn_into(out, make_job(tiny_model_dir, "1-2", ("ga",), setting="batch"))
     summary = json.loads((out / "ga-lora-batch" / "batch_1-2" / "summary.json").read_text())
     assert summary["n_items"]["forget"] == 6 and "Isaac Newton, Marie Curie" == summary["target"]
     log = json.loads((out / "ga-lora-batch" / "batch_1-2" / "train_log.json").read_text())
@@ -104,17 +106,11 @@ def test_cli_rejects_unknown_methods_and_settings(monkeypatch, capsys, tmp_path)
     assert not (tmp_path / "o").exists()
 
 
-def _no_progress(description, total):
-    from rwku.evaluation.context import no_progress
-
-    return no_progress(description, total)
-
-
 def test_save_model_writes_the_adapter(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     job = make_job(tiny_model_dir, methods=("ga",))
     job.save_model = True
-    run_unlearn(job, tmp_path / "run", _no_progress, quiet)
+    unlearn_into(tmp_path / "run", job)
     saved = tmp_path / "run" / "ga-lora" / "1_Isaac_Newton" / "model"
     assert (saved / "adapter_config.json").is_file() and (saved / "tokenizer_config.json").is_file()
 
@@ -122,11 +118,9 @@ def test_save_model_writes_the_adapter(tiny_model_dir, tmp_path, monkeypatch):
 def test_force_recomputes_stored_units(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    run_unlearn(make_job(tiny_model_dir, methods=("icu",)), out, _no_progress, quiet)
+    unlearn_into(out, make_job(tiny_model_dir, methods=("icu",)))
     stamp = (out / "icu" / "1_Isaac_Newton" / "summary.json").stat().st_mtime_ns
-    job = make_job(tiny_model_dir, methods=("icu",))
-    job.force = True
-    run_unlearn(job, out, _no_progress, quiet)
+    unlearn_into(out, make_job(tiny_model_dir, methods=("icu",)), force=True)
     assert (out / "icu" / "1_Isaac_Newton" / "summary.json").stat().st_mtime_ns != stamp
 
 
@@ -137,7 +131,7 @@ def test_results_do_not_depend_on_whether_the_corpus_was_cached(tiny_model_dir, 
     for out in (tmp_path / "fresh_cache", tmp_path / "warm_cache"):
         job = make_job(tiny_model_dir, methods=("ga",))
         job.overrides = {**job.overrides, "epochs": "2"}
-        run_unlearn(job, out, _no_progress, quiet)
+        unlearn_into(out, job)
         logs.append(json.loads((out / "ga-lora" / "1_Isaac_Newton" / "train_log.json").read_text())["steps"])
     assert len(logs[0]) == 2 and [s["loss"] for s in logs[0]] == [s["loss"] for s in logs[1]]
 

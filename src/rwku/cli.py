@@ -6,6 +6,7 @@ traceback instead).
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -69,16 +70,75 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+EXECUTOR_HELP = "local (in this process, one unit after another) or ray (units as Ray tasks: every GPU of this machine, or a cluster)."
+
+
 def unit_printer(progress: Any) -> Any:
-    """``on_unit`` for the unlearning runner: one line per finished (or reused) unit."""
+    """``on_unit`` of the driver: one line per unit stored (or found stored), with where it ran."""
     from rwku.results import table1_cells
 
-    def show(run: str, unit: str, summary: dict[str, Any], reused: bool) -> None:
+    def show(task: Any, summary: dict[str, Any], reused: bool, where: str) -> None:
         cells = table1_cells(summary)
-        progress.console.print(f"[green]✓[/] {run} · {unit}" + (" (stored)" if reused else "") +
-                               f" · forget All {cells['forget.All']}, neighbor All {cells['neighbor.All']}")
+        seconds = sum(v for v in (summary.get("seconds") or {}).values() if isinstance(v, (int, float)))
+        origin = " (stored)" if reused else f" · {where} · {seconds:.0f} s"
+        progress.console.print(f"[green]✓[/] {task.name}{origin} · forget All {cells['forget.All']}, "
+                               f"neighbor All {cells['neighbor.All']}", highlight=False)
 
     return show
+
+
+def failure_printer(progress: Any) -> Any:
+    def show(task: Any, failure: Any) -> None:
+        progress.console.print(f"[red]✗[/] {task.name} · failed after {failure.attempts} attempt(s): {failure.error}",
+                               highlight=False)
+
+    return show
+
+
+def make_executor(executor: str, ray_address: str | None, gpus_per_unit: float, cpus_per_unit: float, max_retries: int,
+                  threads: int | None) -> Any:
+    from rwku.execution.executors import LocalExecutor, RayExecutor
+
+    if executor == "local":
+        return LocalExecutor(max_retries=max_retries)
+    if executor == "ray":
+        return RayExecutor(address=ray_address, gpus_per_unit=gpus_per_unit, cpus_per_unit=cpus_per_unit,
+                           max_retries=max_retries, threads_per_unit=threads)
+    raise RwkuError(f"--executor {executor}: choose local or ray")
+
+
+def print_plan(plan: Any) -> None:
+    """Per run: how many units are stored and how many will run, and why (new, stale and what changed, forced)."""
+    table = Table(title=f"plan: {len(plan.tasks)} unit(s) in {plan.out}, {len(plan.to_run())} to run", title_justify="left")
+    for column in ("run", "units", "stored", "to run", "why"):
+        table.add_column(column, overflow="fold")
+    for run, tasks in plan.runs().items():
+        reasons: dict[str, int] = {}
+        for task in tasks:
+            status = plan.status[task.name]
+            if status != "stored":
+                reasons[status] = reasons.get(status, 0) + 1
+        stored = sum(plan.status[t.name] == "stored" for t in tasks)
+        why = "; ".join(f"{n} {reason}" for reason, n in reasons.items())
+        table.add_row(run or str(plan.out), str(len(tasks)), str(stored), str(len(tasks) - stored), why)
+    Console(width=max(console.width, 150)).print(table)
+
+
+def execute_plan(plan: Any, executor: Any) -> Any:
+    """Run the plan with progress; a failed unit makes the command fail after every other unit is done."""
+    from rwku.execution.run import execute
+    from rwku.progress import make_progress, task_factory
+
+    with make_progress() as progress:
+        outcome = execute(plan, executor, task_factory(progress), unit_printer(progress), failure_printer(progress))
+    return outcome
+
+
+def fail_on(outcome: Any, out: Path) -> None:
+    if outcome.failed:
+        shown = ", ".join(outcome.failed[:5]) + (f" and {len(outcome.failed) - 5} more" if len(outcome.failed) > 5 else "")
+        raise RwkuError(f"{len(outcome.failed)} unit(s) failed: {shown}; errors and tracebacks in {out / 'failures.json'}; "
+                        "every other unit is stored: run the same command again to retry the failed ones")
 
 
 def print_settings(job: Any) -> None:
@@ -99,48 +159,56 @@ def eval_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (one sub-folder per target)."),
     sets: str = typer.Option("all", "--sets", help=SETS_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every part (quick runs)."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass (scores do not depend on it)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass (scores do not depend on it on a CPU or in float32)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
     prompt_format: str = typer.Option("chat", "--prompt-format", help="chat (the model's template) or plain (models without one)."),
-    fix: list[str] = typer.Option([], "--fix", help="Switch on a named fix of an official quirk (see README); repeatable."),
+    fix: list[str] = typer.Option([], "--fix", help="Switch on a named fix of an official quirk (see docs/protocol.md); repeatable."),
     icu: bool = typer.Option(False, "--icu", help="In-context unlearning: put the official ICU preamble before every prompt."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray)."),
     force: bool = typer.Option(False, "--force", help="Recompute targets whose results already exist."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (stored units, units to run and why) and stop."),
+    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="auto or ray://host:port (default: start a local cluster)."),
+    gpus_per_unit: float = typer.Option(0.0, "--gpus-per-unit", min=0, help="GPUs a unit asks Ray for (1 on a GPU machine)."),
+    cpus_per_unit: float = typer.Option(1.0, "--cpus-per-unit", min=0, help="CPUs a unit asks Ray for."),
+    max_retries: int = typer.Option(1, "--max-retries", min=0, help="Retries of a failed unit (and of a lost Ray worker)."),
 ) -> None:
     """Evaluate a model on RWKU: per target, a summary and every scored item; prints the Table-1 rows."""
     from rwku.data.loader import RwkuData
-    from rwku.evaluation import ICU_PREAMBLE, EvalContext, Protocol
+    from rwku.evaluation import ICU_PREAMBLE, Protocol
     from rwku.evaluation.sets import parse_sets
-    from rwku.models import PromptFormat, load_model
-    from rwku.progress import make_progress, task_factory
-    from rwku.runner import EvalJob, run_eval
+    from rwku.execution.plan import build_plan
+    from rwku.execution.store import shared_means
+    from rwku.models.prompting import check_style
+    from rwku.runner import EvalJob
 
-    set_names = parse_sets(sets)
-    protocol = Protocol.from_names(split_values(fix))
+    check_style(prompt_format)
     dataset = RwkuData.open(split_values(data))
     chosen = dataset.select(targets)
     if out.exists() and not out.is_dir():
         raise RwkuError(f"--out {out}: is a file; give a folder")
-    job = EvalJob(model=model, data=dataset, targets=chosen, sets=set_names, limit=limit)
-    loaded = job.load_all()  # bad data fails here, before the model is loaded
+    job = EvalJob(model=model, data=dataset, targets=chosen, sets=parse_sets(sets), limit=limit,
+                  protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format,
+                  preamble=ICU_PREAMBLE if icu else None, device=device, dtype=dtype, batch_size=batch_size)
+    plan = build_plan(out, job.tasks(), force=force)  # bad data fails here, before the model is loaded
+    if dry_run:
+        print_plan(plan)
+        return
     set_threads(threads)
-    lm = load_model(model, device=device, dtype=dtype)
-    prompts = PromptFormat(lm.tokenizer, style=prompt_format, preamble=ICU_PREAMBLE if icu else None,
-                           single_bos=protocol.has("single-bos"))
-    table = table1(f"RWKU · {model} · {protocol.name}")
-    with make_progress() as progress:
-        ctx = EvalContext(lm=lm, prompts=prompts, protocol=protocol, batch_size=batch_size, progress=task_factory(progress))
-
-        def show(target: Any, summary: dict[str, Any], reused: bool) -> None:
-            table.add_row(f"{target.number} {target.name}" + ("*" if reused else ""), *table1_row(summary))
-            progress.console.print(f"[green]✓[/] {target.number} {target.name}: {out / target.slug}")
-
-        average = run_eval(ctx, job, out, force=force, loaded=loaded, on_target=show)
-    if len(chosen) > 1:
-        table.add_row(f"[bold]mean of {len(chosen)}", *table1_row(average))
+    outcome = execute_plan(plan, make_executor(executor, ray_address, gpus_per_unit, cpus_per_unit, max_retries, threads))
+    table = table1(f"RWKU · {model} · {job.protocol.name}")
+    stored = {s.get("target"): s for s in outcome.units.get("", [])}
+    for target in chosen:
+        if target.name in stored:
+            mark = "*" if target.slug in outcome.reused else ""
+            table.add_row(f"{target.number} {target.name}{mark}", *table1_row(stored[target.name]))
+    if len(stored) > 1:
+        _, rows = shared_means({"": list(stored.values())})
+        table.add_row(f"[bold]mean of {len(stored)}", *table1_row(rows[""]))
     Console(width=max(console.width, 150)).print(table)
-    console.print(f"results: {out}/<target>/summary.json, items.json; average: {out / 'summary.json'}")
+    console.print(f"results: {out}/<target>/summary.json, items.json; mean over every stored target: {out / 'summary.json'}")
+    fail_on(outcome, out)
 
 
 @app.command("unlearn")
@@ -170,15 +238,21 @@ def unlearn_command(
     save_model: bool = typer.Option(False, "--save-model", help="Also write each unlearned model (or adapter)."),
     force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
     eval_epochs: bool = typer.Option(False, "--eval-epochs", help="Also evaluate after every epoch (trade-off curves in rwku report)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the settings and the plan (stored units, units to run and why) and stop."),
+    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="auto or ray://host:port (default: start a local cluster)."),
+    gpus_per_unit: float = typer.Option(0.0, "--gpus-per-unit", min=0, help="GPUs a unit asks Ray for (1 on a GPU machine)."),
+    cpus_per_unit: float = typer.Option(1.0, "--cpus-per-unit", min=0, help="CPUs a unit asks Ray for."),
+    max_retries: int = typer.Option(1, "--max-retries", min=0, help="Retries of a failed unit (and of a lost Ray worker)."),
 ) -> None:
     """Unlearn each target with each method, evaluate, and print Before vs. after (Table-1 rows)."""
     from rwku.data.loader import RwkuData
     from rwku.evaluation import Protocol
     from rwku.evaluation.sets import parse_sets
+    from rwku.execution.plan import build_plan
     from rwku.methods.config import ModeConfig, choose_preset, parse_range
-    from rwku.progress import make_progress, task_factory
-    from rwku.unlearn import UnlearnJob, check_job, parse_methods, run_unlearn
+    from rwku.unlearn import UnlearnJob, check_job, parse_methods, write_comparison
 
     parsed: dict[str, str] = {}
     for item in overrides:
@@ -196,47 +270,60 @@ def unlearn_command(
         preset=preset_name, preset_reason=preset_reason, overrides=parsed, config_file=config_file,
         corpus_source=corpus, sets=parse_sets(sets), limit=limit, batch_size=batch_size,
         protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device, dtype=dtype,
-        save_model=save_model, force=force, eval_epochs=eval_epochs,
+        save_model=save_model, eval_epochs=eval_epochs, out=out,
     )
     check_job(job)
     print_settings(job)
+    plan = build_plan(out, job.tasks(), force=force)
+    if dry_run:
+        print_plan(plan)
+        return
     set_threads(threads)
-    with make_progress() as progress:
-        rows = run_unlearn(job, out, task_factory(progress), unit_printer(progress))
-    table = table1(f"RWKU · {model} · {job.setting} · {len(job.targets)} target(s) · mean over units", "run")
+    outcome = execute_plan(plan, make_executor(executor, ray_address, gpus_per_unit, cpus_per_unit, max_retries, threads))
+    rows = write_comparison(job, outcome)
+    shared = json.loads((out / "comparison.json").read_text())["targets"]
+    table = table1(f"RWKU · {model} · {job.setting} · mean over the {len(shared)} target(s) every run has", "run")
     for name, row in rows.items():
         table.add_row(name, *table1_row(row))
     Console(width=max(console.width, 150)).print(table)
     console.print(f"results: {out}/<run>/<unit>/summary.json, items.json, train_log.json; table: {out / 'comparison.json'}")
+    fail_on(outcome, out)
 
 
 @app.command("experiment")
 def experiment_command(
     config: Path = typer.Argument(..., help="Experiment file (JSON): model, data, targets, out, grids (see README)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (overrides the file's 'out')."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs and stop."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs, their settings and the plan, and stop."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray)."),
+    force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
+    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="auto or ray://host:port (default: start a local cluster)."),
+    gpus_per_unit: float = typer.Option(0.0, "--gpus-per-unit", min=0, help="GPUs a unit asks Ray for (1 on a GPU machine)."),
+    cpus_per_unit: float = typer.Option(1.0, "--cpus-per-unit", min=0, help="CPUs a unit asks Ray for."),
+    max_retries: int = typer.Option(1, "--max-retries", min=0, help="Retries of a failed unit (and of a lost Ray worker)."),
 ) -> None:
     """Run the paper's grids (methods × modes, epochs, RepE strengths, batch sizes, layer windows); resumable."""
-    from rwku.experiment import load_experiment, run_experiment
-    from rwku.progress import make_progress, task_factory
+    from rwku.experiment import experiment_plan, load_experiment, record_experiment
 
     experiment = load_experiment(config, out)
-    plan = Table(title=f"{len(experiment.jobs)} job(s) into {experiment.out}", title_justify="left")
+    jobs = Table(title=f"{len(experiment.jobs)} job(s) into {experiment.out}", title_justify="left")
     for column in ("#", "grid", "runs"):
-        plan.add_column(column)
+        jobs.add_column(column)
     for index, planned in enumerate(experiment.jobs, 1):
-        plan.add_row(str(index), planned.grid, planned.description)
-    console.print(plan)
+        jobs.add_row(str(index), planned.grid, planned.description)
+    console.print(jobs)
+    plan = experiment_plan(experiment, force=force)
     if dry_run:
         for planned in experiment.jobs:
             print_settings(planned.job)
+        print_plan(plan)
         return
     set_threads(threads)
-    with make_progress() as progress:
-        with task_factory(progress)("experiment jobs", len(experiment.jobs)) as advance:
-            run_experiment(experiment, task_factory(progress), unit_printer(progress), on_job_done=lambda i, p: advance(1))
+    record_experiment(experiment)
+    outcome = execute_plan(plan, make_executor(executor, ray_address, gpus_per_unit, cpus_per_unit, max_retries, threads))
     console.print(f"done: {experiment.out}; make the report with: rwku report {experiment.out} --out <folder>")
+    fail_on(outcome, experiment.out)
 
 
 @app.command("report")

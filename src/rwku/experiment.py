@@ -2,7 +2,8 @@
 
 A file names the model, data, targets and output folder once, then a list of grids. Each grid expands to
 unlearning jobs (:class:`rwku.unlearn.UnlearnJob`); all jobs share the folder, so the "before" evaluation is
-made once per unit and every finished unit is reused when the experiment is run again (resume)::
+made once per unit, a unit several jobs share (ICU or RepE asked in several modes) once, and every finished unit is
+reused when the experiment is run again (resume); all jobs' units form one plan for one executor::
 
     {"model": "smollm2-135m", "data": "demo", "targets": "all", "out": "runs/exp", "preset": "small",
      "grids": [
@@ -24,16 +25,20 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from rwku.data.loader import RwkuData
 from rwku.errors import RwkuError
+from rwku.evaluation.context import no_progress
 from rwku.evaluation.protocol import Protocol
 from rwku.evaluation.sets import parse_sets
+from rwku.execution.executors import Executor
+from rwku.execution.plan import Plan, build_plan
+from rwku.execution.run import OnUnit, Outcome, execute
 from rwku.methods import METHODS
 from rwku.methods.config import ModeConfig, check_known_keys, choose_preset, parse_range
 from rwku.results import write_json_atomic
-from rwku.unlearn import UnlearnJob, check_job, parse_methods, run_unlearn
+from rwku.unlearn import UnlearnJob, check_job, parse_methods
 
 REQUIRED = object()  # marks a key without a default
 
@@ -157,7 +162,7 @@ def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) 
             sets=parse_sets(",".join(as_list(settings["sets"]))), limit=settings["limit"],
             batch_size=int(settings["batch_size"]), protocol=Protocol.from_names(as_list(settings["fix"])),
             prompt_format=settings["prompt_format"], device=settings["device"], dtype=settings["dtype"],
-            eval_epochs=bool(grid["eval_epochs"]), sweep=dict(zip(sweep_keys, values)),
+            eval_epochs=bool(grid["eval_epochs"]), sweep=dict(zip(sweep_keys, values)), out=Path(settings["out"]),
         )
         check_job(job, check_keys=False)
         runs = ", ".join(job.run_name(m) for m in methods)
@@ -166,16 +171,24 @@ def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) 
     return planned
 
 
-def run_experiment(experiment: Experiment, progress: Any, on_unit: Callable[[str, str, dict, bool], None],
-                   on_job_done: Callable[[int, PlannedJob], None] | None = None) -> None:
-    """Run every job into the experiment folder (stored units are reused), recording the plan first."""
+def experiment_plan(experiment: Experiment, force: bool = False) -> Plan:
+    """Every job's units in one plan: the "before" units and ICU/RepE units that several jobs share run once."""
+    return build_plan(experiment.out, [task for planned in experiment.jobs for task in planned.job.tasks()], force=force)
+
+
+def record_experiment(experiment: Experiment) -> None:
+    """``<out>/experiment.json``: the file, its settings and the expanded jobs, written before anything runs."""
     write_json_atomic(experiment.out / "experiment.json", {
         "file": str(experiment.path), "settings": experiment.settings,
         "jobs": [{"grid": p.grid, "description": p.description, "runs": [p.job.run_name(m) for m in p.job.methods],
                   "targets": [t.name for t in p.job.targets], "setting": p.job.setting,
                   "mode": dataclasses.asdict(p.job.mode)} for p in experiment.jobs],
     })
-    for index, planned in enumerate(experiment.jobs):
-        run_unlearn(planned.job, experiment.out, progress, on_unit, comparison=False)
-        if on_job_done is not None:
-            on_job_done(index, planned)
+
+
+def run_experiment(experiment: Experiment, *, force: bool = False, executor: Executor | None = None,
+                   progress: Any = no_progress, on_unit: OnUnit | None = None) -> Outcome:
+    """``rwku experiment`` from Python: record the experiment, then compute every unit of its plan not yet stored."""
+    plan = experiment_plan(experiment, force=force)
+    record_experiment(experiment)
+    return execute(plan, executor, progress, on_unit)

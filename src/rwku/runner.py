@@ -1,97 +1,71 @@
-"""Run evaluations over many targets: resumable, atomic, one result folder per target."""
+"""``rwku eval``: the original model (optionally with the ICU preamble) evaluated on each target, one unit per
+target in ``<out>/<N>_<Name>/``, through the same plan, executors and store as unlearning."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Sequence
 
 from rwku import __version__
 from rwku.data.loader import RwkuData
 from rwku.data.schema import Target, TargetData
-from rwku.evaluation.context import EvalContext
+from rwku.evaluation.context import EvalContext, ProgressFactory
 from rwku.evaluation.engine import evaluate_target
-from rwku.evaluation.sets import load_target
-from rwku.results import ResultStore, average_summaries, json_safe, write_json_atomic
+from rwku.evaluation.protocol import Protocol
+from rwku.evaluation.sets import DEFAULT_SETS, load_target
+from rwku.execution.key import provenance
+from rwku.execution.plan import UnitTask, unit_key
+from rwku.execution.store import UnitOutput
+from rwku.models.loading import LoadedModel, load_model
+from rwku.models.prompting import PromptFormat
+
+
+@lru_cache(maxsize=1)
+def original_model(spec: str, device: str, dtype: str) -> LoadedModel:
+    """The original model for units that only evaluate it, loaded once per process (a worker keeps it too)."""
+    return load_model(spec, device=device, dtype=dtype)
 
 
 @dataclass
 class EvalJob:
-    """What to evaluate and how; ``config()`` is stored in every summary and decides whether a result is reusable."""
+    """What to evaluate and how; every field that decides the numbers goes into each unit's key."""
 
     model: str
     data: RwkuData
     targets: Sequence[Target]
-    sets: Sequence[str]
+    sets: Sequence[str] = DEFAULT_SETS
     limit: int | None = None
+    protocol: Protocol = field(default_factory=Protocol)
+    prompt_format: str = "chat"
+    preamble: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 32
 
     def load_all(self) -> dict[int, TargetData]:
         """Read and check every target's data up front, so bad input fails before any model work."""
         return {t.number: load_target(self.data, t, self.sets, self.limit) for t in self.targets}
 
-    def config(self, ctx: EvalContext) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "sets": list(self.sets),
-            "limit": self.limit,
-            "protocol": sorted(ctx.protocol.fixes),
-            "prompt_format": ctx.prompts.style,
-            "preamble": ctx.prompts.preamble,
-        }
+    def config(self) -> dict[str, Any]:
+        """The readable settings a summary shows (the key decides reuse)."""
+        return {"model": self.model, "sets": list(self.sets), "limit": self.limit, "protocol": sorted(self.protocol.fixes),
+                "prompt_format": self.prompt_format, "preamble": self.preamble}
 
+    def tasks(self) -> list[UnitTask]:
+        """One unit per target, at the top of the output folder."""
+        loaded = self.load_all()
+        return [UnitTask(run="", slug=t.slug, targets=(t,), job=self, method=None,
+                         key=unit_key(self, [t], loaded[t.number], preamble=self.preamble)) for t in self.targets]
 
-def same_config(summary: dict[str, Any] | None, config: dict[str, Any]) -> bool:
-    """Whether a stored summary was made with ``config`` (compared as JSON: tuples and lists are alike)."""
-    return summary is not None and summary.get("config") == json.loads(json.dumps(json_safe(config)))
-
-
-def run_eval(
-    ctx: EvalContext,
-    job: EvalJob,
-    out: Path,
-    *,
-    force: bool = False,
-    loaded: dict[int, TargetData] | None = None,
-    on_target: Callable[[Target, dict[str, Any], bool], None] | None = None,
-) -> dict[str, Any]:
-    """Evaluate each target (skipping ones already stored with the same config), then store the average.
-
-    ``loaded`` is the output of :meth:`EvalJob.load_all` when the caller validated the data already;
-    ``on_target(target, summary, reused)`` is called after each target, e.g. to print its row.
-    """
-    store = ResultStore(out)
-    config = job.config(ctx)
-    summaries = []
-    with ctx.progress("targets", len(job.targets)) as advance:
-        for target in job.targets:
-            summary = store.load_summary(target.slug)
-            reused = not force and same_config(summary, config)
-            if not reused:
-                data = loaded[target.number] if loaded else load_target(job.data, target, job.sets, job.limit)
-                result = evaluate_target(ctx, data, job.sets)
-                summary = {
-                    "model": job.model,
-                    "target": target.name,
-                    "target_number": target.number,
-                    "rwku_version": __version__,
-                    "protocol": ctx.protocol.name,
-                    "config": config,
-                    "data": job.data.description,
-                    **result.summary,
-                }
-                store.save(target.slug, summary, {"target": target.name, "config": config, **result.items})
-            summaries.append(summary)
-            if on_target is not None:
-                on_target(target, summary, reused)
-            advance(1)
-    average = {
-        "model": job.model,
-        "targets": [t.name for t in job.targets],
-        "rwku_version": __version__,
-        "protocol": ctx.protocol.name,
-        "config": config,
-        **average_summaries(summaries),
-    }
-    write_json_atomic(out / "summary.json", average)
-    return average
+    def compute(self, task: UnitTask, progress: ProgressFactory) -> UnitOutput:
+        lm = original_model(self.model, self.device, self.dtype)
+        target = task.targets[0]
+        prompts = PromptFormat(lm.tokenizer, style=self.prompt_format, preamble=self.preamble,
+                               single_bos=self.protocol.has("single-bos"))
+        ctx = EvalContext(lm=lm, prompts=prompts, protocol=self.protocol, batch_size=self.batch_size, progress=progress)
+        result = evaluate_target(ctx, load_target(self.data, target, self.sets, self.limit), self.sets)
+        summary = {"model": self.model, "target": target.name, "target_number": target.number, "rwku_version": __version__,
+                   "protocol": self.protocol.name, "config": self.config(), "data": self.data.description, "key": task.key,
+                   "provenance": provenance(lm.device), **result.summary}
+        return UnitOutput(summary=summary, items={"target": target.name, "config": self.config(), **result.items})

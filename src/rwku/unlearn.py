@@ -1,23 +1,25 @@
-"""Unlearning experiments: for each target (or pooled targets) start from the original model, build the
-corpus, run the method, evaluate with the rwku engine, and store the result beside the cached "before" result.
+"""Unlearning: for each unit (a target, or the selected targets pooled) start from the original model, build the
+corpus, run the method, evaluate with the rwku engine, and store the result beside the "before" evaluation.
 
 Layout of an ``--out`` folder::
 
     <out>/before/<unit>/{summary,items}.json               the original model, evaluated once per unit
     <out>/<run>/<unit>/{summary,items,train_log}.json       run = <method>[-<mode>][-<sweep>][-batch]
     <out>/<run>/<unit>/epochs/<k>/{summary,items}.json      after epoch k < last, with ``eval_epochs``
-    <out>/<run>/summary.json                                mean over units
-    <out>/comparison.json                                   Before and every method, averaged over the units
+    <out>/<run>/summary.json                                mean over every stored unit with the run's settings
+    <out>/comparison.json                                   Before and every method, over the units they share
+    <out>/failures.json                                     units that failed, with their errors (a rerun retries them)
 
 A unit is a target (``<N>_<Name>``) in the single-target setting, or all selected targets pooled
-(``batch_<first>-<last>``) in the batch setting. A unit whose summary exists with the same configuration is
-never recomputed, so an interrupted run continues at the first unfinished unit.
+(``batch_<first>-<last>``) in the batch setting. :meth:`UnlearnJob.tasks` compiles the job into unit tasks with
+declared keys (:mod:`rwku.execution.plan`); a unit stored with the same key is never recomputed, so an interrupted
+run continues where it stopped. :meth:`UnlearnJob.compute` computes one unit in five steps: load, corpus, unlearn,
+evaluate, and the output the driver stores.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,21 +30,25 @@ from rwku.corpus.build import Corpus, CorpusSpec, build_corpus, official_corpus
 from rwku.data.loader import RwkuData
 from rwku.data.schema import PASSAGE, Target, TargetData, pool
 from rwku.errors import RwkuError
-from rwku.evaluation.context import EvalContext
+from rwku.evaluation.context import EvalContext, no_progress
 from rwku.evaluation.engine import EvalResult, evaluate_target
 from rwku.evaluation.protocol import Protocol
 from rwku.evaluation.sets import DEFAULT_SETS, load_target, parts_of
+from rwku.execution.executors import Executor
+from rwku.execution.key import provenance
+from rwku.execution.plan import UnitTask, build_plan, settings_defaults, unit_key
+from rwku.execution.run import OnUnit, Outcome, execute
+from rwku.execution.store import UnitOutput, shared_means
 from rwku.methods import METHODS
 from rwku.methods.base import Session, Unlearned
 from rwku.methods.config import MethodSettings, ModeConfig, check_known_keys, read_config_file, resolve_settings
 from rwku.methods.training import num_layers
 from rwku.models.loading import LoadedModel, load_model
 from rwku.models.prompting import PromptFormat
-from rwku.results import ResultStore, average_summaries, write_json_atomic
-from rwku.runner import same_config
+from rwku.results import write_json_atomic
+from rwku.runner import original_model
 
 T = TypeVar("T")
-OnUnit = Callable[[str, str, dict, bool], None]
 
 
 @dataclass
@@ -72,9 +78,9 @@ class UnlearnJob:
     device: str = "auto"
     dtype: str = "auto"
     save_model: bool = False
-    force: bool = False
     eval_epochs: bool = False
     sweep: dict[str, Any] = field(default_factory=dict)
+    out: Path = Path("runs/unlearn")
 
     def units(self) -> list[list[Target]]:
         return [[t] for t in self.targets] if self.setting == "single" else [list(self.targets)]
@@ -94,16 +100,49 @@ class UnlearnJob:
         return {"model": self.model, "sets": list(self.sets), "limit": self.limit, "protocol": sorted(self.protocol.fixes),
                 "prompt_format": self.prompt_format}
 
-    def method_config(self, method: str) -> dict[str, Any]:
-        """What a method's stored unit records, and must equal for the unit to be reused."""
-        settings = self.settings(method)
+    def config(self, method: str | None, epochs: bool = False) -> dict[str, Any]:
+        """The readable settings a unit summary shows and the report reads (method, mode, setting, values)."""
+        if method is None:
+            return {**self.eval_config(), "method": "before"}
         config: dict[str, Any] = {**self.eval_config(), "method": method, "mode": dataclasses.asdict(self.mode),
-                                  "setting": self.setting, "preset": self.preset, **settings.as_config()}
+                                  "setting": self.setting, "preset": self.preset, **self.settings(method).as_config()}
         if METHODS[method].trains:
             config["corpus"] = {"source": self.corpus_source, **config.get("corpus", {})}
         if self.sweep:
             config["sweep"] = dict(self.sweep)
+        if epochs:
+            config["eval_epochs"] = True
         return config
+
+    def method_key(self, method: str) -> dict[str, Any]:
+        """The method's part of a unit key: its own parameters and, for trained methods, the mode, the training
+        loop's and the corpus's settings (the corpus's inputs included); never the preset's name, only its values."""
+        settings = self.settings(method)
+        section: dict[str, Any] = {"name": method, "setting": self.setting, **settings.as_config()}
+        if METHODS[method].trains:
+            section["mode"] = dataclasses.asdict(self.mode)
+            corpus = {"source": self.corpus_source, **section.get("corpus", {})}
+            if self.corpus_source == "generated" and METHODS[method].corpus_kinds:
+                corpus["sampling_batch_size"] = self.batch_size  # sampling draws batch by batch
+            section["corpus"] = corpus
+        return section
+
+    def tasks(self) -> list[UnitTask]:
+        """A "before" unit per unit, then each method's units, each with its declared key."""
+        tasks = []
+        for unit in self.units():
+            data, slug = load_unit(self, unit), unit_slug(unit)
+            tasks.append(UnitTask(run="before", slug=slug, targets=tuple(unit), job=self, method=None,
+                                  key=unit_key(self, unit, data)))
+            for method in self.methods:
+                settings = self.settings(method)
+                tasks.append(UnitTask(run=self.run_name(method), slug=slug, targets=tuple(unit), job=self, method=method,
+                                      key=unit_key(self, unit, data, self.method_key(method)),
+                                      defaults=settings_defaults(settings), epochs=self.eval_epochs and METHODS[method].trains))
+        return tasks
+
+    def compute(self, task: UnitTask, progress: Any) -> UnitOutput:
+        return evaluate_original(self, task, progress) if task.method is None else unlearn_unit(self, task, progress)
 
 
 def parse_methods(text: str | Sequence[str]) -> list[str]:
@@ -152,9 +191,10 @@ def timed(compute: Callable[[], T]) -> tuple[T, float]:
 # ------------------------------------------------------------------ the steps of a unit: load, corpus, unlearn, evaluate, store
 
 
-def load_original(job: UnlearnJob) -> LoadedModel:
-    """The original model; a layer window it does not have is refused here, before any evaluation or training."""
-    lm = load_model(job.model, device=job.device, dtype=job.dtype)
+def load_original(job: UnlearnJob, fresh: bool = True) -> LoadedModel:
+    """The original model: a fresh copy to unlearn, or the process's shared one to evaluate; a layer window it does
+    not have is refused here, before any evaluation or training."""
+    lm = load_model(job.model, device=job.device, dtype=job.dtype) if fresh else original_model(job.model, job.device, job.dtype)
     if any(METHODS[m].trains for m in job.methods):
         job.mode.check_fits(num_layers(lm.model))
     return lm
@@ -211,116 +251,75 @@ def evaluate_model(job: UnlearnJob, lm: LoadedModel, model: Any, preamble: str |
     return evaluate_target(ctx, data, job.sets)
 
 
-def unit_summary(job: UnlearnJob, method: str, unit: Sequence[Target], config: dict, scores: dict) -> dict[str, Any]:
-    """What every stored unit summary holds besides its scores: what produced them."""
-    return {"model": job.model, "method": method, "target": ", ".join(t.name for t in unit), "targets": [t.name for t in unit],
-            "rwku_version": __version__, "protocol": job.protocol.name, "config": config, **scores}
+def unit_summary(job: UnlearnJob, task: UnitTask, scores: dict, lm: LoadedModel) -> dict[str, Any]:
+    """What every stored unit summary holds besides its scores: what produced them, its key, its provenance."""
+    return {"model": job.model, "method": task.method or "before", "target": ", ".join(t.name for t in task.targets),
+            "targets": [t.name for t in task.targets], "rwku_version": __version__, "protocol": job.protocol.name,
+            "config": job.config(task.method, task.epochs), "key": task.key, "provenance": provenance(lm.device), **scores}
 
 
-def store_unit(job: UnlearnJob, store: ResultStore, slug: str, summary: dict, result: EvalResult, corpus: Corpus,
-               unlearned: Unlearned, lm: LoadedModel) -> None:
-    """The training log, the unlearned model if asked, then items and summary (the summary last: it marks done)."""
+def train_log(corpus: Corpus, unlearned: Unlearned) -> dict[str, Any]:
     sizes = {k: len(getattr(corpus, k)) for k in ("forget", "counterfactual", "questions", "passage")}
-    write_json_atomic(store.target_dir(slug) / "train_log.json", {"corpus_source": corpus.source, "corpus_sizes": sizes,
-                                                                  **unlearned.log})
-    if job.save_model:
-        unlearned.model.save_pretrained(store.target_dir(slug) / "model")
-        lm.tokenizer.save_pretrained(store.target_dir(slug) / "model")
-    store.save(slug, summary, {"config": summary["config"], **result.items})
+    return {"corpus_source": corpus.source, "corpus_sizes": sizes, **unlearned.log}
 
 
-def unlearn_unit(job: UnlearnJob, method: str, unit: Sequence[Target], settings: MethodSettings, config: dict,
-                 store: ResultStore, slug: str, progress: Any) -> dict[str, Any]:
-    """One unit from the original model: load, corpus, unlearn, evaluate, store."""
+def unlearn_unit(job: UnlearnJob, task: UnitTask, progress: Any) -> UnitOutput:
+    """One unit from the original model: load, corpus, unlearn, evaluate; the driver stores the output."""
+    method, unit, settings = task.method, task.targets, job.settings(task.method)
     lm = load_original(job)  # every unit starts from the original model
     data = load_unit(job, unit)
-    shutil.rmtree(store.target_dir(slug) / "epochs", ignore_errors=True)  # epoch points of an older computation
     corpus, corpus_seconds = timed(lambda: unit_corpus(job, lm, unit, method, settings, progress))
     session = Session(lm=lm, targets=list(unit), corpus=corpus, params=settings.params, mode=job.mode,
                       prompts=prompt_format(job, lm), progress=progress, train=settings.train)
-    if config.get("eval_epochs"):
-        epochs = ResultStore(store.target_dir(slug) / "epochs")
-        session.on_epoch = lambda epoch, model: evaluate_epoch(job, lm, model, method, unit, config, data, epochs, epoch, progress)
+    epoch_files: dict[str, Any] = {}
+    if task.epochs:
+        session.on_epoch = lambda epoch, model: epoch_files.update(evaluate_epoch(job, task, lm, model, data, epoch, progress))
     unlearned, unlearn_seconds = timed(lambda: apply_method(job, method, session))
     try:
         result = evaluate_model(job, lm, unlearned.model, unlearned.preamble, data, progress)
     finally:
         unlearned.close()
-    summary = unit_summary(job, method, unit, config, result.summary)
+    summary = unit_summary(job, task, result.summary, lm)
     summary["seconds"] = {**summary["seconds"], "corpus": corpus_seconds, "unlearn": unlearn_seconds}
     summary["settings"] = {"preset_reason": job.preset_reason, "sources": dict(settings.sources)}
-    store_unit(job, store, slug, summary, result, corpus, unlearned, lm)
-    return summary
+    if task.epochs:
+        summary["epoch_points"] = sorted(int(name.split("/")[1]) for name in epoch_files if name.endswith("summary.json"))
+    if job.save_model:  # weights are written by the process that trained them (a shared --out with Ray)
+        folder = task.store(job.out).target_dir(task.slug) / "model"
+        unlearned.model.save_pretrained(folder)
+        lm.tokenizer.save_pretrained(folder)
+    extra = {**epoch_files, "train_log.json": train_log(corpus, unlearned)}
+    return UnitOutput(summary=summary, items={"config": summary["config"], **result.items}, extra=extra)
 
 
-def evaluate_epoch(job: UnlearnJob, lm: LoadedModel, model: Any, method: str, unit: Sequence[Target], config: dict,
-                   data: TargetData, store: ResultStore, epoch: int, progress: Any) -> None:
-    """Evaluate the model as it stands after ``epoch`` and store it as ``epochs/<epoch>``: a point of the trade-off curve."""
+def evaluate_epoch(job: UnlearnJob, task: UnitTask, lm: LoadedModel, model: Any, data: TargetData, epoch: int,
+                   progress: Any) -> dict[str, Any]:
+    """The model as it stands after ``epoch``, evaluated: the files of ``epochs/<epoch>``, a point of the trade-off curve."""
     result = evaluate_model(job, lm, model, None, data, progress)
-    summary = {**unit_summary(job, method, unit, config, result.summary), "epoch": epoch}
-    store.save(str(epoch), summary, {"config": config, "epoch": epoch, **result.items})
+    summary = {**unit_summary(job, task, result.summary, lm), "key": {**task.key, "epoch": epoch}, "epoch": epoch}
+    return {f"epochs/{epoch}/items.json": {"config": summary["config"], "epoch": epoch, **result.items},
+            f"epochs/{epoch}/summary.json": summary}
 
 
-# ------------------------------------------------------------------ runs: every unit of a method, reusing stored ones
+def evaluate_original(job: UnlearnJob, task: UnitTask, progress: Any) -> UnitOutput:
+    """A "before" unit: the original model on the unit's data."""
+    lm = load_original(job, fresh=False)
+    result = evaluate_model(job, lm, lm.model, None, load_unit(job, task.targets), progress)
+    summary = unit_summary(job, task, result.summary, lm)
+    return UnitOutput(summary=summary, items={"config": summary["config"], **result.items})
 
 
-def run_units(job: UnlearnJob, name: str, out: Path, config: dict, compute: Callable[[Sequence[Target], ResultStore, str], dict],
-              on_unit: OnUnit, also_accept: Sequence[dict] = ()) -> list[dict]:
-    """Every unit of one run: reuse a stored summary made with ``config`` (or one of ``also_accept``), else
-    ``compute`` and store it."""
-    store = ResultStore(out / name)
-    summaries = []
-    for unit in job.units():
-        slug = unit_slug(unit)
-        summary = store.load_summary(slug)
-        reused = not job.force and any(same_config(summary, c) for c in (config, *also_accept))
-        if not reused:
-            summary = compute(unit, store, slug)
-        summaries.append(summary)
-        on_unit(name, slug, summary, reused)
-    write_json_atomic(out / name / "summary.json", {"method": name, "config": config, **average_summaries(summaries)})
-    return summaries
-
-
-def run_before(job: UnlearnJob, out: Path, progress: Any, on_unit: OnUnit) -> list[dict]:
-    """The original model on every unit, evaluated once and reused by every method and later run."""
-    config = {**job.eval_config(), "method": "before"}
-    loaded: list[LoadedModel] = []  # loaded on first need: a fully stored run loads no model
-
-    def evaluate_original(unit: Sequence[Target], store: ResultStore, slug: str) -> dict:
-        if not loaded:
-            loaded.append(load_original(job))
-        result = evaluate_model(job, loaded[0], loaded[0].model, None, load_unit(job, unit), progress)
-        summary = unit_summary(job, "before", unit, config, result.summary)
-        store.save(slug, summary, {"config": config, **result.items})
-        return summary
-
-    return run_units(job, "before", out, config, evaluate_original, on_unit)
-
-
-def run_method(job: UnlearnJob, method: str, out: Path, progress: Any, on_unit: OnUnit) -> list[dict]:
-    """One method over every unit, each from the original model; stored units are skipped."""
-    settings = job.settings(method)
-    config = job.method_config(method)
-    richer = [{**config, "eval_epochs": True}] if METHODS[method].trains else []
-    if job.eval_epochs and richer:
-        config, richer = richer[0], []
-    # otherwise a unit stored with per-epoch evaluations is reused too: it has everything this run needs
-    return run_units(job, job.run_name(method), out, config,
-                     lambda unit, store, slug: unlearn_unit(job, method, unit, settings, config, store, slug, progress),
-                     on_unit, also_accept=richer)
-
-
-def run_unlearn(job: UnlearnJob, out: Path, progress: Any, on_unit: OnUnit, comparison: bool = True) -> dict[str, dict]:
-    """Before, then every method; returns the averaged rows ``{"before": ..., "<run>": ...}``.
-
-    With ``comparison`` the rows are also stored as ``comparison.json`` (an experiment, which runs many jobs into
-    one folder, leaves that to ``rwku report``).
-    """
-    rows = {"before": average_summaries(run_before(job, out, progress, on_unit))}
-    for method in job.methods:
-        rows[job.run_name(method)] = average_summaries(run_method(job, method, out, progress, on_unit))
-    if comparison:
-        write_json_atomic(out / "comparison.json", {"model": job.model, "targets": [t.name for t in job.targets],
-                                                     "setting": job.setting, "rows": rows})
+def write_comparison(job: UnlearnJob, outcome: Outcome) -> dict[str, dict[str, Any]]:
+    """``comparison.json``: Before and every run, each averaged over the targets all of them have stored."""
+    shared, rows = shared_means(outcome.units)
+    write_json_atomic(job.out / "comparison.json", {"model": job.model, "setting": job.setting, "targets": shared, "rows": rows})
     return rows
+
+
+def run_unlearn(job: UnlearnJob, *, force: bool = False, executor: Executor | None = None, progress: Any = no_progress,
+                on_unit: OnUnit | None = None) -> tuple[Outcome, dict[str, dict[str, Any]]]:
+    """``rwku unlearn`` from Python: plan the job's units, compute those not stored, compare; returns the outcome
+    (stored units by run, failed units) and the comparison rows."""
+    check_job(job, check_keys=False)
+    outcome = execute(build_plan(job.out, job.tasks(), force=force), executor, progress, on_unit)
+    return outcome, write_comparison(job, outcome)

@@ -150,6 +150,19 @@ def load_pretrained(location: str, dtype: Any) -> tuple[Any, Any]:
     return tokenizer, model
 
 
+def check_model_spec(spec: str) -> None:
+    """Refuse a model that cannot be loaded, without loading it: a missing path, a file that is not a GGUF, the
+    default model without its package (a hub id is only known by trying)."""
+    if spec == DEFAULT_MODEL:
+        smollm2_gguf_path()
+        return
+    path = Path(spec).expanduser()
+    if path.exists() and not path.is_dir() and path.suffix != ".gguf":
+        raise RwkuError(f"--model {spec}: is a file but not a .gguf; give a model folder, a .gguf file or a hub id")
+    if not path.exists() and looks_like_path(spec):
+        raise RwkuError(f"--model {spec}: no such file or folder; check the path")
+
+
 def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Load ``spec`` for evaluation (eval mode, left padding, a pad token) on ``device``.
 
@@ -170,11 +183,8 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
             tokenizer, model = load_gguf(path, torch_dtype)
         elif path.is_dir():
             tokenizer, model = load_pretrained(str(path), torch_dtype)
-        elif path.exists():
-            raise RwkuError(f"--model {spec}: is a file but not a .gguf; give a model folder, a .gguf file or a hub id")
-        elif looks_like_path(spec):
-            raise RwkuError(f"--model {spec}: no such file or folder; check the path")
         else:
+            check_model_spec(spec)
             tokenizer, model = load_pretrained(spec, torch_dtype)
         source = spec
     if tokenizer.pad_token is None:  # the official code pads with EOS

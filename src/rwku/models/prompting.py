@@ -15,6 +15,13 @@ from typing import Any
 
 from rwku.errors import RwkuError
 
+PROMPT_STYLES = ("chat", "plain")
+
+
+def check_style(style: str) -> None:
+    if style not in PROMPT_STYLES:
+        raise RwkuError(f"--prompt-format {style}: choose chat or plain")
+
 
 @dataclass
 class PromptFormat:
@@ -31,8 +38,7 @@ class PromptFormat:
     single_bos: bool = False
 
     def __post_init__(self) -> None:
-        if self.style not in ("chat", "plain"):
-            raise RwkuError(f"--prompt-format {self.style}: choose chat or plain")
+        check_style(self.style)
         if self.style == "chat" and not getattr(self.tokenizer, "chat_template", None):
             raise RwkuError(
                 f"model tokenizer {getattr(self.tokenizer, 'name_or_path', '')!r} has no chat template; "

@@ -1,0 +1,154 @@
+"""The declared cache key of a unit: exactly what decides its numbers, and nothing else.
+
+A stored unit is reused when its key equals the key of the unit asked for. The key is built here from named
+fields, never from "whatever a config dict holds":
+
+* ``version``: the result schema; raised when a change makes stored results incomparable.
+* ``model``: the model as given, and a fingerprint of its files (size and the first and last MiB of each file; the
+  package version for the embedded default), so a replaced checkpoint under the same path is not reused.
+* ``unit``: the targets and a fingerprint of the unit's records after ``--limit``, so edited data is not reused.
+* ``eval``: sets, limit, protocol fixes, prompt format and preamble, the resolved dtype and device kind, the kernel
+  mode, and the batch size only where the kernel mode says results depend on it.
+* ``method`` (method units): the method, the setting, the mode only for methods that train (ICU and RepE ignore
+  it), and the method's own parameters, the training loop's settings (seed included) and the corpus's settings,
+  with the corpus's own inputs.
+
+What is recorded but not part of the key (versions, host, device name, timings) lives beside it in the summary.
+A field added to a settings section later does not make stored results stale: a stored key that lacks a field
+matches when the asked value is that field's default (:func:`same_key`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, is_dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from rwku.data.schema import TargetData
+from rwku.results import json_safe
+
+KEY_VERSION = 1
+HEAD_BYTES = 1 << 20
+
+
+def digest(value: Any) -> str:
+    """A short, stable hash of a JSON-able value (key order does not matter)."""
+    text = json.dumps(json_safe(value), sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def file_fingerprint(path: Path) -> list[Any]:
+    """Size and a hash of the first and last MiB: cheap on a 16 GB checkpoint, and a replaced file still changes it."""
+    size = path.stat().st_size
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        sha.update(handle.read(HEAD_BYTES))
+        if size > 2 * HEAD_BYTES:
+            handle.seek(size - HEAD_BYTES)
+            sha.update(handle.read(HEAD_BYTES))
+    return [size, sha.hexdigest()[:16]]
+
+
+@lru_cache(maxsize=16)
+def model_fingerprint(spec: str) -> str:
+    """What identifies a model's weights: its local files, the default model's package, or the hub id as given."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from rwku.models.loading import DEFAULT_MODEL, SMOLLM2_PACKAGE, check_model_spec
+
+    check_model_spec(spec)
+    if spec == DEFAULT_MODEL:
+        try:
+            return f"{SMOLLM2_PACKAGE}=={version(SMOLLM2_PACKAGE.replace('_', '-'))}"
+        except PackageNotFoundError:
+            return f"{SMOLLM2_PACKAGE} (not installed)"
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return digest(file_fingerprint(path))
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return digest([[str(p.relative_to(path)), *file_fingerprint(p)] for p in files])
+    return f"hub:{spec}"  # a hub id: its revision is whatever the hub serves under that name
+
+
+def data_fingerprint(data: TargetData) -> str:
+    """A hash of every record of the unit (after ``--limit``), part by part."""
+    return digest({name: [asdict(r) if is_dataclass(r) else r for r in records] for name, records in sorted(data.parts.items())})
+
+
+def kernel_mode(device: str, dtype: str) -> str:
+    """``invariant`` where every output is known not to depend on the batch (CPU; float32 anywhere), else
+    ``batched``: half-precision GPU kernels change results with the batch's shape, so the batch size joins the key."""
+    return "invariant" if device == "cpu" or dtype == "float32" else "batched"
+
+
+def resolved_placement(device: str, dtype: str) -> tuple[str, str]:
+    """The device kind (``cpu``/``cuda``) and dtype name a run will use, without loading anything."""
+    from rwku.models.loading import pick_device, pick_dtype
+
+    chosen = pick_device(device)
+    return chosen.split(":")[0], str(pick_dtype(dtype, chosen)).removeprefix("torch.")
+
+
+def strip_defaults(stored: Mapping[str, Any], asked: Mapping[str, Any], defaults: Mapping[str, Mapping[str, Any]]) -> dict:
+    """``asked`` without the settings fields that ``stored`` lacks and that are at their default (see :func:`same_key`)."""
+    result = json.loads(json.dumps(json_safe(asked)))
+    stored_method, asked_method = stored.get("method") or {}, result.get("method") or {}
+    for section, fields in defaults.items():
+        if isinstance(asked_method.get(section), dict):
+            kept = stored_method.get(section) or {}
+            for name, default in fields.items():
+                if name not in kept and asked_method[section].get(name) == json.loads(json.dumps(json_safe(default))):
+                    asked_method[section].pop(name, None)
+    return result
+
+
+def same_key(stored: Mapping[str, Any] | None, asked: Mapping[str, Any], defaults: Mapping[str, Mapping[str, Any]] = {}) -> bool:
+    """Whether a stored key satisfies the asked one (compared as JSON: tuples and lists alike, NaN as null).
+
+    ``defaults`` maps a settings section (``train``, ``corpus``, ``params``) to its fields' defaults: a field the
+    stored key lacks (it was added to rwku later) matches when the asked value is its default.
+    """
+    if not isinstance(stored, Mapping):
+        return False
+    return json.loads(json.dumps(json_safe(stored))) == strip_defaults(stored, asked, defaults)
+
+
+def differences(stored: Mapping[str, Any] | None, asked: Mapping[str, Any], defaults: Mapping[str, Mapping[str, Any]] = {}) -> str:
+    """Why a stored unit is stale, for ``--dry-run``: the first few differing dotted paths."""
+    if not isinstance(stored, Mapping):
+        return "stored before keys were declared" if stored is None else "no key"
+    flat_stored, flat_asked = flat(json.loads(json.dumps(json_safe(stored)))), flat(strip_defaults(stored, asked, defaults))
+    changed = sorted(k for k in set(flat_stored) | set(flat_asked) if flat_stored.get(k, "∅") != flat_asked.get(k, "∅"))
+    shown = [f"{k}: {flat_stored.get(k, '∅')} → {flat_asked.get(k, '∅')}" for k in changed[:3]]
+    return "; ".join(shown) + (f" (+{len(changed) - 3} more)" if len(changed) > 3 else "")
+
+
+def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flat(value, f"{prefix}{key}."))
+    return out
+
+
+def provenance(device: Any = None) -> dict[str, Any]:
+    """What a unit records beside its key: versions, host and device name (none of it decides reuse)."""
+    import platform
+    from importlib.metadata import version
+
+    import torch
+
+    from rwku import __version__
+
+    info: dict[str, Any] = {"rwku": __version__, "torch": torch.__version__, "transformers": version("transformers"),
+                            "python": platform.python_version(), "host": platform.node()}
+    if device is not None and getattr(device, "type", "") == "cuda":
+        info["device"] = torch.cuda.get_device_name(device)
+    else:
+        info["device"] = platform.processor() or platform.machine()
+    return info

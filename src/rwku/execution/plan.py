@@ -1,0 +1,137 @@
+"""One plan of unit tasks for every command: compile, deduplicate, and say what is stored and what will run.
+
+``rwku eval``, ``rwku unlearn`` and ``rwku experiment`` each compile what they were asked into unit tasks (a run,
+a unit, the job that computes it, its declared key); the plan merges tasks that two jobs share (the "before" units
+of an experiment, ICU and RepE asked in several modes), refuses two different computations of one folder, and
+checks each task against what is stored. An executor then runs the tasks to do; aggregation reads what is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from rwku.data.schema import Target, TargetData
+from rwku.errors import RwkuError
+from rwku.execution.key import KEY_VERSION, data_fingerprint, differences, kernel_mode, model_fingerprint, resolved_placement, same_key
+from rwku.results import ResultStore
+
+
+@dataclass
+class UnitTask:
+    """One unit to compute: the original model evaluated (``method`` None) or one method's unlearning of it.
+
+    ``run`` is the folder under the output folder (``""`` for an ``rwku eval`` folder, whose units sit at its
+    top), ``job`` the :class:`rwku.runner.EvalJob` or :class:`rwku.unlearn.UnlearnJob` that computes it.
+    ``defaults`` are the settings fields' defaults, which :func:`~rwku.execution.key.same_key` needs.
+    """
+
+    run: str
+    slug: str
+    targets: tuple[Target, ...]
+    job: Any
+    method: str | None
+    key: dict[str, Any]
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    epochs: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.run}/{self.slug}" if self.run else self.slug
+
+    @property
+    def run_key(self) -> dict[str, Any]:
+        """The key without its unit: what every unit of the run shares (folder means average those)."""
+        return {k: v for k, v in self.key.items() if k != "unit"}
+
+    def store(self, out: Path) -> ResultStore:
+        return ResultStore(out / self.run if self.run else out)
+
+
+@dataclass
+class Plan:
+    """Tasks in the order they run ("before" units first), and for each one why it runs or that it is stored."""
+
+    out: Path
+    tasks: list[UnitTask]
+    status: dict[str, str] = field(default_factory=dict)
+
+    def to_run(self) -> list[UnitTask]:
+        return [t for t in self.tasks if self.status.get(t.name) != "stored"]
+
+    def runs(self) -> dict[str, list[UnitTask]]:
+        """Tasks by run, in plan order."""
+        grouped: dict[str, list[UnitTask]] = {}
+        for task in self.tasks:
+            grouped.setdefault(task.run, []).append(task)
+        return grouped
+
+
+def eval_section(job: Any, preamble: str | None = None) -> dict[str, Any]:
+    """What decides an evaluation's outputs: sets, limit, fixes, prompts, and where and how the model runs."""
+    device, dtype = resolved_placement(job.device, job.dtype)
+    kernels = kernel_mode(device, dtype)
+    section = {"sets": list(job.sets), "limit": job.limit, "protocol": sorted(job.protocol.fixes),
+               "prompt_format": job.prompt_format, "preamble": preamble, "device": device, "dtype": dtype,
+               "kernels": kernels}
+    if kernels == "batched":
+        section["batch_size"] = job.batch_size
+    return section
+
+
+def unit_key(job: Any, targets: Sequence[Target], data: TargetData, method: dict[str, Any] | None = None,
+             preamble: str | None = None) -> dict[str, Any]:
+    key: dict[str, Any] = {
+        "version": KEY_VERSION,
+        "model": {"spec": job.model, "fingerprint": model_fingerprint(job.model)},
+        "unit": {"targets": [t.name for t in targets], "data": data_fingerprint(data)},
+        "eval": eval_section(job, preamble),
+    }
+    if method is not None:
+        key["method"] = method
+    return key
+
+
+def add_task(tasks: dict[str, UnitTask], task: UnitTask) -> None:
+    """Merge a task into the plan: the same unit asked twice runs once (per-epoch points if either asks);
+    two different computations of one folder are refused."""
+    found = tasks.get(task.name)
+    if found is None:
+        tasks[task.name] = task
+        return
+    if not same_key(found.key, task.key):
+        raise RwkuError(f"{task.name}: two jobs would write this unit with different settings "
+                        f"({differences(found.key, task.key)}); give them different run names")
+    found.epochs = found.epochs or task.epochs
+
+
+def status_of(task: UnitTask, out: Path, force: bool) -> str:
+    """``stored`` when a unit with the same key (and per-epoch points, if asked) is on disk, else why it runs."""
+    stored = task.store(out).load_summary(task.slug)
+    if stored is None:
+        return "new"
+    if force:
+        return "forced (--force)"
+    if not same_key(stored.get("key"), task.key, task.defaults):
+        return f"stale: {differences(stored.get('key'), task.key, task.defaults)}"
+    if task.epochs and not stored.get("epoch_points"):
+        return "stale: no per-epoch evaluations stored"
+    return "stored"
+
+
+def build_plan(out: Path, tasks: Iterable[UnitTask], force: bool = False) -> Plan:
+    """Deduplicate ``tasks``, put "before" units first, and check each against the store."""
+    merged: dict[str, UnitTask] = {}
+    for task in tasks:
+        add_task(merged, task)
+    ordered = sorted(merged.values(), key=lambda t: t.method is not None)  # stable: evaluations of the original first
+    plan = Plan(out=Path(out), tasks=ordered)
+    plan.status = {t.name: status_of(t, plan.out, force) for t in ordered}
+    return plan
+
+
+def settings_defaults(settings: Any) -> dict[str, dict[str, Any]]:
+    """Defaults of each settings section a method uses (``train``, ``corpus``, ``params``)."""
+    return {name: {f.name: f.default for f in dataclasses.fields(type(value))} for name, value in settings.sections().items()}
