@@ -54,9 +54,9 @@ class EvalJob:
 
     def tasks(self) -> list[UnitTask]:
         """One unit per target, at the top of the output folder."""
-        loaded = self.load_all()
-        return [UnitTask(run="", slug=t.slug, targets=(t,), job=self, method=None,
-                         key=unit_key(self, [t], loaded[t.number], preamble=self.preamble)) for t in self.targets]
+        self.load_all()
+        return [UnitTask(run="", slug=t.slug, targets=(t,), job=self, method=None, key=unit_key(self, [t], preamble=self.preamble))
+                for t in self.targets]
 
     def compute(self, task: UnitTask, progress: ProgressFactory) -> UnitOutput:
         lm = original_model(self.model, self.device, self.dtype)

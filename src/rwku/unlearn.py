@@ -131,13 +131,12 @@ class UnlearnJob:
         """A "before" unit per unit, then each method's units, each with its declared key."""
         tasks = []
         for unit in self.units():
-            data, slug = load_unit(self, unit), unit_slug(unit)
-            tasks.append(UnitTask(run="before", slug=slug, targets=tuple(unit), job=self, method=None,
-                                  key=unit_key(self, unit, data)))
+            slug = unit_slug(unit)
+            tasks.append(UnitTask(run="before", slug=slug, targets=tuple(unit), job=self, method=None, key=unit_key(self, unit)))
             for method in self.methods:
                 settings = self.settings(method)
                 tasks.append(UnitTask(run=self.run_name(method), slug=slug, targets=tuple(unit), job=self, method=method,
-                                      key=unit_key(self, unit, data, self.method_key(method)),
+                                      key=unit_key(self, unit, self.method_key(method)),
                                       defaults=settings_defaults(settings), epochs=self.eval_epochs and METHODS[method].trains))
         return tasks
 

@@ -6,7 +6,7 @@ fields, never from "whatever a config dict holds":
 * ``version``: the result schema; raised when a change makes stored results incomparable.
 * ``model``: the model as given, and a fingerprint of its files (size and the first and last MiB of each file; the
   package version for the embedded default), so a replaced checkpoint under the same path is not reused.
-* ``unit``: the targets and a fingerprint of the unit's records after ``--limit``, so edited data is not reused.
+* ``unit``: the targets and a fingerprint of the unit's records as stored, so edited data is not reused.
 * ``eval``: sets, limit, protocol fixes, prompt format and preamble, the resolved dtype and device kind, the kernel
   mode, and the batch size only where the kernel mode says results depend on it.
 * ``method`` (method units): the method, the setting, the mode only for methods that train (ICU and RepE ignore
@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, is_dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from rwku.data.schema import TargetData
+from rwku.data.loader import RwkuData
+from rwku.data.schema import Part, Target
 from rwku.results import json_safe
 
 KEY_VERSION = 1
@@ -74,9 +74,24 @@ def model_fingerprint(spec: str) -> str:
     return f"hub:{spec}"  # a hub id: its revision is whatever the hub serves under that name
 
 
-def data_fingerprint(data: TargetData) -> str:
-    """A hash of every record of the unit (after ``--limit``), part by part."""
-    return digest({name: [asdict(r) if is_dataclass(r) else r for r in records] for name, records in sorted(data.parts.items())})
+_DATA_FINGERPRINTS: dict[tuple[int, int, tuple[str, ...]], str] = {}
+
+
+def data_fingerprint(data: RwkuData, targets: Sequence[Target], parts: Sequence[Part]) -> str:
+    """A hash of the unit's records as stored (every file its parts read, per target; ``--limit`` is a key field of
+    its own). Hashed once per target and file list in a process: an experiment plans thousands of units."""
+    files = tuple(file for part in parts for file in part.files)
+    hashes = []
+    for target in targets:
+        cache_key = (id(data), target.number, files)
+        if cache_key not in _DATA_FINGERPRINTS:
+            sha = hashlib.sha256()
+            for file in files:
+                found = data.raw_records(target, file)
+                sha.update(json.dumps(found[0] if found else None, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+            _DATA_FINGERPRINTS[cache_key] = sha.hexdigest()[:16]
+        hashes.append(_DATA_FINGERPRINTS[cache_key])
+    return hashes[0] if len(hashes) == 1 else digest(hashes)
 
 
 def kernel_mode(device: str, dtype: str) -> str:

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from rwku.data.schema import Target, TargetData
+from rwku.data.schema import Target
 from rwku.errors import RwkuError
+from rwku.evaluation.sets import parts_of
 from rwku.execution.key import KEY_VERSION, data_fingerprint, differences, kernel_mode, model_fingerprint, resolved_placement, same_key
 from rwku.results import ResultStore
 
@@ -81,12 +82,13 @@ def eval_section(job: Any, preamble: str | None = None) -> dict[str, Any]:
     return section
 
 
-def unit_key(job: Any, targets: Sequence[Target], data: TargetData, method: dict[str, Any] | None = None,
+def unit_key(job: Any, targets: Sequence[Target], method: dict[str, Any] | None = None,
              preamble: str | None = None) -> dict[str, Any]:
+    """The declared key of one unit of ``job`` (see :mod:`rwku.execution.key` for each field)."""
     key: dict[str, Any] = {
         "version": KEY_VERSION,
         "model": {"spec": job.model, "fingerprint": model_fingerprint(job.model)},
-        "unit": {"targets": [t.name for t in targets], "data": data_fingerprint(data)},
+        "unit": {"targets": [t.name for t in targets], "data": data_fingerprint(job.data, targets, parts_of(job.sets))},
         "eval": eval_section(job, preamble),
     }
     if method is not None:
