@@ -72,7 +72,7 @@ class UnlearnJob:
     corpus_source: str = "generated"
     sets: Sequence[str] = DEFAULT_SETS
     limit: int | None = None
-    batch_size: int = 16
+    batch_size: int = 32
     protocol: Protocol = field(default_factory=Protocol)
     prompt_format: str = "chat"
     device: str = "auto"

@@ -7,6 +7,8 @@ every record checked (the evaluation sets say which parts they need: :mod:`rwku.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any, Iterable, Sequence
 
@@ -20,6 +22,7 @@ class RwkuData:
 
     def __init__(self, sources: Sequence[Source]):
         self.sources = list(sources)
+        self._fingerprints: dict[tuple[int, tuple[str, ...]], str] = {}
 
     @classmethod
     def open(cls, specs: Iterable[str]) -> "RwkuData":
@@ -102,6 +105,17 @@ class RwkuData:
             if found is not None:
                 return found
         return None
+
+    def fingerprint(self, target: Target, files: Sequence[str]) -> str:
+        """A hash of ``target``'s records in ``files`` as stored (absent files count too), computed once per instance."""
+        cache_key = (target.number, tuple(files))
+        if cache_key not in self._fingerprints:
+            sha = hashlib.sha256()
+            for kind in files:
+                found = self.raw_records(target, kind)
+                sha.update(json.dumps(found[0] if found else None, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+            self._fingerprints[cache_key] = sha.hexdigest()[:16]
+        return self._fingerprints[cache_key]
 
     def load(self, target: Target, parts: Sequence[Part], optional: Sequence[Part] = ()) -> TargetData:
         """Typed records of ``parts`` for ``target``; a missing file of a required part is an error.

@@ -74,30 +74,19 @@ def model_fingerprint(spec: str) -> str:
     return f"hub:{spec}"  # a hub id: its revision is whatever the hub serves under that name
 
 
-_DATA_FINGERPRINTS: dict[tuple[int, int, tuple[str, ...]], str] = {}
-
-
 def data_fingerprint(data: RwkuData, targets: Sequence[Target], parts: Sequence[Part]) -> str:
-    """A hash of the unit's records as stored (every file its parts read, per target; ``--limit`` is a key field of
-    its own). Hashed once per target and file list in a process: an experiment plans thousands of units."""
-    files = tuple(file for part in parts for file in part.files)
-    hashes = []
-    for target in targets:
-        cache_key = (id(data), target.number, files)
-        if cache_key not in _DATA_FINGERPRINTS:
-            sha = hashlib.sha256()
-            for file in files:
-                found = data.raw_records(target, file)
-                sha.update(json.dumps(found[0] if found else None, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
-            _DATA_FINGERPRINTS[cache_key] = sha.hexdigest()[:16]
-        hashes.append(_DATA_FINGERPRINTS[cache_key])
+    """A hash of the unit's records as stored: every file its parts read, per target (``--limit`` is a key field
+    of its own)."""
+    files = [file for part in parts for file in part.files]
+    hashes = [data.fingerprint(target, files) for target in targets]
     return hashes[0] if len(hashes) == 1 else digest(hashes)
 
 
 def kernel_mode(device: str, dtype: str) -> str:
-    """``invariant`` where every output is known not to depend on the batch (CPU; float32 anywhere), else
-    ``batched``: half-precision GPU kernels change results with the batch's shape, so the batch size joins the key."""
-    return "invariant" if device == "cpu" or dtype == "float32" else "batched"
+    """``invariant`` where every output is tested not to depend on the batch (float32 on a CPU), else ``batched``:
+    other kernels (half precision, GPU blocking) can change results with the batch's shape, so the batch size
+    joins the key and a result is reused only at the batch size that made it."""
+    return "invariant" if device == "cpu" and dtype == "float32" else "batched"
 
 
 def resolved_placement(device: str, dtype: str) -> tuple[str, str]:
