@@ -206,7 +206,7 @@ def test_dry_run_prints_the_plan_and_computes_nothing(tiny_model_dir, tmp_path, 
     assert code == 0, err
     text = " ".join(stdout.split())
     assert "plan: 6 unit(s)" in text and "2 to run" in text
-    assert "before │ 3 │ 2 │ 1 │ 1 new" in text and "ga-lora │ 3 │ 2 │ 1 │ 1 new" in text
+    assert "before │ 3 │ 2 │ 1 │ 0.0 │ 1 new" in text and "ga-lora │ 3 │ 2 │ 1 │ 0.0 │ 1 new" in text  # a tiny model
     assert not (out / "ga-lora" / "3_Wolfgang_Amadeus_Mozart").exists()
 
 
@@ -233,3 +233,27 @@ def test_two_jobs_that_would_write_one_unit_differently_are_refused(tiny_model_d
     second = dataclasses.replace(first, overrides={**TINY, "lr": "5e-3"})
     with pytest.raises(RwkuError, match="ga-lora/1_Isaac_Newton: two jobs would write this unit with different settings"):
         build_plan(out, first.tasks() + second.tasks())
+
+
+def test_gpu_memory_estimates_follow_model_size_mode_and_reference():
+    from rwku.execution.resources import parameters_from_config, unit_memory_gib
+
+    llama3_8b = {"hidden_size": 4096, "num_hidden_layers": 32, "vocab_size": 128256, "intermediate_size": 14336,
+                 "num_attention_heads": 32, "num_key_value_heads": 8, "tie_word_embeddings": False}
+    assert parameters_from_config(llama3_8b) == pytest.approx(8.03e9, rel=0.01)  # Llama-3-8B has 8.03 B parameters
+
+    class Job:
+        model = "smollm2-135m"
+
+    def task(method, mode="full", dtype="bfloat16"):
+        from rwku.execution.plan import UnitTask
+
+        key = {"eval": {"dtype": dtype}, "method": {"mode": {"mode": mode}}}
+        return UnitTask(run="r", slug="u", targets=(), job=Job(), method=method, key=key)
+
+    weights = unit_memory_gib(task(None))
+    assert weights == pytest.approx(134_515_008 * 2 / 2**30)
+    assert unit_memory_gib(task("ga")) == pytest.approx(4 * weights)  # weights, gradients, two moments
+    assert unit_memory_gib(task("npo")) == pytest.approx(5 * weights)  # and the frozen reference
+    assert unit_memory_gib(task("npo", "lora")) < 1.1 * weights
+    assert unit_memory_gib(task(None, dtype="float32")) == pytest.approx(2 * weights)

@@ -108,9 +108,14 @@ def make_executor(executor: str, ray_address: str | None, gpus_per_unit: float, 
 
 
 def print_plan(plan: Any) -> None:
-    """Per run: how many units are stored and how many will run, and why (new, stale and what changed, forced)."""
-    table = Table(title=f"plan: {len(plan.tasks)} unit(s) in {plan.out}, {len(plan.to_run())} to run", title_justify="left")
-    for column in ("run", "units", "stored", "to run", "why"):
+    """Per run: how many units are stored and how many will run, and why (new, stale and what changed, forced),
+    and the GPU memory a unit needs (weights, and for full tuning gradients, optimiser and reference)."""
+    from rwku.execution.resources import unit_memory_gib
+
+    table = Table(title=f"plan: {len(plan.tasks)} unit(s) in {plan.out}, {len(plan.to_run())} to run", title_justify="left",
+                  caption="GiB: estimated GPU memory per unit, activations aside; ask Ray for enough with --gpus-per-unit",
+                  caption_justify="left")
+    for column in ("run", "units", "stored", "to run", "GiB", "why"):
         table.add_column(column, overflow="fold")
     for run, tasks in plan.runs().items():
         reasons: dict[str, int] = {}
@@ -120,7 +125,9 @@ def print_plan(plan: Any) -> None:
                 reasons[status] = reasons.get(status, 0) + 1
         stored = sum(plan.status[t.name] == "stored" for t in tasks)
         why = "; ".join(f"{n} {reason}" for reason, n in reasons.items())
-        table.add_row(run or str(plan.out), str(len(tasks)), str(stored), str(len(tasks) - stored), why)
+        memory = unit_memory_gib(tasks[0])
+        table.add_row(run or str(plan.out), str(len(tasks)), str(stored), str(len(tasks) - stored),
+                      "?" if memory is None else f"{memory:.1f}", why)
     Console(width=max(console.width, 150)).print(table)
 
 
@@ -400,7 +407,8 @@ def main() -> None:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted: finished targets are saved; run the same command again to resume")
+        Console(stderr=True).print("interrupted: every finished unit is stored (no file is half-written); "
+                                   "run the same command again to continue")
         sys.exit(130)
     except Exception as exc:  # click usage errors come through here in non-standalone mode
         import click
