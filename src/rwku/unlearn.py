@@ -192,7 +192,12 @@ def timed(compute: Callable[[], T]) -> tuple[T, float]:
 
 def load_original(job: UnlearnJob, fresh: bool = True) -> LoadedModel:
     """The original model: a fresh copy to unlearn, or the process's shared one to evaluate; a layer window it does
-    not have is refused here, before any evaluation or training."""
+    not have is refused here, before any evaluation or training.
+
+    A fresh copy first drops the shared one: a full-tuning unit of an 8B model needs the GPU's memory for itself
+    (the plan puts every "before" unit first, so the shared copy has done its work by then)."""
+    if fresh:
+        original_model.cache_clear()
     lm = load_model(job.model, device=job.device, dtype=job.dtype) if fresh else original_model(job.model, job.device, job.dtype)
     if any(METHODS[m].trains for m in job.methods):
         job.mode.check_fits(num_layers(lm.model))
