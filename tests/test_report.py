@@ -12,7 +12,7 @@ from report_fixtures import TARGETS, VALUES, config, make_folder, summary, write
 from rwku.errors import RwkuError
 from rwku.report.build import ReportOptions, build_report
 from rwku.report.collect import collect_runs
-from rwku.report.table import build_table1, rank_column, to_csv, to_json, to_latex, to_markdown
+from rwku.report.table import COLUMNS, build_table1, rank_column, to_csv, to_json, to_latex, to_markdown
 
 
 def test_table_averages_over_the_targets_all_runs_share_and_says_so(tmp_path):
@@ -48,14 +48,17 @@ def test_formats_mark_the_same_cells(tmp_path):
     markdown = to_markdown(table)
     assert "Forget All ↓" in markdown and "Neighbor All ↑" in markdown and "MIA FM ↑" in markdown and "MIA RM ↓" in markdown
     ga_line = next(line for line in markdown.splitlines() if line.startswith("| ga-lora"))
-    assert ga_line.split(" | ")[4] == "**15.0**" and ga_line.split(" | ")[7] == "<u>50.0</u>"
+    # mean ± half the bootstrap interval over the shared targets (10 and 20: resampled means 10, 15, 20)
+    assert ga_line.split(" | ")[4] == "**15.0** ± 5.0" and ga_line.split(" | ")[7] == "<u>50.0</u> ± 10.0"
     latex = to_latex(table)
     assert r"\textbf{15.0}" in latex and r"\underline{50.0}" in latex and r"$\downarrow$" in latex and "ga-lora" in latex
-    assert latex.count(r"\multicolumn") == 4
+    assert latex.count(r"\multicolumn") == 5  # Forget, Neighbor, MIA, Utility, Score
     rows = list(csv.DictReader(io.StringIO(to_csv(table))))
     assert float(rows[4]["Forget All ↓"]) == pytest.approx(14.98) and rows[4]["rank Forget All ↓"] == "1"
     payload = to_json(table)
     assert payload["rows"][2]["ranks"]["forget.All"] == 1 and payload["targets"] == ["1_Ann_A", "2_Bob_B"]
+    assert payload["rows"][2]["ci95"]["forget.All"] == [10.0, 20.0]
+    assert float(rows[2]["ci95 low Forget All ↓"]) == 10.0 and float(rows[2]["ci95 high Forget All ↓"]) == 20.0
     json.dumps(payload)
 
 
@@ -178,3 +181,29 @@ def test_variants_are_drawn_over_their_own_targets_and_kept_out_of_table1(tmp_pa
     with_variants = build_report([folder], tmp_path / "report_v", ReportOptions(table_variants=True))
     assert with_variants.table.slugs == ["1_Ann_A"] and "repe-alpha0.5" in [r.label for r, _ in with_variants.table.rows]
     assert "2_Bob_B" in with_variants.table.note
+
+
+def test_table_1_ranks_the_rwku_score_computed_from_stored_units(tmp_path):
+    """Forget All before 60/40, neighbour 50/70, utility at 50 everywhere (ratios 1): ga-lora's targets score
+    efficacy 50/60 and 20/40, locality 40/50 and 60/70, utility 1; the harmonic means ×100, then their mean."""
+    table = build_table1(collect_runs([make_folder(tmp_path / "exp")]))
+    cells = {run.label: dict(zip([c.path for c in COLUMNS], row)) for run, row in table.rows}
+
+    def harmonic(*parts):
+        return 100 * len(parts) / sum(1 / p for p in parts)
+
+    expected = (harmonic(50 / 60, 40 / 50, 1.0) + harmonic(20 / 40, 60 / 70, 1.0)) / 2
+    assert cells["ga-lora"]["rwku_score.score"].value == pytest.approx(expected)
+    assert cells["before"]["rwku_score.score"].value is None and cells["before"]["rwku_score.score"].rank == 0
+    assert cells["icu"]["rwku_score.score"].value == 0.0  # forgot nothing (100 after 60): no efficacy, score 0
+    assert [c.label for c in COLUMNS][-1] == "RWKU" and "Score RWKU ↑" in to_markdown(table)
+
+
+def test_targets_with_nothing_to_forget_are_left_out_of_the_rwku_score_and_counted(tmp_path):
+    values = {"before": {"1_Ann_A": (60.0, 50.0), "2_Bob_B": (4.0, 70.0)},  # Bob: forget All before under 5
+              "ga-lora": {"1_Ann_A": (30.0, 50.0), "2_Bob_B": (0.0, 70.0)}}
+    table = build_table1(collect_runs([make_folder(tmp_path / "exp", values)]))
+    ga = dict(zip([c.path for c in COLUMNS], table.rows[1][1]))
+    assert ga["rwku_score.score"].value == pytest.approx(100 * 3 / (2 + 1 + 1))  # Ann only: efficacy 0.5
+    assert ga["rwku_score.score"].low is None  # one target: no interval
+    assert "RWKU score: 1 of 2 target(s) left out" in table.note

@@ -187,3 +187,36 @@ def test_merged_pairs_align_across_both_corpora():
     assert pairs == [(f"{t} prompt {i}", f"{t} fiction {i}", f"{t} fact {i}") for t, n in (("A", 2), ("B", 3)) for i in range(n)]
     merged = a.merged(b)  # refusals still answer their own questions
     assert all(q.split()[0] == r.split()[0] and q[-1] == r[-1] for q, r in zip(merged.questions, merged.refusals))
+
+
+# ------------------------------------------------------------------ the RWKU score and bootstrap intervals
+
+
+def unit(forget, neighbor, utility=(50.0, 40.0, 30.0, 20.0, 600.0)):
+    return {"forget": {"All": forget}, "neighbor": {"All": neighbor},
+            "utility": dict(zip(("Gen", "Rea", "Tru", "Fac", "Flu"), utility))}
+
+
+def test_rwku_score_on_hand_made_numbers():
+    from rwku.results import mean_rwku_score, rwku_score
+
+    # efficacy (80 − 20)/80 = 0.75, locality 45/90 = 0.5, utility mean(1, 1, 1, 1, 0.5) = 0.9
+    score = rwku_score(unit(80.0, 90.0), unit(20.0, 45.0, (60.0, 40.0, 30.0, 20.0, 300.0)))
+    assert score["efficacy"] == 0.75 and score["locality"] == 0.5 and score["utility"] == pytest.approx(0.9)
+    assert score["score"] == pytest.approx(100 * 3 / (1 / 0.75 + 1 / 0.5 + 1 / 0.9))  # Gen 60/50 was capped at 1
+    assert rwku_score(unit(80.0, 90.0), unit(90.0, 90.0))["score"] == 0.0  # forgot nothing: efficacy 0
+    assert rwku_score(unit(4.9, 90.0), unit(0.0, 90.0)) is None  # nothing to forget: no efficacy
+    assert rwku_score(unit(80.0, 90.0), {"forget": {"All": 10.0}}) is None  # a missing set
+    mean = mean_rwku_score([(unit(80.0, 90.0), unit(40.0, 90.0)), (unit(3.0, 90.0), unit(0.0, 90.0))])
+    assert mean["n_targets"] == 1 and mean["left_out"] == 1
+    assert mean["score"] == pytest.approx(100 * 3 / (2 + 1 + 1))
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
+    from rwku.report.table import bootstrap_interval
+
+    values = [10.0, 12.0, 30.0, 31.0, 50.0, 8.0]
+    low, high = bootstrap_interval(values)
+    assert low < sum(values) / len(values) < high and bootstrap_interval(values) == (low, high)
+    assert bootstrap_interval([5.0, 5.0, 5.0]) == (5.0, 5.0) and bootstrap_interval([1.0]) is None
+    assert bootstrap_interval([10.0, 20.0]) == (10.0, 20.0)  # resampled means: 10, 15 or 20

@@ -45,6 +45,10 @@ def test_run_stores_before_and_each_method_then_resumes_without_work(tiny_model_
     assert "supposed to unlearn about Isaac Newton" in icu_items["forget"][0]["prompt"]
     comparison = json.loads((out / "comparison.json").read_text())
     assert set(comparison["rows"]) == {"before", "icu", "ga-lora"}
+    # the RWKU score comes from the stored units at aggregation: in the rows and folder means, never in a unit
+    assert {"n_targets", "left_out"} <= set(comparison["rows"]["ga-lora"]["rwku_score"]) and "rwku_score" not in comparison["rows"]["before"]
+    assert "rwku_score" in json.loads((out / "ga-lora" / "summary.json").read_text())
+    assert "rwku_score" not in json.loads((out / "ga-lora" / "1_Isaac_Newton" / "summary.json").read_text())
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a stored unit was recomputed")

@@ -42,7 +42,8 @@ def split_values(values: list[str] | None) -> list[str]:
 SETS_HELP = "Comma-separated sets or groups: forget, neighbor, mia, mmlu, bbh, truthful, triviaqa, fluency, utility (the last five), all."
 
 
-def table1(title: str, first_column: str = "target") -> Table:
+def table1(title: str, first_column: str = "target", score: bool = False) -> Table:
+    """The Table-1 columns (and, for unlearning runs, the RWKU score) under their groups, with arrows."""
     from rwku.evaluation.sets import TABLE1_COLUMNS
 
     table = Table(title=title, title_justify="left", caption="* stored result of an earlier run with the same settings",
@@ -53,13 +54,19 @@ def table1(title: str, first_column: str = "target") -> Table:
         heading = column.group if column.group != previous else ""
         table.add_column(f"{heading}\n{column.label}{'↓' if column.lower_is_better else '↑'}", justify="right", no_wrap=True)
         previous = column.group
+    if score:
+        table.add_column("Score\nRWKU↑", justify="right", no_wrap=True)
     return table
 
 
-def table1_row(summary: dict[str, Any]) -> list[str]:
-    from rwku.results import table1_cells
+def table1_row(summary: dict[str, Any], score: bool = False) -> list[str]:
+    from rwku.results import get_path, table1_cells
 
-    return list(table1_cells(summary).values())
+    cells = list(table1_cells(summary).values())
+    if score:
+        value = get_path(summary, "rwku_score.score")
+        cells.append("-" if value is None else f"{value:.1f}")
+    return cells
 
 
 def set_threads(threads: int | None) -> None:
@@ -289,9 +296,13 @@ def unlearn_command(
     outcome = execute_plan(plan, make_executor(executor, ray_address, gpus_per_unit, cpus_per_unit, max_retries, threads))
     rows = write_comparison(job, outcome)
     shared = json.loads((out / "comparison.json").read_text())["targets"]
-    table = table1(f"RWKU · {model} · {job.setting} · mean over the {len(shared)} target(s) every run has", "run")
+    table = table1(f"RWKU · {model} · {job.setting} · mean over the {len(shared)} target(s) every run has", "run", score=True)
     for name, row in rows.items():
-        table.add_row(name, *table1_row(row))
+        table.add_row(name, *table1_row(row, score=True))
+    left_out = max((row.get("rwku_score", {}).get("left_out", 0) for row in rows.values()), default=0)
+    if left_out:
+        table.caption = (f"RWKU score: harmonic mean of efficacy, locality and utility; {left_out} target(s) with forget All "
+                         "before under 5 have no efficacy and are left out")
     Console(width=max(console.width, 150)).print(table)
     console.print(f"results: {out}/<run>/<unit>/summary.json, items.json, train_log.json; table: {out / 'comparison.json'}")
     fail_on(outcome, out)

@@ -63,6 +63,9 @@ def execute(plan: Plan, executor: Executor | None = None, progress: ProgressFact
             advance(1)
 
         executor.run(to_run, progress, done)
-    for run, tasks in plan.runs().items():
-        outcome.units[run] = aggregate_run(plan.out, tasks)
+    runs = plan.runs()
+    if "before" in runs:  # unlearning runs: "before" first, so each other run's mean gets its RWKU score
+        outcome.units["before"] = aggregate_run(plan.out, runs.pop("before"))
+    for run, tasks in runs.items():
+        outcome.units[run] = aggregate_run(plan.out, tasks, outcome.units.get("before"))
     return outcome

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from rwku.execution.key import same_key
 from rwku.execution.plan import UnitTask
-from rwku.results import ResultStore, average_summaries, read_json, write_json_atomic
+from rwku.results import ResultStore, average_summaries, mean_rwku_score, read_json, write_json_atomic
 
 
 @dataclass
@@ -55,23 +55,40 @@ def unit_targets(summary: Mapping[str, Any]) -> list[str]:
     return list(summary.get("targets") or [summary.get("target")])
 
 
-def aggregate_run(out: Path, tasks: Sequence[UnitTask]) -> list[dict[str, Any]]:
-    """Write the run's folder mean over every stored unit with the run's settings; return those unit summaries."""
+def score_pairs(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping, Mapping]]:
+    """(before, after) unit summaries of the same targets."""
+    by_targets = {tuple(unit_targets(s)): s for s in before}
+    return [(by_targets[tuple(unit_targets(s))], s) for s in after if tuple(unit_targets(s)) in by_targets]
+
+
+def aggregate_run(out: Path, tasks: Sequence[UnitTask], before: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Write the run's folder mean over every stored unit with the run's settings; return those unit summaries.
+
+    With ``before`` (the "before" units beside an unlearning run) the mean also holds the RWKU score, computed
+    here from stored units and never stored in a unit, so adding it made nothing stale.
+    """
     first = tasks[0]
     store = first.store(out)
     summaries = stored_units(store, first.run_key, first.defaults)
     described = {field: summaries[0][field] for field in ("model", "protocol", "config") if summaries and field in summaries[0]}
     mean = {"run": first.run or store.root.name, **described, "targets": [name for s in summaries for name in unit_targets(s)],
             "key": first.run_key, **average_summaries(summaries)}
+    if before is not None:
+        mean["rwku_score"] = mean_rwku_score(score_pairs(before, summaries))
     write_json_atomic(store.root / "summary.json", mean)
     return summaries
 
 
 def shared_means(units: Mapping[str, Sequence[Mapping[str, Any]]]) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    """Each run's mean over the units whose targets every run has: rows compared side by side, as the report does."""
+    """Each run's mean over the units whose targets every run has: rows compared side by side, as the report does;
+    beside a "before" run, each other row also gets its RWKU score over those targets."""
     covered = [{name for s in summaries for name in unit_targets(s)} for summaries in units.values()]
     shared = set.intersection(*covered) if covered else set()
-    rows = {run: average_summaries(s for s in summaries if set(unit_targets(s)) <= shared) for run, summaries in units.items()}
+    kept = {run: [s for s in summaries if set(unit_targets(s)) <= shared] for run, summaries in units.items()}
+    rows = {run: average_summaries(summaries) for run, summaries in kept.items()}
+    for run, row in rows.items():
+        if run != "before" and "before" in kept:
+            row["rwku_score"] = mean_rwku_score(score_pairs(kept["before"], kept[run]))
     return sorted(shared), rows
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rwku import __version__
-from rwku.evaluation.sets import PROBE_SETS, TABLE1_COLUMNS
+from rwku.evaluation.sets import PROBE_SETS
 from rwku.report.collect import Run
-from rwku.report.table import Table1, header
+from rwku.report.table import COLUMNS, Table1, header
 from rwku.results import get_path
 
 STYLE = """
@@ -112,11 +112,11 @@ def case_studies(rows: Sequence[Run], slugs: Sequence[str]) -> dict[str, Any]:
 
 
 def table1_html(table: Table1) -> str:
-    heads = "".join(f"<th>{html.escape(header(c))}</th>" for c in TABLE1_COLUMNS)
+    heads = "".join(f"<th>{html.escape(header(c))}</th>" for c in COLUMNS)
     rows = []
     for run, cells in table.rows:
-        tds = "".join(f'<td class="num{" best" if c.rank == 1 else " second" if c.rank == 2 else ""}">{c.text}</td>'
-                      for c in cells)
+        tds = "".join(f'<td class="num{" best" if c.rank == 1 else " second" if c.rank == 2 else ""}">{c.text}'
+                      f'{f"<small>{html.escape(c.spread)}</small>" if c.spread else ""}</td>' for c in cells)
         rows.append(f'<tr class="{"before" if run.is_before else "run"}"><td>{html.escape(run.label)}</td>{tds}</tr>')
     return f'<table id="table1-table"><thead><tr><th>Run</th>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 

@@ -1,8 +1,9 @@
 """Table 1 of the paper from stored runs: one row per run, averaged over the targets every row shares.
 
 Best and second-best cells are marked per column in the column's direction (forget ↓, neighbour ↑, FM ↑, RM ↓,
-utility ↑), among the unlearning runs only (``before`` is the reference, never ranked). Ranks are decided on the
-printed one-decimal values, so two cells that read the same are marked the same.
+utility ↑, RWKU score ↑), among the unlearning runs only (``before`` is the reference, never ranked). Ranks are
+decided on the printed one-decimal values, so two cells that read the same are marked the same. Every mean has a
+95% bootstrap confidence interval over the targets (1,000 resamples, fixed seed), shown as ±.
 """
 
 from __future__ import annotations
@@ -12,22 +13,64 @@ import io
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
+
 from rwku.errors import RwkuError
-from rwku.evaluation.sets import TABLE1_COLUMNS
+from rwku.evaluation.sets import TABLE1_COLUMNS, Column
 from rwku.report.collect import Run
-from rwku.results import get_path
+from rwku.results import get_path, rwku_score
+
+#: The RWKU score (harmonic mean of efficacy, locality and utility ×100), computed here from stored units
+SCORE_COLUMN = Column("Score", "RWKU", "rwku_score.score", False)
+#: Table 1's columns: the paper's, then the RWKU score
+COLUMNS: tuple[Column, ...] = (*TABLE1_COLUMNS, SCORE_COLUMN)
+BOOTSTRAP_SAMPLES = 1000
+BOOTSTRAP_SEED = 0
 
 
 @dataclass
 class Cell:
-    """A table value: ``None`` where the set was not evaluated; rank 1 = best, 2 = second, 0 = neither."""
+    """A table value: ``None`` where the set was not evaluated; rank 1 = best, 2 = second, 0 = neither; the 95%
+    bootstrap interval over targets (``low``, ``high``) where there are at least two."""
 
     value: float | None
     rank: int = 0
+    low: float | None = None
+    high: float | None = None
 
     @property
     def text(self) -> str:
         return "-" if self.value is None else f"{self.value:.1f}"
+
+    @property
+    def spread(self) -> str:
+        """``± h`` with h the interval's half-width (empty without an interval)."""
+        return "" if self.low is None or self.high is None else f" ± {(self.high - self.low) / 2:.1f}"
+
+
+def bootstrap_interval(values: Sequence[float], samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
+    """95% percentile-bootstrap interval of the mean of ``values`` (None with fewer than two)."""
+    if len(values) < 2:
+        return None
+    data = np.asarray(values, dtype=np.float64)
+    picks = np.random.default_rng(seed).integers(0, len(data), size=(samples, len(data)))
+    means = data[picks].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def target_values(run: Run, before: Run | None, slugs: Sequence[str], column: Column) -> list[float]:
+    """The column's value on each target that has one (the RWKU score against the run's own "before")."""
+    values = []
+    for slug in slugs:
+        summary = run.units[slug].summary
+        if column is SCORE_COLUMN:
+            score = rwku_score(before.units[slug].summary, summary) if before is not None and slug in before.units and not run.is_before else None
+            value = None if score is None else score["score"]
+        else:
+            value = get_path(summary, column.path)
+        if value is not None:
+            values.append(float(value))
+    return values
 
 
 @dataclass
@@ -82,32 +125,39 @@ def build_table1(runs: Sequence[Run], variants: bool = False) -> Table1:
     if not rows:
         raise RwkuError("no single-target run to tabulate (only batch-setting or variant runs; try --table-variants)")
     slugs, extra = shared_slugs(rows)
-    means = [r.mean(slugs) for r in rows]
-    columns = []
-    for _, _, path, lower in TABLE1_COLUMNS:
-        values = [get_path(m, path) for m in means]
-        ranks = rank_column(values, lower, [not r.is_before for r in rows])
-        columns.append([Cell(v, k) for v, k in zip(values, ranks)])
+    befores = [next((b for b in runs if b.is_before and b.folder == r.folder), None) for r in rows]
+    columns, scored = [], []
+    for column in COLUMNS:
+        per_target = [target_values(r, b, slugs, column) for r, b in zip(rows, befores)]
+        if column is SCORE_COLUMN:
+            scored = [len(v) for r, b, v in zip(rows, befores, per_target) if not r.is_before and b is not None]
+        values = [sum(v) / len(v) if v else None for v in per_target]
+        ranks = rank_column(values, column.lower_is_better, [not r.is_before for r in rows])
+        intervals = [bootstrap_interval(v) or (None, None) for v in per_target]
+        columns.append([Cell(v, k, *ci) for v, k, ci in zip(values, ranks, intervals)])
     note = ""
     if extra:
         note = (f"Averaged over the {len(slugs)} target(s) all runs share; left out: "
                 + "; ".join(f"{label}: {', '.join(left)}" for label, left in extra.items()) + ".")
+    if scored and min(scored) < len(slugs):
+        note = (f"{note} RWKU score: {len(slugs) - min(scored)} of {len(slugs)} target(s) left out (forget All before "
+                "under 5: nothing to forget).").strip()
     return Table1(rows=[(run, [col[i] for col in columns]) for i, run in enumerate(rows)], slugs=slugs, note=note, extra=extra)
 
 
-def header(column: tuple[str, str, str, bool]) -> str:
+def header(column: Column) -> str:
     group, name, _, lower = column
     return f"{group} {name} {'↓' if lower else '↑'}"
 
 
 def to_markdown(table: Table1) -> str:
     """GitHub Markdown: best in bold, second underlined (``<u>``), arrows in the header."""
-    lines = ["| Run | " + " | ".join(header(c) for c in TABLE1_COLUMNS) + " |",
-             "|---|" + "---:|" * len(TABLE1_COLUMNS)]
+    lines = ["| Run | " + " | ".join(header(c) for c in COLUMNS) + " |",
+             "|---|" + "---:|" * len(COLUMNS)]
     for run, cells in table.rows:
-        marked = [f"**{c.text}**" if c.rank == 1 else f"<u>{c.text}</u>" if c.rank == 2 else c.text for c in cells]
+        marked = [(f"**{c.text}**" if c.rank == 1 else f"<u>{c.text}</u>" if c.rank == 2 else c.text) + c.spread for c in cells]
         lines.append(f"| {run.label} | " + " | ".join(marked) + " |")
-    footer = f"\nMean over {len(table.slugs)} target(s): {', '.join(table.slugs)}."
+    footer = f"\nMean (± half the 95% bootstrap interval over targets) over {len(table.slugs)} target(s): {', '.join(table.slugs)}."
     return "\n".join(lines) + "\n" + footer + (f" {table.note}" if table.note else "") + "\n"
 
 
@@ -115,22 +165,25 @@ def to_csv(table: Table1) -> str:
     """Plain numbers (full precision) plus a rank column per value, for spreadsheets and scripts."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["run", "n_targets"] + [header(c) for c in TABLE1_COLUMNS] + [f"rank {header(c)}" for c in TABLE1_COLUMNS])
+    writer.writerow(["run", "n_targets"] + [header(c) for c in COLUMNS] + [f"rank {header(c)}" for c in COLUMNS]
+                    + [f"{bound} {header(c)}" for c in COLUMNS for bound in ("ci95 low", "ci95 high")])
     for run, cells in table.rows:
         writer.writerow([run.label, len(table.slugs)] + ["" if c.value is None else repr(c.value) for c in cells]
-                        + [c.rank or "" for c in cells])
+                        + [c.rank or "" for c in cells]
+                        + ["" if bound is None else repr(bound) for c in cells for bound in (c.low, c.high)])
     return buffer.getvalue()
 
 
 def to_json(table: Table1) -> dict[str, Any]:
     return {
-        "columns": [{"group": g, "name": n, "path": p, "lower_is_better": lower} for g, n, p, lower in TABLE1_COLUMNS],
+        "columns": [{"group": g, "name": n, "path": p, "lower_is_better": lower} for g, n, p, lower in COLUMNS],
         "targets": table.slugs,
         "note": table.note,
         "left_out": table.extra,
         "rows": [{"run": run.label, "folder": str(run.folder), "model": run.model, "method": run.method,
-                  "values": {p: c.value for (_, _, p, _), c in zip(TABLE1_COLUMNS, cells)},
-                  "ranks": {p: c.rank for (_, _, p, _), c in zip(TABLE1_COLUMNS, cells)}} for run, cells in table.rows],
+                  "values": {p: c.value for (_, _, p, _), c in zip(COLUMNS, cells)},
+                  "ci95": {p: [c.low, c.high] for (_, _, p, _), c in zip(COLUMNS, cells)},
+                  "ranks": {p: c.rank for (_, _, p, _), c in zip(COLUMNS, cells)}} for run, cells in table.rows],
     }
 
 
@@ -144,12 +197,12 @@ def latex_escape(text: str) -> str:
 def to_latex(table: Table1) -> str:
     """A booktabs table: grouped headers with arrows, ``\\textbf`` best, ``\\underline`` second."""
     groups: list[tuple[str, int]] = []
-    for group, _, _, _ in TABLE1_COLUMNS:
+    for group, _, _, _ in COLUMNS:
         if groups and groups[-1][0] == group:
             groups[-1] = (group, groups[-1][1] + 1)
         else:
             groups.append((group, 1))
-    lines = [r"\begin{tabular}{l" + "r" * len(TABLE1_COLUMNS) + "}", r"\toprule",
+    lines = [r"\begin{tabular}{l" + "r" * len(COLUMNS) + "}", r"\toprule",
              " & " + " & ".join(rf"\multicolumn{{{n}}}{{c}}{{{g}}}" for g, n in groups) + r" \\"]
     start = 2
     rules = []
@@ -157,10 +210,11 @@ def to_latex(table: Table1) -> str:
         rules.append(rf"\cmidrule(lr){{{start}-{start + n - 1}}}")
         start += n
     lines.append(" ".join(rules))
-    lines.append("Run & " + " & ".join(rf"{n} $\{'downarrow' if lower else 'uparrow'}$" for _, n, _, lower in TABLE1_COLUMNS) + r" \\")
+    lines.append("Run & " + " & ".join(rf"{n} $\{'downarrow' if lower else 'uparrow'}$" for _, n, _, lower in COLUMNS) + r" \\")
     lines.append(r"\midrule")
     for run, cells in table.rows:
-        marked = [rf"\textbf{{{c.text}}}" if c.rank == 1 else rf"\underline{{{c.text}}}" if c.rank == 2 else c.text for c in cells]
+        marked = [(rf"\textbf{{{c.text}}}" if c.rank == 1 else rf"\underline{{{c.text}}}" if c.rank == 2 else c.text)
+                  + (rf" $\pm$ {c.spread[3:]}" if c.spread else "") for c in cells]
         lines.append(latex_escape(run.label) + " & " + " & ".join(marked) + r" \\")
         if run.is_before:
             lines.append(r"\midrule")
