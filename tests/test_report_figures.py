@@ -13,6 +13,7 @@ from report_fixtures import config, items, summary, write_unit
 from rwku.evaluation.metrics import roc_auc, roc_curve
 from rwku.report import figures
 from rwku.report.collect import Run, collect_runs
+from rwku.results import mean_rwku_score
 
 SLUGS = ["t1", "t2"]
 TARGETS = {"t1": ["Alice"], "t2": ["Bob"]}
@@ -148,11 +149,16 @@ def test_trade_off_epoch_and_sweep_curves(runs) -> None:
     fig = figures.trade_off(runs, SLUGS)
     assert len(fig.axes) == 2
     neighbor, utility = (lines_by_label(ax) for ax in fig.axes)
-    assert neighbor["ga-lora"] == ([70, 60, 40, 30], [60, 55, 52, 50])  # before -> epoch 1 -> 2 -> final (3)
-    assert utility["ga-lora"] == ([70, 60, 40, 30], [50, 48, 46, 45])
+    # the final model's RWKU score against the stored "before", in the legend
+    by_label = {r.label: r for r in runs}
+    score = mean_rwku_score([(by_label["exp/before"].units[s].summary, by_label["ga-lora"].units[s].summary) for s in SLUGS])["score"]
+    ga = f"ga-lora (RWKU score {score:.1f})"
+    assert neighbor[ga] == ([70, 60, 40, 30], [60, 55, 52, 50])  # before -> epoch 1 -> 2 -> final (3)
+    assert utility[ga] == ([70, 60, 40, 30], [50, 48, 46, 45])
     assert neighbor["ga (lora): α sweep"] == ([40, 30, 10], [45, 50, 45])  # α = 0.5, 1 (plain run), 2
     notes = [t.get_text() for t in fig.axes[0].texts]
-    assert notes == ["0", "1", "2", "3", "α=0.5", "α=1", "α=2"]
+    assert notes[:4] == ["0", "1", "2", "3"] and [n.split(" · ")[0] for n in notes[4:]] == ["α=0.5", "α=1", "α=2"]
+    assert all(" · RWKU " in n for n in notes[4:])  # each swept model's score beside its point
 
 
 def test_batch_curves_x_is_targets_per_unit(runs) -> None:

@@ -28,7 +28,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from rwku.evaluation import metrics  # noqa: E402
 from rwku.evaluation.sets import TABLE1_COLUMNS  # noqa: E402
 from rwku.report.collect import Run  # noqa: E402
-from rwku.results import get_path, write_atomic  # noqa: E402
+from rwku.results import get_path, mean_rwku_score, write_atomic  # noqa: E402
 
 FORGET = "forget.All"
 NEIGHBOR = "neighbor.All"
@@ -215,6 +215,19 @@ def attack_types(runs: Sequence[Run], slugs: Sequence[str], shown: Collection[st
 # ---------------------------------------------------------------- Fig. 3: efficacy vs locality / utility
 
 
+def _rwku_score(run: Run, runs: Sequence[Run], slugs: Sequence[str]) -> float | None:
+    """The run's RWKU score over ``slugs`` against the "before" stored beside it (None without one)."""
+    before = _before_of(run, runs)
+    if before is None:
+        return None
+    pairs = [(before.units[s].summary, run.units[s].summary) for s in slugs if s in before.units and s in run.units]
+    return mean_rwku_score(pairs).get("score")
+
+
+def _scored(text: str, score: float | None) -> str:
+    return text if score is None else f"{text} · RWKU {score:.0f}"
+
+
 def _epoch_curves(runs: Sequence[Run], slugs: Sequence[str], colors: Mapping[str, str]) -> list[Curve]:
     """before -> epoch 1 -> ... -> final epoch, per run that recorded epoch points."""
     curves = []
@@ -224,7 +237,8 @@ def _epoch_curves(runs: Sequence[Run], slugs: Sequence[str], colors: Mapping[str
             continue
         before = _before_of(run, runs)
         points = ([(0, before.mean(slugs))] if before is not None and _has(before, slugs) else []) + list(means.items())
-        curves.append(Curve(run.label, colors[run.label], [get_path(s, FORGET) for _, s in points],
+        label = run.label + ("" if _rwku_score(run, runs, slugs) is None else f" (RWKU score {_rwku_score(run, runs, slugs):.1f})")
+        curves.append(Curve(label, colors[run.label], [get_path(s, FORGET) for _, s in points],
                             [s for _, s in points], [str(k) for k, _ in points]))
     return curves
 
@@ -245,7 +259,8 @@ def _sweep_curves(runs: Sequence[Run], slugs: Sequence[str], colors: Mapping[str
         summaries = [r.mean(slugs) for r in members]
         curves.append(Curve(f"{_family_name(members[0], runs)}: {', '.join(SYMBOLS.get(k, k) for k in keys)} sweep",
                             colors[(plain or members[0]).label], [get_path(s, FORGET) for s in summaries], summaries,
-                            [", ".join(_format_value(k, v) for k, v in zip(keys, values[r.label])) for r in members],
+                            [_scored(", ".join(_format_value(k, v) for k, v in zip(keys, values[r.label])),
+                                     _rwku_score(r, runs, slugs)) for r in members],
                             dashed=True, marker="s", note_offset=(3, -9)))
     return curves
 
