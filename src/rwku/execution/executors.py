@@ -8,6 +8,7 @@ fails never stops the others.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import traceback
 from dataclasses import dataclass
@@ -72,26 +73,106 @@ class LocalExecutor:
             done(task, output, failure, f"local pid {os.getpid()}")
 
 
-def ray_compute(task: UnitTask, max_retries: int, threads: int | None) -> tuple[UnitOutput | None, Failure | None, str]:
-    """The body of a Ray task: compute one unit where Ray placed it; return its files (no shared disk needed)."""
+def ray_compute(task: UnitTask, job: Any, max_retries: int, threads: int | None) -> tuple[UnitOutput | None, Failure | None, str]:
+    """The body of a Ray task: compute one unit where Ray placed it; return its files (no shared disk needed).
+
+    The job travels apart from its task (``job``: Ray resolves the object it was put as), so a job whose data is
+    large is sent once per run, not once per unit.
+    """
     import platform
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    output, failure = compute_with_retries(task, no_progress, max_retries)
+    output, failure = compute_with_retries(dataclasses.replace(task, job=job), no_progress, max_retries)
     gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     return output, failure, f"{platform.node()} pid {os.getpid()}" + (f" gpu {gpus}" if gpus else "")
+
+
+#: Ray reads this once, when it is imported: ``0`` makes a cluster on this machine listen on 127.0.0.1 only.
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise RwkuError("--executor ray needs Ray: pip install 'rwku[ray]'") from exc
+    return ray
+
+
+def start_local_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> Any:
+    """Start a Ray cluster on this machine, reachable from this machine only; return the ``ray`` module.
+
+    ``num_cpus`` and ``num_gpus`` are what the cluster offers (every CPU and GPU of this machine by default).
+
+    Without ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` Ray's processes on Linux listen on every interface at the
+    address it guesses is this machine's. The variable is set before ``ray`` is imported (Ray reads it into a
+    constant then, and the processes the cluster starts inherit it); where ``ray`` was imported earlier, its constant
+    is set too. Both are put back once the cluster is up. ``address="local"`` never joins a cluster named by
+    ``RAY_ADDRESS`` or one left running by ``ray start``; no dashboard. A cluster whose address is not the loopback
+    one is shut down again: an error, not a cluster that others can reach.
+    """
+    previous = os.environ.get(LOOPBACK_ONLY)
+    os.environ[LOOPBACK_ONLY] = "0"
+    ray = import_ray()
+    from ray._private import ray_constants
+
+    enabled = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = enabled
+        if previous is None:
+            os.environ.pop(LOOPBACK_ONLY, None)
+        else:
+            os.environ[LOOPBACK_ONLY] = previous
+    address = ray.util.get_node_ip_address()
+    if address not in ("127.0.0.1", "::1"):
+        ray.shutdown()
+        raise RwkuError(f"--executor ray: the local Ray cluster came up on {address}, not 127.0.0.1; it was shut down")
+    return ray
+
+
+def ray_failure(exc: Exception, max_retries: int) -> Failure:
+    """A unit whose Ray task ended in ``exc`` instead of returning: its worker (or node) died on every try, Ray
+    having retried it ``max_retries`` times, or the task itself raised what a unit never returns (arguments that
+    could not be loaded there, SystemExit): that is not retried."""
+    from ray.exceptions import RayTaskError
+
+    if isinstance(exc, RayTaskError):
+        cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+        return Failure(describe(cause), str(exc), 1)
+    return Failure(describe(exc), traceback.format_exc(), max_retries + 1)
+
+
+def cancel(ray: Any, refs: Sequence[Any]) -> None:
+    """Cancel Ray tasks, queued or running (a running one's worker is killed); one that cannot be cancelled (it
+    finished meanwhile) is left."""
+    for ref in refs:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # noqa: BLE001 - cancelling is best effort: the error that ended the run is the one raised
+            pass
 
 
 @dataclass
 class RayExecutor:
     """One Ray task per unit, with the resources a unit asks for; Ray places them (one per GPU by default).
 
-    ``address`` is ``None`` to start a local cluster that sees every GPU of this machine, ``auto`` to join a running
-    one, or ``ray://host:port``. A worker that dies is retried by Ray itself (``max_retries`` times); a unit that
-    raises is retried inside its task. "Before" units are handed out first (the plan orders them so).
+    ``address`` is ``None`` to start a cluster on this machine that sees every GPU of it (``num_cpus`` CPUs, every
+    CPU by default) and listens on 127.0.0.1 only, ``auto`` to join a running one, or ``ray://host:port``. Where this
+    process is connected to Ray already, that cluster is used and left running. A cluster the executor started is
+    shut down when its ``run`` ends (a cluster it joined, disconnected from).
+
+    Each unit asks ``cpus_per_unit`` CPUs and ``gpus_per_unit`` GPUs; with GPUs, each unit gets a worker process of
+    its own (a process keeps the GPU it first used). A worker that dies (killed by the system, out of memory) is
+    retried by Ray itself, ``max_retries`` times; a unit that raises is retried inside its task. Results travel back
+    to the driver, which writes them: no shared disk is needed. Ctrl-C, or any error on the driver, cancels every
+    unit still queued or running. "Before" units are handed out first (the plan orders them so).
     """
 
     address: str | None = None
@@ -99,38 +180,50 @@ class RayExecutor:
     cpus_per_unit: float = 1.0
     max_retries: int = 1
     threads_per_unit: int | None = None
+    num_cpus: int | None = None
     name: str = "ray"
 
-    def start(self) -> Any:
-        try:
-            import ray
-        except ImportError as exc:
-            raise RwkuError("--executor ray needs Ray: pip install 'rwku[ray]'") from exc
-        if not ray.is_initialized():
-            if self.address is None:
-                os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local cluster binds to 127.0.0.1 only
-                ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-            else:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        return ray
+    def connect(self) -> tuple[Any, bool]:
+        """``ray``, connected; and whether this call connected it (then ``run`` shuts it down at its end)."""
+        ray = import_ray()
+        if ray.is_initialized():
+            return ray, False
+        if self.address is None:
+            return start_local_ray(self.num_cpus), True
+        ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+        return ray, True
 
     def run(self, tasks: Sequence[UnitTask], progress: ProgressFactory, done: Done) -> None:
         if not tasks:
             return
-        ray = self.start()
-        remote = ray.remote(ray_compute).options(num_cpus=self.cpus_per_unit, num_gpus=self.gpus_per_unit,
-                                                 max_retries=self.max_retries, retry_exceptions=False)
-        pending = {remote.remote(task, self.max_retries, self.threads_per_unit): task for task in tasks}
+        ray, started = self.connect()
         try:
+            self.compute(ray, tasks, done)
+        finally:
+            if started:
+                ray.shutdown()
+
+    def compute(self, ray: Any, tasks: Sequence[UnitTask], done: Done) -> None:
+        # options on the remote function itself: a GPU unit then gets a fresh worker (Ray's max_calls=1 for GPUs)
+        remote = ray.remote(num_cpus=self.cpus_per_unit, num_gpus=self.gpus_per_unit, max_retries=self.max_retries,
+                            retry_exceptions=False)(ray_compute)
+        jobs: dict[int, Any] = {}
+        pending: dict[Any, UnitTask] = {}
+        try:
+            for task in tasks:
+                if id(task.job) not in jobs:
+                    jobs[id(task.job)] = ray.put(task.job)
+                ref = remote.remote(dataclasses.replace(task, job=None), jobs[id(task.job)], self.max_retries,
+                                    self.threads_per_unit)
+                pending[ref] = task
             while pending:
                 finished, _ = ray.wait(list(pending), num_returns=1)
                 task = pending.pop(finished[0])
                 try:
                     output, failure, where = ray.get(finished[0])
-                except Exception as exc:  # the worker died more often than Ray retries it
-                    output, failure, where = None, Failure(describe(exc), traceback.format_exc(), self.max_retries + 1), "ray"
+                except Exception as exc:  # noqa: BLE001 - the task did not return: recorded as the unit's failure
+                    output, failure, where = None, ray_failure(exc, self.max_retries), "ray"
                 done(task, output, failure, where)
         except BaseException:  # Ctrl-C, or a failure that ends the run: stop what is still queued or running
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            cancel(ray, list(pending))
             raise
