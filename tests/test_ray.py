@@ -47,15 +47,23 @@ UNITS = [f"{run}/{slug}" for run in ("before", "icu", "ga-lora") for slug in ("1
 
 @dataclass
 class ProbedJob(UnlearnJob):
-    """An unlearning job whose units say what they did: each computation appends its unit's name to ``log``; the
-    unit named ``fail`` raises every time; the unit named ``kill`` kills its own worker process the first time
-    (``marker`` records that it did); the units in ``sleep`` sleep two minutes first."""
+    """An unlearning job whose units say what they did: each computation appends its unit's name to ``log`` (and
+    each load of the job in a worker a line to ``<log>.loads``); the unit named ``fail`` raises every time; the unit
+    named ``kill`` kills its own worker process the first time (``marker`` records that it did); the units in
+    ``sleep`` sleep two minutes first."""
 
     log: str = ""
     fail: str = ""
     kill: str = ""
     marker: str = ""
     sleep: tuple[str, ...] = ()
+
+    def __setstate__(self, state):
+        """Unpickled (in a worker): noted in ``<log>.loads``, one line per load."""
+        self.__dict__.update(state)
+        if self.log:
+            with open(self.log + ".loads", "a") as file:
+                file.write(f"{os.getpid()}\n")
 
     def compute(self, task, progress):
         with open(self.log, "a") as file:
@@ -89,6 +97,10 @@ def stored(out: Path, unit: str) -> bool:
 def failures(out: Path) -> dict:
     path = out / "failures.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def compared(summary: dict) -> dict:
+    return {key: value for key, value in summary.items() if key not in NOT_COMPARED}
 
 
 def ray_executor(**options) -> RayExecutor:
@@ -135,7 +147,7 @@ def test_a_cluster_the_executor_starts_listens_on_loopback_only_and_is_shut_down
 
     monkeypatch.setattr(executors, "start_local_ray", recording)
     out = tmp_path / "eval"
-    code, stdout, err = cli("eval", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--sets", "forget",
+    code, _, err = cli("eval", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--sets", "forget",
                             "--limit", "1", "--device", "cpu", "--threads", "1", "--executor", "ray", "--out", str(out))
     assert code == 0, err
     assert seen["node"] == "127.0.0.1" and seen["gcs"].startswith("127.0.0.1:"), seen
@@ -177,17 +189,17 @@ def test_ray_stores_the_same_units_as_the_local_executor(cluster, tiny_model_dir
     _, ray_rows = run_unlearn(make_job(tiny_model_dir, tmp_path / "ray", log=str(tmp_path / "ray.log")), executor=ray_executor(),
                               on_unit=lambda task, summary, reused, at: where.update({task.name: at}))
     assert sorted(where) == sorted(UNITS) and not any(f"pid {os.getpid()}" in at for at in where.values())
+    loads = computed(tmp_path / "ray.log.loads")  # the job travels once per run and is loaded once per worker
+    assert len(loads) == len(set(loads)) <= 2, loads
     for unit in UNITS:
         local, remote = tmp_path / "local" / unit, tmp_path / "ray" / unit
         assert json.loads((remote / "items.json").read_text()) == json.loads((local / "items.json").read_text()), unit
-        summaries = [json.loads((folder / "summary.json").read_text()) for folder in (local, remote)]
-        assert summaries[1]["provenance"]["executor"] == "ray" and summaries[0]["provenance"]["executor"] == "local"
-        assert [{k: v for k, v in s.items() if k not in NOT_COMPARED} for s in summaries][0] == \
-               [{k: v for k, v in s.items() if k not in NOT_COMPARED} for s in summaries][1], unit
-    assert (tmp_path / "ray" / "ga-lora" / "1_Isaac_Newton" / "train_log.json").read_text() == \
-           (tmp_path / "local" / "ga-lora" / "1_Isaac_Newton" / "train_log.json").read_text()
-    strip = lambda rows: {run: {k: v for k, v in row.items() if k not in NOT_COMPARED} for run, row in rows.items()}  # noqa: E731
-    assert strip(ray_rows) == strip(local_rows)
+        local_summary, ray_summary = (json.loads((folder / "summary.json").read_text()) for folder in (local, remote))
+        assert (local_summary["provenance"]["executor"], ray_summary["provenance"]["executor"]) == ("local", "ray")
+        assert compared(ray_summary) == compared(local_summary), unit
+    log = Path("ga-lora", "1_Isaac_Newton", "train_log.json")
+    assert (tmp_path / "ray" / log).read_text() == (tmp_path / "local" / log).read_text()
+    assert {run: compared(row) for run, row in ray_rows.items()} == {run: compared(row) for run, row in local_rows.items()}
 
 
 def test_a_failing_unit_is_retried_then_recorded_and_a_rerun_computes_only_it(cluster, tiny_model_dir, tmp_path):

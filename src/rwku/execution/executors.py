@@ -73,11 +73,27 @@ class LocalExecutor:
             done(task, output, failure, f"local pid {os.getpid()}")
 
 
-def ray_compute(task: UnitTask, job: Any, max_retries: int, threads: int | None) -> tuple[UnitOutput | None, Failure | None, str]:
+#: In a Ray worker: the jobs of the run it last served, by the object id they were put as (read once per worker).
+_WORKER_JOBS: dict[str, list[Any]] = {}
+
+
+def worker_jobs(ref: Any) -> list[Any]:
+    """The run's jobs, loaded from the object store the first time this worker needs them, then kept."""
+    key = ref.hex()
+    if key not in _WORKER_JOBS:
+        import ray
+
+        _WORKER_JOBS.clear()  # the jobs of an earlier run
+        _WORKER_JOBS[key] = ray.get(ref)
+    return _WORKER_JOBS[key]
+
+
+def ray_compute(task: UnitTask, jobs: list[Any], index: int, max_retries: int,
+                threads: int | None) -> tuple[UnitOutput | None, Failure | None, str]:
     """The body of a Ray task: compute one unit where Ray placed it; return its files (no shared disk needed).
 
-    The job travels apart from its task (``job``: Ray resolves the object it was put as), so a job whose data is
-    large is sent once per run, not once per unit.
+    The task travels without its job: ``jobs`` holds the reference of the run's jobs, put once in the object store
+    (their shared data pickled once), and ``index`` says which is the task's. Each worker loads them once.
     """
     import platform
 
@@ -85,6 +101,7 @@ def ray_compute(task: UnitTask, job: Any, max_retries: int, threads: int | None)
         import torch
 
         torch.set_num_threads(threads)
+    job = worker_jobs(jobs[0])[index]
     output, failure = compute_with_retries(dataclasses.replace(task, job=job), no_progress, max_retries)
     gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     return output, failure, f"{platform.node()} pid {os.getpid()}" + (f" gpu {gpus}" if gpus else "")
@@ -207,13 +224,15 @@ class RayExecutor:
         # options on the remote function itself: a GPU unit then gets a fresh worker (Ray's max_calls=1 for GPUs)
         remote = ray.remote(num_cpus=self.cpus_per_unit, num_gpus=self.gpus_per_unit, max_retries=self.max_retries,
                             retry_exceptions=False)(ray_compute)
-        jobs: dict[int, Any] = {}
+        jobs: dict[int, Any] = {id(task.job): task.job for task in tasks}  # the run's jobs, in order
+        index = {key: i for i, key in enumerate(jobs)}
         pending: dict[Any, UnitTask] = {}
         try:
+            # one object for the run's jobs: sent once, not with every unit (a job with the full data pickles to
+            # ~170 MB), the data they share pickled once; in a list, so that Ray hands the task the reference
+            shared = [ray.put(list(jobs.values()))]
             for task in tasks:
-                if id(task.job) not in jobs:
-                    jobs[id(task.job)] = ray.put(task.job)
-                ref = remote.remote(dataclasses.replace(task, job=None), jobs[id(task.job)], self.max_retries,
+                ref = remote.remote(dataclasses.replace(task, job=None), shared, index[id(task.job)], self.max_retries,
                                     self.threads_per_unit)
                 pending[ref] = task
             while pending:
