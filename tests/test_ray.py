@@ -1,6 +1,8 @@
 """The Ray executor on a local 2-CPU cluster that listens on 127.0.0.1 only: the same stored results as the local
-executor, a failing unit retried then recorded while the others finish, a worker killed mid-unit, "before" computed
-once and nothing on a rerun, Ctrl-C cancelling what runs, and a cluster the executor starts itself shut down.
+executor (the job loaded once per worker), a failing unit retried then recorded while the others finish, a worker
+killed mid-unit, "before" computed once and nothing on a rerun, GPU units never sharing a worker, Ctrl-C cancelling
+what runs, and a cluster the executor starts itself listening on loopback only and shut down at the end (that test
+runs first, before the module's shared cluster starts).
 
 Units run in Ray worker processes, where pytest's monkeypatch does not reach: faults are injected by a job subclass
 (:class:`ProbedJob`) that travels with the units. Without Ray the module is skipped, except where
