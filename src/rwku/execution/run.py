@@ -15,6 +15,7 @@ from rwku.evaluation.context import ProgressFactory, no_progress
 from rwku.execution.executors import Executor, Failure, LocalExecutor
 from rwku.execution.plan import Plan, UnitTask
 from rwku.execution.store import UnitOutput, aggregate_run, clear_failure, record_failure, write_unit
+from rwku.models.loading import prepare_model
 
 #: ``on_unit(task, summary, reused, where)``: a unit was stored (or found stored: ``reused``) by ``where``.
 OnUnit = Callable[[UnitTask, dict, bool, str], None]
@@ -43,6 +44,8 @@ def execute(plan: Plan, executor: Executor | None = None, progress: ProgressFact
             if on_unit is not None:
                 on_unit(task, task.store(plan.out).load_summary(task.slug) or {}, True, "stored")
     to_run = plan.to_run()
+    for spec in sorted({task.job.model for task in to_run}):
+        prepare_model(spec)
     with progress(f"units ({executor.name})", len(to_run)) as advance:
         def done(task: UnitTask, output: UnitOutput | None, failure: Failure | None, where: str) -> None:
             if output is not None:

@@ -150,6 +150,13 @@ def load_pretrained(location: str, dtype: Any) -> tuple[Any, Any]:
     return tokenizer, model
 
 
+def prepare_model(spec: str) -> None:
+    """Do once what loading ``spec`` would otherwise do in every process: the default model's conversion (with Ray,
+    every worker would convert it at the same time)."""
+    if spec == DEFAULT_MODEL:
+        converted_default_model()
+
+
 def check_model_spec(spec: str) -> None:
     """Refuse a model that cannot be loaded, without loading it: a missing path, a file that is not a GGUF, the
     default model without its package (a hub id is only known by trying)."""
