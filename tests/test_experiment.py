@@ -133,3 +133,14 @@ def test_cli_unlearn_eval_epochs_stores_each_epoch(tiny_model_dir, tmp_path, mon
     unit = tmp_path / "run" / "ga-lora" / "1_Isaac_Newton"
     assert sorted(p.name for p in (unit / "epochs").iterdir()) == ["1", "2"]
     assert json.loads((unit / "summary.json").read_text())["config"]["eval_epochs"] is True
+
+
+def test_seeds_run_each_job_once_per_seed_named_by_it(tmp_path):
+    experiment = load_experiment(write(tmp_path, base(tmp_path, grids=[
+        {"name": "seeds", "methods": ["icu", "ga"], "seeds": [1, 2]}])))
+    jobs = [planned.job for planned in experiment.jobs]
+    assert [job.run_name("ga") for job in jobs] == ["ga-lora-seed1", "ga-lora-seed2"]
+    assert [job.settings("ga").train.seed for job in jobs] == [1, 2]
+    assert {job.run_name("icu") for job in jobs} == {"icu"}  # ICU takes no seed: one run, planned once
+    with pytest.raises(RwkuError, match="unknown hyper-parameter 'seed'"):
+        load_experiment(write(tmp_path, base(tmp_path, grids=[{"name": "s", "methods": ["icu"], "seeds": [1]}])))

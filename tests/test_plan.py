@@ -257,3 +257,12 @@ def test_gpu_memory_estimates_follow_model_size_mode_and_reference():
     assert unit_memory_gib(task("npo")) == pytest.approx(5 * weights)  # and the frozen reference
     assert unit_memory_gib(task("npo", "lora")) < 1.1 * weights
     assert unit_memory_gib(task(None, dtype="float32")) == pytest.approx(2 * weights)
+
+
+def test_seed_names_the_runs_so_seeds_share_one_folder(tiny_model_dir, tmp_path, cli):
+    args = ["unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "icu,ga", "--preset", "none",
+            "--sets", "forget", "--limit", "1", "--device", "cpu", "--out", str(tmp_path / "out"), "--seed", "3", "--dry-run"]
+    code, stdout, err = cli(*args)
+    assert code == 0, err
+    text = " ".join(stdout.split())
+    assert "ga-lora-seed3 │ 1" in text and "icu │ 1" in text and "seed 3 (sweep)" in text

@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from report_fixtures import TARGETS, VALUES, config, make_folder, summary, write_unit
+from report_fixtures import TARGETS, VALUES, config, items, make_folder, summary, write_unit
 
 from rwku.errors import RwkuError
 from rwku.report.build import ReportOptions, build_report
@@ -207,3 +207,18 @@ def test_targets_with_nothing_to_forget_are_left_out_of_the_rwku_score_and_count
     assert ga["rwku_score.score"].value == pytest.approx(100 * 3 / (2 + 1 + 1))  # Ann only: efficacy 0.5
     assert ga["rwku_score.score"].low is None  # one target: no interval
     assert "RWKU score: 1 of 2 target(s) left out" in table.note
+
+
+def test_runs_that_differ_only_in_their_seed_are_one_row_over_seeds_and_targets(tmp_path):
+    folder = make_folder(tmp_path / "exp", {"before": VALUES["before"]})
+    seeds = {1: {"1_Ann_A": 10.0, "2_Bob_B": 20.0, "3_Cy_C": 30.0}, 2: {"1_Ann_A": 14.0, "2_Bob_B": 24.0}}
+    for seed, per_target in seeds.items():
+        for slug, forget in per_target.items():
+            unit = summary({"forget.All": forget}, config("ga", sweep={"seed": seed}), [TARGETS[slug]])
+            write_unit(folder / f"ga-lora-seed{seed}" / slug, unit, items(TARGETS[slug], ["x", "y", "z"], [0, 0, 0], fm=[-1.0], rm=[-1.0]))
+    table = build_table1(collect_runs([folder]))
+    assert [run.label for run, _ in table.rows] == ["before", "ga-lora (2 seeds)"]
+    forget = dict(zip([c.path for c in COLUMNS], table.rows[1][1]))["forget.All"]
+    assert table.slugs == ["1_Ann_A", "2_Bob_B"]  # the targets every seed has
+    assert forget.value == pytest.approx((10 + 20 + 14 + 24) / 4)  # over seeds × targets
+    assert forget.low is not None and forget.low < forget.value < forget.high

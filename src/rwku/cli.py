@@ -252,6 +252,7 @@ def unlearn_command(
     save_model: bool = typer.Option(False, "--save-model", help="Also write each unlearned model (or adapter)."),
     force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
     eval_epochs: bool = typer.Option(False, "--eval-epochs", help="Also evaluate after every epoch (trade-off curves in rwku report)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Training seed; the runs are named by it (ga-lora-seed1), so several seeds share one --out and rwku report pools them."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the settings and the plan (stored units, units to run and why) and stop."),
     executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
@@ -284,7 +285,7 @@ def unlearn_command(
         preset=preset_name, preset_reason=preset_reason, overrides=parsed, config_file=config_file,
         corpus_source=corpus, sets=parse_sets(sets), limit=limit, batch_size=batch_size,
         protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device, dtype=dtype,
-        save_model=save_model, eval_epochs=eval_epochs, out=out,
+        save_model=save_model, eval_epochs=eval_epochs, out=out, sweep={"seed": seed} if seed is not None else {},
     )
     check_job(job)
     print_settings(job)

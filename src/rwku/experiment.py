@@ -13,7 +13,8 @@ reused when the experiment is run again (resume); all jobs' units form one plan 
        {"name": "batch",   "methods": ["ga", "npo"], "modes": ["full"], "batch_sizes": [10, 20, 30, 40, 50]},
        {"name": "layers",  "methods": ["npo"], "modes": ["full"], "layer_windows": ["0-8", "8-16", "16-24"]}]}
 
-``batch_sizes`` runs the batch setting on the first N selected targets for each N (paper Fig. 5);
+``seeds`` runs each job once per training seed (``ga-lora-seed1`` ...; the report pools them into one row with its
+interval over seeds × targets); ``batch_sizes`` runs the batch setting on the first N selected targets for each N (paper Fig. 5);
 ``layer_windows`` trains only those decoder layers (Fig. 7); ``sweep`` runs one job per value, named by it
 (``repe-alpha0.5``: Fig. 3's RepE strengths); ``eval_epochs`` stores an evaluation after every epoch (Fig. 3).
 """
@@ -51,7 +52,7 @@ EXPERIMENT_KEYS: dict[str, Any] = {
 #: Keys of one grid and their defaults.
 GRID_KEYS: dict[str, Any] = {
     "name": REQUIRED, "methods": REQUIRED, "modes": ["lora"], "setting": "single", "targets": None, "eval_epochs": False,
-    "set": {}, "sweep": {}, "batch_sizes": None, "layer_windows": None,
+    "set": {}, "sweep": {}, "seeds": None, "batch_sizes": None, "layer_windows": None,
 }
 
 
@@ -141,12 +142,14 @@ def check_run_names(jobs: list[PlannedJob], path: Path) -> None:
 def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) -> list[PlannedJob]:
     """methods × modes × layer windows × sweep values × batch sizes -> jobs (one per mode/window/value/size)."""
     methods = parse_methods(grid["methods"])
-    check_known_keys([METHODS[m] for m in methods], {"set": grid["set"], "sweep": grid["sweep"]})
+    check_known_keys([METHODS[m] for m in methods], {"set": grid["set"], "sweep": grid["sweep"],
+                                                      "seeds": {"seed": grid["seeds"]} if grid["seeds"] else {}})
     preset, preset_reason = choose_preset(settings["preset"], settings["model"])
     targets = data.select(str(grid["targets"] or settings["targets"]))
     windows = [parse_range(w) for w in as_list(grid["layer_windows"])] if grid["layer_windows"] else [None]
-    sweep_keys = list(grid["sweep"])
-    sweep_values = list(itertools.product(*(as_list(grid["sweep"][k]) for k in sweep_keys))) if sweep_keys else [()]
+    sweep = {**grid["sweep"], **({"seed": [int(s) for s in as_list(grid["seeds"])]} if grid["seeds"] else {})}
+    sweep_keys = list(sweep)
+    sweep_values = list(itertools.product(*(as_list(sweep[k]) for k in sweep_keys))) if sweep_keys else [()]
     sizes: list[int | None] = [int(n) for n in grid["batch_sizes"]] if grid["batch_sizes"] else [None]
     too_many = [n for n in sizes if n is not None and not 1 <= n <= len(targets)]
     if too_many:

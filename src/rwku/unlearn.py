@@ -90,10 +90,16 @@ class UnlearnJob:
         return resolve_settings(METHODS[method], self.mode.mode, self.setting, self.preset, self.overrides,
                                 self.config_file, self.sweep)
 
+    def swept(self, method: str) -> dict[str, Any]:
+        """The swept values this method takes (a grid sweeping RepE's alpha leaves GA's runs as they are)."""
+        keys = self.settings(method).keys()
+        return {key: value for key, value in self.sweep.items() if key in keys}
+
     def run_name(self, method: str) -> str:
-        """``ga-lora``, ``npo-full-layers4-8``, ``repe-alpha0.5``, ``rt-full-batch``: one folder per variant."""
+        """``ga-lora``, ``npo-full-layers4-8``, ``repe-alpha0.5``, ``ga-lora-seed2``, ``rt-full-batch``: one folder
+        per variant."""
         name = method if not METHODS[method].trains else f"{method}-{self.mode.label}"
-        name += "".join(f"-{key}{value}" for key, value in self.sweep.items())
+        name += "".join(f"-{key}{value}" for key, value in self.swept(method).items())
         return name + ("-batch" if self.setting == "batch" else "")
 
     def eval_config(self) -> dict[str, Any]:
@@ -108,8 +114,8 @@ class UnlearnJob:
                                   "setting": self.setting, "preset": self.preset, **self.settings(method).as_config()}
         if METHODS[method].trains:
             config["corpus"] = {"source": self.corpus_source, **config.get("corpus", {})}
-        if self.sweep:
-            config["sweep"] = dict(self.sweep)
+        if self.swept(method):
+            config["sweep"] = self.swept(method)
         if epochs:
             config["eval_epochs"] = True
         return config

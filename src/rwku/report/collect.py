@@ -65,6 +65,7 @@ class Run:
     folder: Path
     units: dict[str, Unit]
     epochs: dict[str, dict[int, Unit]] = field(default_factory=dict)
+    seeds: list["Run"] = field(default_factory=list)  # a Table-1 row pooling one configuration's runs over seeds
 
     @property
     def config(self) -> dict[str, Any]:
@@ -97,7 +98,12 @@ class Run:
 
     @property
     def sweep(self) -> dict[str, Any]:
-        return dict(self.config.get("sweep") or {})
+        """Swept values, the seed aside (runs that differ only in their seed are one configuration)."""
+        return {k: v for k, v in (self.config.get("sweep") or {}).items() if k != "seed"}
+
+    @property
+    def seed(self) -> Any:
+        return (self.config.get("sweep") or {}).get("seed")
 
     def setting_value(self, key: str) -> Any:
         """A training, corpus or method setting of the run (``epochs``, ``alpha`` ...), or None."""

@@ -3,7 +3,8 @@
 Best and second-best cells are marked per column in the column's direction (forget ↓, neighbour ↑, FM ↑, RM ↓,
 utility ↑, RWKU score ↑), among the unlearning runs only (``before`` is the reference, never ranked). Ranks are
 decided on the printed one-decimal values, so two cells that read the same are marked the same. Every mean has a
-95% bootstrap confidence interval over the targets (1,000 resamples, fixed seed), shown as ±.
+95% bootstrap confidence interval over the targets (1,000 resamples, fixed seed), shown as ±; runs that differ only
+in their training seed are one row, its mean and interval over seeds × targets.
 """
 
 from __future__ import annotations
@@ -58,8 +59,33 @@ def bootstrap_interval(values: Sequence[float], samples: int = BOOTSTRAP_SAMPLES
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def pool_seeds(runs: Sequence[Run]) -> list[Run]:
+    """Runs that differ only in their seed (a grid's ``seeds``, ``rwku unlearn --seed``) become one row over them all,
+    labelled by the first with its seed suffix replaced; other runs stay as they are."""
+    pooled: list[Run] = []
+    groups: dict[tuple, Run] = {}
+    for run in runs:
+        if run.seed is None:
+            pooled.append(run)
+            continue
+        group = (run.folder, run.method, run.mode, run.setting, run.layers, tuple(sorted(run.sweep.items())))
+        if group not in groups:
+            label = run.label.replace(f"-seed{run.seed}", "")
+            groups[group] = Run(label=label, name=run.name, folder=run.folder, units={}, seeds=[])
+            pooled.append(groups[group])
+        groups[group].seeds.append(run)
+    for row in groups.values():
+        common = set.intersection(*(set(r.units) for r in row.seeds))
+        row.units = {slug: unit for slug, unit in row.seeds[0].units.items() if slug in common}
+        row.label = f"{row.label} ({len(row.seeds)} seeds)" if len(row.seeds) > 1 else row.seeds[0].label
+    return pooled
+
+
 def target_values(run: Run, before: Run | None, slugs: Sequence[str], column: Column) -> list[float]:
-    """The column's value on each target that has one (the RWKU score against the run's own "before")."""
+    """The column's value on each target that has one (the RWKU score against the run's own "before"); a row pooling
+    seeds gives one value per seed and target."""
+    if run.seeds:
+        return [v for member in run.seeds for v in target_values(member, before, slugs, column)]
     values = []
     for slug in slugs:
         summary = run.units[slug].summary
@@ -121,7 +147,7 @@ def is_table_row(run: Run, variants: bool = False) -> bool:
 
 def build_table1(runs: Sequence[Run], variants: bool = False) -> Table1:
     """Rows in the given order; batch-setting runs pool targets and are drawn in the batch figure instead."""
-    rows = [r for r in runs if is_table_row(r, variants)]
+    rows = pool_seeds([r for r in runs if is_table_row(r, variants)])
     if not rows:
         raise RwkuError("no single-target run to tabulate (only batch-setting or variant runs; try --table-variants)")
     slugs, extra = shared_slugs(rows)
