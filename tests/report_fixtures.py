@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,18 @@ def make_folder(root: Path, values=VALUES, outputs=("Springfield!", "a writer", 
                                                       fm=[-1.0, -2.0], rm=[-3.0, -1.5]))
         write_unit(root / run, {"method": run, "forget": {"All": 0.0}, "n_targets": len(per_target)})  # a run mean
     return root
+
+
+def write_memorization(folder: Path, model: str = "tiny") -> Path:
+    """A hand-made memorization result for the report fixtures' targets."""
+    rows = [{"model": model, "source": s, "id": f"{s}:{i}", "target": t, "tokens": 32, "em": em, "nll": nll}
+            for s, t, i, em, nll in (("rwku", "1_Ann_A", 0, 0.8, 0.5), ("rwku", "1_Ann_A", 1, 0.6, 1.0),
+                                     ("rwku", "2_Bob_B", 0, 0.2, 3.0), ("unseen", None, 0, 0.1, 4.0))]
+    payload = {"window": 32, "models": {model: {
+        "sources": {"rwku": {"em": 0.5333, "nll": 1.5, "count": 3}, "unseen": {"em": 0.1, "nll": 4.0, "count": 1}},
+        "targets": {"1_Ann_A": {"number": 1, "name": "Ann A", "em": 0.7, "nll": 0.75, "count": 2},
+                    "2_Bob_B": {"number": 2, "name": "Bob B", "em": 0.2, "nll": 3.0, "count": 1}}}}}
+    folder.mkdir(parents=True)
+    (folder / "texts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "memorization.json").write_text(json.dumps(payload))
+    return folder

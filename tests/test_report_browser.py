@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from report_fixtures import TARGETS, config, make_folder, summary, write_unit
+from report_fixtures import TARGETS, config, make_folder, summary, write_memorization, write_unit
 
 from rwku.report.build import ReportOptions, build_report
 
@@ -56,6 +56,7 @@ def test_html_report_in_headless_chromium(tmp_path):
 
     folder = make_folder(tmp_path / "exp")
     add_epochs_and_batches(folder)
+    write_memorization(folder / "memorization")
     report = build_report([folder], tmp_path / "report", ReportOptions())
     assert {"attack_types", "trade_off", "batch_targets", "mia_roc", "per_target"} <= set(report.figures)
     problems: list[str] = []
@@ -87,6 +88,15 @@ def test_html_report_in_headless_chromium(tmp_path):
             page.fill("#case-search", "no such text anywhere")
             assert rows.count() == 0
             page.fill("#case-search", "")
+
+            # memorization: best known target first; a click on a header sorts, a second click reverses
+            first = "#knowledge-table tbody tr:first-child td:first-child"
+            assert page.locator("#memorization-table tbody tr").count() == 2 and page.inner_text(first) == "1_Ann_A"
+            page.click("#knowledge-table thead th:nth-child(3)")
+            assert page.inner_text(first) == "1_Ann_A"
+            page.click("#knowledge-table thead th:nth-child(3)")
+            assert page.inner_text(first) == "2_Bob_B"
+            assert "knowledge EM" in page.locator("#per-target-table thead").inner_text()
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         finally:

@@ -347,7 +347,7 @@ def experiment_command(
 
 @app.command("report")
 def report_command(
-    runs: list[Path] = typer.Argument(..., help="Folders written by rwku unlearn, experiment or eval."),
+    runs: list[Path] = typer.Argument(..., help="Folders written by rwku unlearn, experiment or eval (and rwku memorization: its section)."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder: index.html, table1.*, figures/, per_target.csv."),
     select: list[str] = typer.Option([], "--runs", help="Keep only runs whose label matches this glob (e.g. '*-lora'); repeatable."),
     utility: str = typer.Option("utility.Gen", "--utility", help="Utility column of the trade-off, batch and layer figures."),
@@ -368,14 +368,100 @@ def report_command(
                             title=title)
     with console.status("building the report") as status:
         report = build_report(runs, out, options, progress=lambda text: status.update(text))
-    table = table1(f"Table 1 · mean over {len(report.table.slugs)} shared target(s)", "run")
-    for run, cells in report.table.rows:
-        table.add_row(run.label, *[f"[bold]{c.text}[/]" if c.rank == 1 else f"[underline]{c.text}[/]" if c.rank == 2
-                                   else c.text for c in cells])
-    table.caption = report.table.note or None
-    Console(width=max(console.width, 150)).print(table)
+    if report.table is not None:
+        table = table1(f"Table 1 · mean over {len(report.table.slugs)} shared target(s)", "run")
+        for run, cells in report.table.rows:
+            table.add_row(run.label, *[f"[bold]{c.text}[/]" if c.rank == 1 else f"[underline]{c.text}[/]" if c.rank == 2
+                                       else c.text for c in cells])
+        table.caption = report.table.note or None
+        Console(width=max(console.width, 150)).print(table)
     console.print(f"figures: {', '.join(report.figures) or 'none (no data to draw)'}")
     console.print(f"report: {out / 'index.html'} ({len(report.files)} files)")
+
+
+@app.command("memorization")
+def memorization_command(
+    model: list[str] = typer.Option(["smollm2-135m"], "--model", "-m", help="Hub id, local folder, .gguf file, or smollm2-135m; repeat for one figure panel per model."),
+    data: list[str] = typer.Option([], "--data", "-d", help=DATA_HELP + " Its targets' passages are the rwku source."),
+    targets: str = typer.Option("all", "--targets", "-t", help="Targets whose passages are scored: 1, 1-20, 'Stephen King', all."),
+    source: list[str] = typer.Option([], "--source", help="NAME=FILE: more texts to score (.txt one a line, .jsonl with a 'text' field); repeatable."),
+    unseen: bool = typer.Option(True, "--unseen/--no-unseen", help="Score the shipped fictional passages (the unseen source)."),
+    window: int = typer.Option(128, "--window", min=2, help="Tokens per text: each is cut to its first W tokens so sources compare fairly."),
+    min_tokens: Optional[int] = typer.Option(None, "--min-tokens", min=2, help="Leave out texts shorter than this (default: the window, so every text is scored on W tokens)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N texts of each source (rwku: of each target)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: memorization.json, texts.jsonl, fig1_memorization.png/.svg."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
+) -> None:
+    """What the model knows (paper Fig. 1): exact memorization and NLL per text, per source and per target."""
+    from rwku.knowledge.memorization import (
+        MemorizationJob,
+        parse_source_option,
+        read_source_file,
+        rwku_source,
+        unseen_source,
+        write_results,
+    )
+    from rwku.progress import make_progress, task_factory
+
+    if out.exists() and not out.is_dir():
+        raise RwkuError(f"--out {out}: is a file; give a folder")
+    sources, chosen, description = [], [], None
+    if data:
+        from rwku.data.loader import RwkuData
+
+        dataset = RwkuData.open(split_values(data))
+        chosen, description = dataset.select(targets), dataset.description
+        sources.append(rwku_source(dataset, chosen, limit))
+    if unseen:
+        sources.append(unseen_source(limit))
+    for spec in source:
+        sources.append(read_source_file(*parse_source_option(spec), limit=limit))
+    job = MemorizationJob(models=model, sources=sources, targets=chosen, window=window, min_tokens=min_tokens,
+                          limit=limit, data=description,
+                          batch_size=batch_size, device=device, dtype=dtype)
+    job.check()  # bad input fails here, before a model is loaded
+    set_threads(threads)
+    console.print(f"scoring {', '.join(f'{s.name} ({len(s.texts)})' for s in sources)} texts, first {window} tokens each, "
+                  f"under {len(model)} model(s)", highlight=False)
+    with make_progress() as progress:
+        for name in model:
+            entry = job.run_model(name, task_factory(progress))
+            progress.console.print(f"[green]✓[/] {name} · {entry['seconds']:.0f} s", highlight=False)
+    write_results(out, job)
+    table = Table(title=f"memorization · window {window} tokens · mean over texts", title_justify="left",
+                  caption="EM: share of tokens the greedy prediction gets right (higher = better known); NLL: mean token NLL in nats",
+                  caption_justify="left")
+    for column in ("model", "source", "texts", "EM ↑", "NLL ↓"):
+        table.add_column(column, justify="left" if column in ("model", "source") else "right")
+    for name, entry in job.results.items():
+        for source_name, values in entry["sources"].items():
+            table.add_row(name, source_name, str(values["count"]), fmt(values["em"], 3), fmt(values["nll"], 3))
+    console.print(table)
+    least = window if min_tokens is None else min_tokens
+    for source_name, values in job.results[model[0]]["sources"].items():
+        if values["skipped"]:
+            console.print(f"{source_name}: {values['skipped']} text(s) shorter than {least} tokens left out "
+                          f"(--min-tokens lowers the bar)", highlight=False)
+    if chosen:
+        knows = Table(title="knowledge per target (its passages), best known first", title_justify="left")
+        knows.add_column("target", no_wrap=True)
+        knows.add_column("passages", justify="right")
+        for name in model:
+            knows.add_column(f"EM ↑\n{name}" if len(model) > 1 else "EM ↑", justify="right")
+            knows.add_column(f"NLL ↓\n{name}" if len(model) > 1 else "NLL ↓", justify="right")
+        first = job.results[model[0]]["targets"]
+        for slug in sorted(first, key=lambda s: -(first[s]["em"] or 0)):
+            cells = [fmt(job.results[m]["targets"][slug][k], 3) for m in model for k in ("em", "nll")]
+            knows.add_row(f"{first[slug]['number']} {first[slug]['name']}", str(first[slug]["count"]), *cells)
+        console.print(knows)
+    console.print(f"results: {out / 'memorization.json'}, per text {out / 'texts.jsonl'}, figure {out / 'fig1_memorization.png'}")
+
+
+def fmt(value: Any, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 @data_app.command("info")

@@ -60,11 +60,12 @@ class EvalContext:
         return [decode_continuation(self.lm.tokenizer, p, t) for p, t in zip(encoded, tokens)]
 
     def score(self, description: str, sequences: Sequence[Sequence[int]], n_scored: Sequence[int],
-              vocab_moments: bool = False) -> list[TokenScores]:
-        """Log-probs of the last ``n_scored[i]`` tokens of each sequence (see :func:`score_tokens`)."""
+              vocab_moments: bool = False, greedy: bool = False) -> list[TokenScores]:
+        """Log-probs of the last ``n_scored[i]`` tokens of each sequence (see :func:`score_tokens`); ``greedy``
+        adds whether each is the model's argmax prediction."""
         with self.progress(description, len(sequences)) as advance:
             return score_tokens(self.lm.model, sequences, n_scored, pad_id=self.pad_id, batch_size=self.batch_size,
-                                vocab_moments=vocab_moments, on_batch=advance)
+                                vocab_moments=vocab_moments, greedy=greedy, on_batch=advance)
 
     def next_token_probs(self, description: str, prompts: Sequence[Sequence[int]], candidates: Sequence[int]) -> list[list[float]]:
         """Full-vocabulary next-token probabilities of ``candidates`` after each prompt."""

@@ -21,12 +21,14 @@ class TokenScores:
 
     ``logprobs[t]`` is log p(token t | tokens before it); ``mean`` and ``std`` are the mean and standard
     deviation of log p over the whole vocabulary under the model's own next-token distribution at that
-    position (E_p[log p] and sqrt(Var_p[log p])), which Min-K%++ needs.
+    position (E_p[log p] and sqrt(Var_p[log p])), which Min-K%++ needs. ``greedy[t]`` says whether token t is the
+    model's greedy (argmax) prediction at its position, which exact memorization counts.
     """
 
     logprobs: list[float]
     mean: list[float] | None = None
     std: list[float] | None = None
+    greedy: list[bool] | None = None
 
 
 def score_tokens(
@@ -37,9 +39,11 @@ def score_tokens(
     pad_id: int,
     batch_size: int,
     vocab_moments: bool = False,
+    greedy: bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[TokenScores]:
-    """Log-probs of the last ``n_scored[i]`` tokens of ``sequences[i]`` (each at most ``len - 1``)."""
+    """Log-probs of the last ``n_scored[i]`` tokens of ``sequences[i]`` (each at most ``len - 1``); with ``greedy``
+    also whether each of them is the argmax of the model's next-token distribution at its position."""
     results: list[TokenScores | None] = [None] * len(sequences)
     for batch in prefix_sorted_batches(sequences, batch_size):
         keep = max(n_scored[i] for i in batch) + 1
@@ -47,13 +51,16 @@ def score_tokens(
         for row, i in enumerate(batch):
             n = n_scored[i]
             if n <= 0:
-                results[i] = TokenScores([], [] if vocab_moments else None, [] if vocab_moments else None)
+                results[i] = TokenScores([], [] if vocab_moments else None, [] if vocab_moments else None,
+                                         [] if greedy else None)
                 continue
             # positions keep-1-n .. keep-2 predict the last n tokens
             lp = torch.log_softmax(logits[row, keep - 1 - n: keep - 1], dim=-1)  # per row: no padding, less memory
             targets = torch.tensor(sequences[i][-n:], device=lp.device)
             chosen = lp.gather(-1, targets[:, None]).squeeze(-1)
             scores = TokenScores(logprobs=chosen.tolist())
+            if greedy:
+                scores.greedy = (lp.argmax(-1) == targets).tolist()
             if vocab_moments:
                 probs = lp.exp()
                 mean = (probs * lp).sum(-1)

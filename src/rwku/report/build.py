@@ -12,9 +12,9 @@ from typing import Any, Callable, Sequence
 
 from rwku import __version__
 from rwku.evaluation.sets import TABLE1_COLUMNS
-from rwku.report import figures
-from rwku.report.collect import Run, collect_runs
-from rwku.report.html import case_studies, render_report
+from rwku.report import figures, knowledge
+from rwku.report.collect import Run, collect_runs, has_runs
+from rwku.report.html import case_studies, figure_html, render_report
 from rwku.report.table import Table1, build_table1, common_slugs, to_csv, to_json, to_latex, to_markdown
 from rwku.results import get_path, write_json_atomic, write_text_atomic
 
@@ -33,9 +33,12 @@ class ReportOptions:
 
 @dataclass
 class Report:
-    table: Table1
+    table: Table1 | None  # None: the folders held only memorization results
     files: list[Path] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
+
+
+MEMORIZATION_FIGURE = "fig1_memorization"
 
 
 def figure_slugs(runs: Sequence[Run], drawn: Callable[[Run], bool]) -> list[str]:
@@ -89,21 +92,27 @@ def per_target_csv(rows: Sequence[Run], slugs: Sequence[str]) -> str:
 
 def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | None = None,
                  progress: Callable[[str], None] | None = None) -> Report:
-    """Collect the runs under ``folders`` and write every artefact into ``out``."""
+    """Collect the runs (and memorization results) under ``folders`` and write every artefact into ``out``."""
     options = options or ReportOptions()
-    runs = collect_runs(folders, options.run_patterns)
-    table = build_table1(runs, options.table_variants)
-    rows = [run for run, _ in table.rows]
+    memorization = knowledge.collect_memorization(folders)
+    # a folder holding only memorization results is no run folder; any other goes on (and fails clearly if empty)
+    run_folders = [f for f in folders if has_runs(Path(f)) or not knowledge.memorization_folders(Path(f))]
+    runs = collect_runs(run_folders, options.run_patterns) if run_folders else []
+    table = build_table1(runs, options.table_variants) if run_folders else None
+    rows = [run for run, _ in table.rows] if table else []
     report = Report(table=table)
     texts = {"table1.md": to_markdown(table), "table1.csv": to_csv(table), "table1.tex": to_latex(table),
-             "per_target.csv": per_target_csv(rows, table.slugs)}
+             "per_target.csv": per_target_csv(rows, table.slugs)} if table else {}
+    if memorization:
+        texts["knowledge.csv"] = knowledge.knowledge_csv(memorization)
     for name, text in texts.items():
         write_text_atomic(out / name, text)
         report.files.append(out / name)
-    write_json_atomic(out / "table1.json", to_json(table))
-    report.files.append(out / "table1.json")
+    if table:
+        write_json_atomic(out / "table1.json", to_json(table))
+        report.files.append(out / "table1.json")
     drawn = []
-    for name, caption, draw in figure_plan(runs, table, options):
+    for name, caption, draw in figure_plan(runs, table, options) if table else []:
         if progress is not None:
             progress(f"figure {name}")
         fig = draw()
@@ -113,16 +122,32 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
         report.files.extend(paths)
         report.figures.append(name)
         drawn.append((name, caption, next(p for p in paths if p.suffix == ".svg")))
-    case_slugs = table.slugs[: options.case_targets] if options.case_targets else table.slugs
+    memorization_section = ""
+    if memorization:
+        if progress is not None:
+            progress(f"figure {MEMORIZATION_FIGURE}")
+        fig = figures.memorization_scatter(knowledge.figure_panels(memorization))
+        shown = ""
+        if fig is not None:
+            paths = figures.save_figure(fig, out / "figures", MEMORIZATION_FIGURE)
+            report.files.extend(paths)
+            report.figures.append(MEMORIZATION_FIGURE)
+            shown = figure_html(MEMORIZATION_FIGURE, "Exact memorization vs. mean token NLL per text, one colour per source, "
+                                "source means as diamonds (paper Fig. 1).", next(p for p in paths if p.suffix == ".svg"))
+        memorization_section = knowledge.section_html(memorization, shown)
+    slugs = table.slugs if table else []
+    case_slugs = slugs[: options.case_targets] if options.case_targets else slugs
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    page = render_report(options.title, runs, table, drawn, case_studies(rows, case_slugs), generated)
+    page = render_report(options.title, runs, table, drawn, case_studies(rows, case_slugs), generated,
+                         memorization=memorization_section, knowledge=knowledge.knowledge_by_label(memorization))
     write_text_atomic(out / "index.html", page)
     report.files.append(out / "index.html")
     write_json_atomic(out / "report.json", {
         "rwku_version": __version__, "generated": generated, "sources": [str(f) for f in folders],
         "runs": [{"label": r.label, "folder": str(r.folder), "name": r.name, "units": list(r.units),
                   "epoch_points": {s: list(e) for s, e in r.epochs.items()}} for r in runs],
-        "targets": table.slugs, "note": table.note, "figures": report.figures,
+        "memorization": [str(m.folder) for m in memorization],
+        "targets": slugs, "note": table.note if table else "", "figures": report.figures,
         "files": [str(p.relative_to(out)) for p in report.files],
     })
     return report

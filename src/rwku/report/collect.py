@@ -161,6 +161,13 @@ def epoch_folders(unit_dir: Path) -> dict[int, Unit]:
     return dict(sorted(points.items()))
 
 
+def has_runs(folder: Path) -> bool:
+    """Whether ``folder`` holds stored unit results (as an eval folder, or runs one level down)."""
+    folder = Path(folder)
+    return folder.is_dir() and (bool(unit_folders(folder))
+                                or any(unit_folders(child) for child in folder.iterdir() if child.is_dir()))
+
+
 def runs_in(folder: Path) -> list[Run]:
     """The runs stored under one folder given on the command line."""
     if not folder.is_dir():

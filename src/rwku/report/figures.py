@@ -426,6 +426,68 @@ def per_target(runs: Sequence[Run], slugs: Sequence[str], shown: Collection[str]
     return fig
 
 
+# ---------------------------------------------------------------- Fig. 1: memorization
+
+
+#: Fixed colours of the built-in sources; user sources take the next free palette colours in order.
+SOURCE_COLORS = {"rwku": "#d62728", "unseen": "#1f77b4"}
+
+
+def source_colors(names: Iterable[str]) -> dict[str, str]:
+    """One colour per source name, the built-in ones fixed, so a source looks the same in every panel and report."""
+    free = [c for c in _palette() if c not in SOURCE_COLORS.values()]
+    colors: dict[str, str] = {}
+    for name in names:
+        if name not in colors:
+            colors[name] = SOURCE_COLORS.get(name) or free[sum(n not in SOURCE_COLORS for n in colors) % len(free)]
+    return colors
+
+
+def memorization_scatter(panels: Sequence[Mapping[str, Any]]) -> Figure | None:
+    """Exact memorization against mean token NLL (paper Fig. 1), one panel per model: a point per text, one colour
+    per source, each source's mean marked by a large diamond and listed in the panel's empty upper-right corner
+    (high EM with high NLL does not occur). ``panels`` hold ``title``, ``points`` (source -> [(nll, em)]) and
+    ``means`` (source -> {em, nll, count})."""
+    panels = [p for p in panels if any(m.get("em") is not None for m in p["means"].values())]
+    if not panels:
+        return None
+    colors = source_colors(name for p in panels for name in p["means"])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels) + 1.6, 4.2), layout="constrained", squeeze=False,
+                             sharex=True, sharey=True)
+    fig.suptitle("What the model knows: exact memorization vs. NLL per text (paper Fig. 1)")
+    right = 0.0
+    for ax, panel in zip(axes[0], panels):
+        # the largest source first, so smaller ones stay visible on top of its cloud
+        for name, points in sorted(panel["points"].items(), key=lambda item: -len(item[1])):
+            if points:
+                nll, em = zip(*points)
+                right = max(right, *nll)
+                ax.scatter(nll, em, s=10, alpha=0.3 if len(points) > 300 else 0.6, color=colors[name], linewidths=0,
+                           rasterized=len(points) > 300)
+        lines = []
+        for name, mean in panel["means"].items():
+            if mean.get("em") is None:
+                continue
+            right = max(right, mean["nll"])
+            ax.scatter([mean["nll"]], [mean["em"]], s=120, marker="D", color=colors[name], edgecolors="black",
+                       linewidths=1.2, zorder=4)
+            ax.annotate(name, (mean["nll"], mean["em"]), xytext=(8, 6), textcoords="offset points", fontsize=8,
+                        fontweight="bold", color=colors[name], path_effects=HALO, zorder=5)
+            lines.append(f"{name}: EM {mean['em']:.2f}, NLL {mean['nll']:.2f} (n={mean.get('count', 0)})")
+        ax.text(0.98, 0.98, "source means ◆\n" + "\n".join(lines), transform=ax.transAxes, ha="right", va="top",
+                fontsize=7, bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "#c8c8c8", "alpha": 0.9})
+        ax.set_title(panel["title"], fontsize=10)
+        ax.set_xlabel("mean token NLL (nats), lower = better known")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("exact memorization (EM), higher = better known")
+    axes[0][0].set_ylim(-0.02, 1.02)
+    axes[0][0].set_xlim(0, max(right, 1.0) * 1.08)
+    names = list(dict.fromkeys(name for p in panels for name in p["means"]))
+    legend = [plt.Line2D([], [], marker="o", linestyle="", color=colors[n], markersize=6) for n in names]
+    fig.legend(legend, names, loc="outside right center", fontsize="small", title="source", title_fontsize="small")
+    return fig
+
+
 # ---------------------------------------------------------------- saving
 
 

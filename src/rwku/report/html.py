@@ -36,6 +36,25 @@ figure img{width:100%;height:auto} figcaption{color:#5b6675;font-size:13px}
 #case-search{width:420px;padding:5px 8px} .scroll{overflow-x:auto}
 .out{white-space:pre-wrap;max-width:360px;font-family:ui-monospace,Menlo,monospace;font-size:12px}
 .score{display:inline-block;min-width:34px;text-align:center;border-radius:3px;padding:0 4px;margin-top:3px;font-size:12px}
+table.sortable th{cursor:pointer} h3{font-size:15px;margin:14px 0 6px}
+"""
+
+SORT_SCRIPT = """
+// click a header of a sortable table: sort its rows by that column (numbers as numbers), again to reverse
+for (const sortable of document.querySelectorAll('table.sortable')) {
+  sortable.querySelectorAll('thead th').forEach((th, index) => th.addEventListener('click', () => {
+    const body = sortable.tBodies[0];
+    const down = th.dataset.order !== 'desc';
+    sortable.querySelectorAll('thead th').forEach(other => delete other.dataset.order);
+    th.dataset.order = down ? 'desc' : 'asc';
+    const key = row => { const text = row.cells[index].textContent.trim(); const n = parseFloat(text);
+                         return isNaN(n) ? text : n; };
+    const rows = [...body.rows].sort((a, b) => { const x = key(a), y = key(b);
+      const order = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
+      return down ? -order : order; });
+    body.append(...rows);
+  }));
+}
 """
 
 SCRIPT = """
@@ -121,15 +140,23 @@ def table1_html(table: Table1) -> str:
     return f'<table id="table1-table"><thead><tr><th>Run</th>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def per_target_html(table: Table1, paths: Sequence[str]) -> str:
+def per_target_html(table: Table1, paths: Sequence[str], knowledge: dict[str, dict[str, Any]] | None = None) -> str:
+    """Each shared target's values of every row; with memorization results, each model's knowledge EM of the target
+    beside them (click a header to sort)."""
     shown, slugs = [run for run, _ in table.rows], table.slugs
+    known = {label: targets for label, targets in (knowledge or {}).items() if any(s in targets for s in slugs)}
     heads = "".join(f"<th>{html.escape(r.label)}<br>{html.escape(p)}</th>" for p in paths for r in shown)
+    heads += "".join(f"<th>knowledge EM<br>{html.escape(label)}</th>" for label in known)
     rows = []
     for slug in slugs:
         values = [get_path(r.units[slug].summary, p) for p in paths for r in shown]
         tds = "".join(f'<td class="num">{"-" if v is None else f"{v:.1f}"}</td>' for v in values)
+        for targets in known.values():
+            em = (targets.get(slug) or {}).get("em")
+            tds += f'<td class="num">{"-" if em is None else f"{em:.3f}"}</td>'
         rows.append(f"<tr><td>{html.escape(slug)}</td>{tds}</tr>")
-    return f'<table id="per-target-table"><thead><tr><th>target</th>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return (f'<table id="per-target-table" class="sortable"><thead><tr><th>target</th>{heads}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
 
 
 def figure_html(name: str, caption: str, svg: Path) -> str:
@@ -139,29 +166,34 @@ def figure_html(name: str, caption: str, svg: Path) -> str:
             f'<a href="figures/{html.escape(name)}.svg">SVG</a></figcaption></figure>')
 
 
-def render_report(title: str, runs: Sequence[Run], table: Table1, figures: Sequence[tuple[str, str, Path]],
-                  cases: dict[str, Any], generated: str) -> str:
-    """The whole page; ``figures`` are (name, caption, svg path)."""
+def render_report(title: str, runs: Sequence[Run], table: Table1 | None, figures: Sequence[tuple[str, str, Path]],
+                  cases: dict[str, Any], generated: str, memorization: str = "",
+                  knowledge: dict[str, dict[str, Any]] | None = None) -> str:
+    """The whole page; ``figures`` are (name, caption, svg path); ``memorization`` the memorization section's HTML
+    (``knowledge``: label -> target -> its knowledge score, shown in the per-target table). Without ``table`` (only
+    memorization results were given) the page holds the memorization section alone."""
     models = sorted({r.model for r in runs})
-    meta = (f"{len(runs)} run(s) · model {', '.join(models)} · {len(table.slugs)} shared target(s) · "
+    slugs = table.slugs if table else []
+    meta = (f"{len(runs)} run(s) · model {', '.join(models) or '-'} · {len(slugs)} shared target(s) · "
             f"made {generated} by rwku {__version__}")
-    note = f'<p class="note">{html.escape(table.note)}</p>' if table.note else ""
-    figs = "".join(figure_html(*f) for f in figures) or "<p>No figure: the runs hold no data to draw.</p>"
-    payload = json.dumps(cases, ensure_ascii=False).replace("</", "<\\/")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{html.escape(title)}</title><style>{STYLE}</style></head>
-<body>
-<header><h1>{html.escape(title)}</h1><p class="meta">{html.escape(meta)}</p>
-<nav><a href="#table1">Table 1</a><a href="#figures">Figures</a><a href="#per-target">Per target</a><a href="#cases">Case studies</a></nav></header>
-<section id="table1"><h2>Table 1 · mean over {len(table.slugs)} target(s)</h2>
+    nav = ('<a href="#table1">Table 1</a><a href="#figures">Figures</a><a href="#per-target">Per target</a>'
+           '<a href="#cases">Case studies</a>') if table else ""
+    nav += '<a href="#memorization">Memorization</a>' if memorization else ""
+    body = ""
+    if table:
+        note = f'<p class="note">{html.escape(table.note)}</p>' if table.note else ""
+        figs = "".join(figure_html(*f) for f in figures) or "<p>No figure: the runs hold no data to draw.</p>"
+        payload = json.dumps(cases, ensure_ascii=False).replace("</", "<\\/")
+        known = " and each model's knowledge EM of the target (see Memorization)" if knowledge else ""
+        body = f"""<section id="table1"><h2>Table 1 · mean over {len(table.slugs)} target(s)</h2>
 <p class="meta">Bold: best, underlined: second among the unlearning runs (Before is the reference). ↓ lower is better, ↑ higher.
 Downloads: <a href="table1.md">Markdown</a> · <a href="table1.csv">CSV</a> · <a href="table1.json">JSON</a> · <a href="table1.tex">LaTeX</a></p>
 {note}<div class="scroll">{table1_html(table)}</div></section>
 <section id="figures"><h2>Figures</h2><div class="figs">{figs}</div></section>
 <section id="per-target"><h2>Per target</h2>
-<p class="meta">Forget All and neighbour All of every Table-1 row on every shared target; every column in <a href="per_target.csv">per_target.csv</a>.</p>
-<div class="scroll">{per_target_html(table, ("forget.All", "neighbor.All"))}</div></section>
+<p class="meta">Forget All and neighbour All of every Table-1 row on every shared target{known}; click a header to sort;
+every column in <a href="per_target.csv">per_target.csv</a>.</p>
+<div class="scroll">{per_target_html(table, ("forget.All", "neighbor.All"), knowledge)}</div></section>
 <section id="cases"><h2>Case studies</h2>
 <p class="meta">Each probe's answer and every run's output with its ROUGE-L recall (paper Tables 7 and 11); green marks
 the wanted outcome (forget probes: low, neighbour probes: high).</p>
@@ -169,6 +201,15 @@ the wanted outcome (forget probes: low, neighbour probes: high).</p>
 <input id="case-search" type="search" placeholder="Search probes, answers and outputs in every target"></div>
 <p id="case-count" class="meta"></p><div class="scroll"><table id="case-table"></table></div></section>
 <script id="case-data" type="application/json">{payload}</script>
-<script>{SCRIPT}</script>
+"""
+    script = (SCRIPT if table else "") + SORT_SCRIPT
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{html.escape(title)}</title><style>{STYLE}</style></head>
+<body>
+<header><h1>{html.escape(title)}</h1><p class="meta">{html.escape(meta)}</p>
+<nav>{nav}</nav></header>
+{body}{memorization}
+<script>{script}</script>
 </body></html>
 """
