@@ -77,7 +77,13 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-EXECUTOR_HELP = "local (in this process, one unit after another) or ray (units as Ray tasks: every GPU of this machine, or a cluster)."
+#: Where units run: the same options for rwku eval, unlearn and experiment
+EXECUTOR_OPTION = typer.Option("local", "--executor", help="local (in this process, one unit after another) or ray (units as Ray tasks: every GPU of this machine, or a cluster).")
+RAY_ADDRESS_OPTION = typer.Option(None, "--ray-address", help="auto or ray://host:port (default: start a local cluster).")
+GPUS_PER_UNIT_OPTION = typer.Option(0.0, "--gpus-per-unit", min=0, help="GPUs a unit asks Ray for (1 on a GPU machine).")
+CPUS_PER_UNIT_OPTION = typer.Option(1.0, "--cpus-per-unit", min=0, help="CPUs a unit asks Ray for.")
+THREADS_OPTION = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray).")
+MAX_RETRIES_OPTION = typer.Option(1, "--max-retries", min=0, help="Retries of a failed unit (and of a lost Ray worker).")
 
 
 def unit_printer(progress: Any) -> Any:
@@ -179,14 +185,14 @@ def eval_command(
     prompt_format: str = typer.Option("chat", "--prompt-format", help="chat (the model's template) or plain (models without one)."),
     fix: list[str] = typer.Option([], "--fix", help="Switch on a named fix of an official quirk (see docs/protocol.md); repeatable."),
     icu: bool = typer.Option(False, "--icu", help="In-context unlearning: put the official ICU preamble before every prompt."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray)."),
+    threads: Optional[int] = THREADS_OPTION,
     force: bool = typer.Option(False, "--force", help="Recompute targets whose results already exist."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (stored units, units to run and why) and stop."),
-    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="auto or ray://host:port (default: start a local cluster)."),
-    gpus_per_unit: float = typer.Option(0.0, "--gpus-per-unit", min=0, help="GPUs a unit asks Ray for (1 on a GPU machine)."),
-    cpus_per_unit: float = typer.Option(1.0, "--cpus-per-unit", min=0, help="CPUs a unit asks Ray for."),
-    max_retries: int = typer.Option(1, "--max-retries", min=0, help="Retries of a failed unit (and of a lost Ray worker)."),
+    executor: str = EXECUTOR_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    gpus_per_unit: float = GPUS_PER_UNIT_OPTION,
+    cpus_per_unit: float = CPUS_PER_UNIT_OPTION,
+    max_retries: int = MAX_RETRIES_OPTION,
 ) -> None:
     """Evaluate a model on RWKU: per target, a summary and every scored item; prints the Table-1 rows."""
     from rwku.data.loader import RwkuData
@@ -253,13 +259,13 @@ def unlearn_command(
     force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
     eval_epochs: bool = typer.Option(False, "--eval-epochs", help="Also evaluate after every epoch (trade-off curves in rwku report)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Training seed; the runs are named by it (ga-lora-seed1), so several seeds share one --out and rwku report pools them."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray)."),
+    threads: Optional[int] = THREADS_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the settings and the plan (stored units, units to run and why) and stop."),
-    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="auto or ray://host:port (default: start a local cluster)."),
-    gpus_per_unit: float = typer.Option(0.0, "--gpus-per-unit", min=0, help="GPUs a unit asks Ray for (1 on a GPU machine)."),
-    cpus_per_unit: float = typer.Option(1.0, "--cpus-per-unit", min=0, help="CPUs a unit asks Ray for."),
-    max_retries: int = typer.Option(1, "--max-retries", min=0, help="Retries of a failed unit (and of a lost Ray worker)."),
+    executor: str = EXECUTOR_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    gpus_per_unit: float = GPUS_PER_UNIT_OPTION,
+    cpus_per_unit: float = CPUS_PER_UNIT_OPTION,
+    max_retries: int = MAX_RETRIES_OPTION,
 ) -> None:
     """Unlearn each target with each method, evaluate, and print Before vs. after (Table-1 rows)."""
     from rwku.data.loader import RwkuData
@@ -314,13 +320,13 @@ def experiment_command(
     config: Path = typer.Argument(..., help="Experiment file (JSON): model, data, targets, out, grids (see README)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (overrides the file's 'out')."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs, their settings and the plan, and stop."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray)."),
+    threads: Optional[int] = THREADS_OPTION,
     force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
-    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="auto or ray://host:port (default: start a local cluster)."),
-    gpus_per_unit: float = typer.Option(0.0, "--gpus-per-unit", min=0, help="GPUs a unit asks Ray for (1 on a GPU machine)."),
-    cpus_per_unit: float = typer.Option(1.0, "--cpus-per-unit", min=0, help="CPUs a unit asks Ray for."),
-    max_retries: int = typer.Option(1, "--max-retries", min=0, help="Retries of a failed unit (and of a lost Ray worker)."),
+    executor: str = EXECUTOR_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    gpus_per_unit: float = GPUS_PER_UNIT_OPTION,
+    cpus_per_unit: float = CPUS_PER_UNIT_OPTION,
+    max_retries: int = MAX_RETRIES_OPTION,
 ) -> None:
     """Run the paper's grids (methods × modes, epochs, RepE strengths, batch sizes, layer windows); resumable."""
     from rwku.experiment import experiment_plan, load_experiment, record_experiment
