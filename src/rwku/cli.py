@@ -1,4 +1,4 @@
-"""The ``rwku`` command line: ``rwku eval``, ``unlearn``, ``experiment``, ``report`` and ``data info``.
+"""The ``rwku`` command line: ``rwku eval``, ``unlearn``, ``experiment``, ``report``, ``plant`` and ``data info``.
 
 User mistakes raise :class:`RwkuError`; ``main`` prints its one line and exits 2 (``--debug`` shows the
 traceback instead).
@@ -173,7 +173,7 @@ def print_settings(job: Any) -> None:
 
 @app.command("eval")
 def eval_command(
-    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, or smollm2-135m."),
+    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, smollm2-135m, or smollm2-135m-demo (it taught the demo facts; rwku plant)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("all", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (one sub-folder per target)."),
@@ -234,7 +234,7 @@ def eval_command(
 @app.command("unlearn")
 def unlearn_command(
     method: str = typer.Option(..., "--method", help="Comma-separated: icu, repe, ga, ga_passage (GA*), dpo, npo, rt."),
-    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, or smollm2-135m."),
+    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, smollm2-135m, or smollm2-135m-demo (it taught the demo facts; rwku plant)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-100, 'Stephen King', all."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (before/, one folder per method, comparison.json)."),
@@ -244,7 +244,7 @@ def unlearn_command(
     lora_r: int = typer.Option(8, "--lora-r"),
     lora_alpha: int = typer.Option(16, "--lora-alpha"),
     lora_targets: str = typer.Option("q_proj,v_proj", "--lora-targets"),
-    preset: str = typer.Option("auto", "--preset", help="paper (Llama-3-8B values), small (calibrated for the 135M default on a CPU), none (defaults), auto: small for smollm2-135m, paper for any other model (printed)."),
+    preset: str = typer.Option("auto", "--preset", help="paper (Llama-3-8B values), small (calibrated for the 135M default on a CPU), none (defaults), auto: small for smollm2-135m and smollm2-135m-demo, paper for any other model (printed)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="JSON file of hyper-parameters (overrides the preset)."),
     overrides: list[str] = typer.Option([], "--set", help="Override key=value of a training, corpus or method setting (lr=1e-5, epochs=2, corpus_size=16, beta=0.1, alpha=1.5 ...); repeatable."),
     corpus: str = typer.Option("generated", "--corpus", help="generated (the model writes it; cached) or official (the release's files)."),
@@ -468,6 +468,84 @@ def memorization_command(
 
 def fmt(value: Any, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+@app.command("plant")
+def plant_command(
+    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Base model: smollm2-135m, a local folder, a .gguf file or a hub id."),
+    data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
+    targets: str = typer.Option("all", "--targets", "-t", help="Targets to plant and measure: 1, 1-3, 'Stephen King', all."),
+    out: Path = typer.Option(..., "--out", "-o", help="The planted model folder (weights, tokenizer, recipe.json, table.json, table.md)."),
+    control: str = typer.Option("last", "--control", help="The selected target left unplanted (number or name; 'last', the default, or 'none')."),
+    sets: str = typer.Option("forget,neighbor,mia", "--sets", help="Sets measured on the base and the planted model (" + SETS_HELP + " 'none': no table)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value key=value (lr, epochs, batch_size, warmup_steps, max_length, max_passages, seed); repeatable."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass when measuring."),
+    device: str = typer.Option("cpu", "--device", help="cpu (bit-identical rebuilds), cuda, cuda:1 ... (training in float32 either way)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if --out holds this model, replace whatever --out holds."),
+) -> None:
+    """Teach a base model the facts of the targets (all but a control), so unlearning has something to remove."""
+    from rwku.data.loader import RwkuData
+    from rwku.evaluation.sets import parse_sets
+    from rwku.models.loading import pick_device
+    from rwku.models.planting import PlantRecipe, plant
+    from rwku.progress import make_progress, task_factory
+
+    parsed: dict[str, str] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise RwkuError(f"--set {item}: expected key=value")
+        key, value = item.split("=", 1)
+        parsed[key.strip()] = value.strip()
+    recipe = PlantRecipe.with_overrides(parsed)
+    measured = () if sets.strip().lower() == "none" else parse_sets(sets)
+    dataset = RwkuData.open(split_values(data))
+    chosen = dataset.select(targets)
+    if control.strip().lower() == "none":
+        control_target = None
+    elif control.strip().lower() == "last":
+        control_target = chosen[-1] if len(chosen) > 1 else None
+    else:
+        picked = dataset.select(control)
+        if len(picked) != 1:
+            raise RwkuError(f"--control {control}: name one target (a number or a name), 'last' or 'none'")
+        control_target = picked[0]
+        if control_target not in chosen:
+            raise RwkuError(f"--control {control}: {control_target.name} is not among the selected targets; select it with --targets")
+    if out.exists() and not out.is_dir():
+        raise RwkuError(f"--out {out}: is a file; give a folder")
+    device = pick_device(device)
+    set_threads(threads)
+    planted_names = [t.name for t in chosen if t != control_target]
+    console.print(f"planting {', '.join(planted_names)} into {model}"
+                  + (f"; control: {control_target.name}" if control_target else "; no control"), highlight=False)
+    with make_progress() as progress:
+        result = plant(model, dataset, chosen, out, recipe, control=control_target, sets=measured, batch_size=batch_size,
+                       device=device, progress=task_factory(progress), replace=force)
+    record = result.record
+    if result.reused:
+        console.print(f"stored: {out} already holds this planted model (same base, texts and recipe); --force rebuilds it")
+    else:
+        console.print(f"trained in {record['seconds']['train']:.0f} s on {record['torch_threads']} thread(s), "
+                      f"measured in {record['seconds']['measure']:.0f} s", highlight=False)
+    table = result.table
+    if table is not None:
+        print_plant_table(table, record)
+    files = f"{out / 'recipe.json'}" + (f", {out / 'table.md'}" if table is not None else "")
+    console.print(f"model: {out} (use it with --model {out}); recipe{' and table' if table is not None else ''}: {files}")
+
+
+def print_plant_table(table: dict[str, Any], record: dict[str, Any]) -> None:
+    """Base vs planted, per target and per role (planted, control), in Table-1 columns."""
+    rendered = table1(f"planted {record['base']} · base vs planted", "target · role · model")
+    for entry in table["rows"]:
+        for which in ("base", "planted"):
+            rendered.add_row(f"{entry['number']} {entry['target']} · {entry['role']} · {which}", *table1_row(entry[which]))
+    for role, pair in table["means"].items():
+        for which in ("base", "planted"):
+            rendered.add_row(f"[bold]mean · {role} · {which}", *table1_row(pair[which]))
+    rendered.caption = None
+    Console(width=max(console.width, 150)).print(rendered)
 
 
 @data_app.command("info")

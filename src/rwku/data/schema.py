@@ -266,6 +266,37 @@ def parse_passage(record: Mapping[str, Any], where: str) -> str:
 PASSAGE = Part("passage", ("passage",), parse_passage)
 
 
+#: Kinds of source text: a passage, a one-sentence statement of a fact, a question with its answer.
+SOURCE_KINDS: tuple[str, ...] = ("passage", "statement", "qa")
+
+
+@dataclass(frozen=True)
+class SourceText:
+    """One text a target's facts are taught from (``source.json``; :mod:`rwku.models.planting`): a ``passage`` or
+    ``statement`` (``text``), or a ``qa`` pair (``text`` is the question, ``answer`` its answer)."""
+
+    kind: str
+    text: str
+    answer: str = ""
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any], where: str) -> "SourceText":
+        require(record, ("kind",), where)
+        kind = str(record["kind"])
+        if kind == "qa":
+            require(record, ("question", "answer"), where)
+            return cls(kind=kind, text=str(record["question"]), answer=str(record["answer"]))
+        if kind not in SOURCE_KINDS:
+            raise RwkuError(f"{where}: kind {kind!r} is unknown; use {', '.join(SOURCE_KINDS)}")
+        require(record, ("text",), where)
+        return cls(kind=kind, text=str(record["text"]))
+
+
+#: Hand-written source texts of a target (the demo's ``source.json``: passages, statements, questions and
+#: answers); what ``rwku plant`` teaches besides the passages. No evaluation set reads them.
+SOURCE = Part("source", ("source",), SourceText.from_json)
+
+
 def limit_data(data: TargetData, parts: Sequence[Part], limit: int | None) -> TargetData:
     """Keep the first ``limit`` records of every part by each part's own rule (each probe level, FM, RM...)."""
     if limit is None:

