@@ -292,6 +292,8 @@ def unlearn_unit(job: UnlearnJob, task: UnitTask, progress: Any) -> UnitOutput:
     summary = unit_summary(job, task, result.summary, lm)
     summary["seconds"] = {**summary["seconds"], "corpus": corpus_seconds, "unlearn": unlearn_seconds}
     summary["settings"] = {"preset_reason": job.preset_reason, "sources": dict(settings.sources)}
+    if "runtime" in unlearned.log:  # precision, checkpointing and optimiser as the loop ran them
+        summary["settings"]["runtime"] = unlearned.log["runtime"]
     if task.epochs:
         summary["epoch_points"] = sorted(int(name.split("/")[1]) for name in epoch_files if name.endswith("summary.json"))
     if job.save_model:  # weights are written by the process that trained them (a shared --out with Ray)

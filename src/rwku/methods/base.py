@@ -16,7 +16,7 @@ import torch
 from rwku.corpus.build import Corpus
 from rwku.data.schema import Target
 from rwku.methods.config import ModeConfig, NoParams, Preset, TrainConfig
-from rwku.methods.training import Batch, Example, collate, prepare_trainable, sequence_logprob, train
+from rwku.methods.training import Batch, Example, collate, prepare_trainable, resolve_runtime, sequence_logprob, train
 from rwku.models.loading import LoadedModel
 from rwku.models.prompting import PromptFormat
 
@@ -89,13 +89,15 @@ class TrainedMethod(Method):
         reference = Reference(model, frozen_copy) if self.needs_reference else None
         examples = self.examples(session)
         config = session.train
+        runtime = resolve_runtime(config, model, full_tuning=session.mode.mode == "full")
         steps = max(1, -(-len(examples) // (config.batch_size * config.grad_accum))) * config.epochs
         with session.progress(f"train {self.name}", steps) as advance:
             log = train(model, examples, lambda m, b: self.loss(m, b, session, reference), config,
                         collate_fn=self.collate(session), on_step=lambda entry: advance(1),
-                        on_epoch_end=session.on_epoch)
+                        on_epoch_end=session.on_epoch, runtime=runtime)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        return Unlearned(model=model, log={"steps": log.steps, "examples": len(examples), "trainable_parameters": trainable})
+        return Unlearned(model=model, log={"steps": log.steps, "examples": len(examples), "trainable_parameters": trainable,
+                                           "runtime": log.runtime})
 
 
 class Reference:

@@ -18,7 +18,7 @@ import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from rwku.errors import RwkuError
 
@@ -30,6 +30,9 @@ TRAINER_DEFAULT = "Hugging Face Trainer default (the official scripts train with
 CALIBRATED = "calibrated here on SmolLM2-135M (README: presets)"
 RWKU_DEFAULT = "rwku default"
 PRESET_NAMES = ("auto", "paper", "small", "none")
+Precision = Literal["auto", "float32", "bf16-mixed", "pure"]
+Switch = Literal["auto", "on", "off"]
+Optimizer = Literal["adamw", "adamw8bit"]
 
 
 def source(text: str, default: Any) -> Any:
@@ -79,6 +82,13 @@ class TrainConfig:
     max_grad_norm: float = source(TRAINER_DEFAULT, 1.0)
     max_length: int = source(PAPER + " (cutoff 512)", 512)
     seed: int = source(PAPER, 42)
+    #: auto: float32 on float32 weights; on bfloat16/float16 weights float32 master weights with bfloat16 autocast
+    #: (what the official scripts get from the Trainer's mixed precision); ``pure`` trains in the weights' dtype
+    precision: Precision = source(RWKU_DEFAULT + " (auto: mixed precision on half-precision weights)", "auto")
+    #: auto: on for full tuning on a GPU (recomputes activations in the backward pass: slower, far less memory)
+    gradient_checkpointing: Switch = source(RWKU_DEFAULT + " (auto: full tuning on a GPU)", "auto")
+    #: adamw8bit: bitsandbytes' 8-bit AdamW (a GPU and the package needed): 2 bytes of state per parameter, not 8
+    optimizer: Optimizer = source(TRAINER_DEFAULT + " (AdamW)", "adamw")
 
 
 @dataclass(frozen=True)
@@ -149,6 +159,10 @@ def convert(key: str, value: Any, hint: Any) -> Any:
             return None
         raise RwkuError(f"{key}: needs a value")
     origin = typing.get_origin(kind)
+    if origin is Literal:
+        if value not in typing.get_args(kind):
+            raise RwkuError(f"{key}={value}: {key} takes one of {', '.join(map(str, typing.get_args(kind)))}")
+        return value
     try:
         if origin is tuple:
             return parse_range(value) if isinstance(value, str) else tuple(int(v) for v in value)

@@ -1,17 +1,26 @@
 """The one training loop every trained method shares, and how the trainable parameters are chosen.
 
 A method supplies examples (token ids plus which tokens count), a collate function, and a loss
-``loss_fn(model, batch) -> scalar tensor`` (a method binds its reference and parameters into it); the loop does the rest: seeded shuffling, micro-batches with gradient accumulation, AdamW, a cosine schedule with
-warm-up, gradient clipping, and a per-step log. Padding is masked by the attention mask, never by the pad id:
-SmolLM2 pads with its end-of-turn token, which must stay in the loss where it is real.
+``loss_fn(model, batch) -> scalar tensor`` (a method binds its reference and parameters into it); the loop does
+the rest: seeded shuffling, micro-batches with gradient accumulation, AdamW, a cosine schedule with warm-up,
+gradient clipping, and a per-step log. Padding is masked by the attention mask, never by the pad id: SmolLM2 pads
+with its end-of-turn token, which must stay in the loss where it is real.
+
+Precision (:class:`Runtime`): the paper's full-tuning rates (GA 6e-8, NPO 2e-6) move a weight near 1e-2 by far less
+than half a bfloat16 step there (about 3e-5), so AdamW on bfloat16 weights rounds every update away. On
+half-precision weights the loop therefore trains float32 master weights under bfloat16 autocast, as the official
+scripts' Trainer does: full and partial tuning upcast the model (so it is evaluated, between epochs and after, from
+the float32 weights the updates landed in); LoRA's adapter is float32 already (peft keeps it so) and the frozen
+base stays as loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 from transformers import get_cosine_schedule_with_warmup
@@ -110,6 +119,77 @@ def prepare_trainable(model: Any, mode: ModeConfig) -> Any:
     return model
 
 
+# ------------------------------------------------------------------ precision, memory and the optimiser
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How the loop runs on this model and device, resolved from the ``auto`` settings (recorded in the train log)."""
+
+    precision: str  # float32 | bf16-mixed | pure
+    gradient_checkpointing: bool
+    optimizer: str  # adamw | adamw8bit
+
+    def as_log(self) -> dict[str, Any]:
+        return {"precision": self.precision, "gradient_checkpointing": self.gradient_checkpointing, "optimizer": self.optimizer}
+
+
+def resolve_runtime(config: TrainConfig, model: Any, full_tuning: bool) -> Runtime:
+    """``auto`` made concrete: mixed precision on half-precision weights, checkpointing for full tuning on a GPU."""
+    first = next(model.parameters())
+    precision = config.precision
+    if precision == "auto":
+        precision = "float32" if first.dtype == torch.float32 else "bf16-mixed"
+    checkpointing = config.gradient_checkpointing == "on" or (
+        config.gradient_checkpointing == "auto" and full_tuning and first.device.type == "cuda")
+    return Runtime(precision=precision, gradient_checkpointing=checkpointing, optimizer=config.optimizer)
+
+
+def apply_precision(model: Any, precision: str) -> Callable[[], ContextManager[Any]]:
+    """Put the weights in the precision's dtype and return the context every forward and backward pass runs in.
+
+    ``float32`` upcasts the whole model; ``bf16-mixed`` upcasts the model too (its float32 weights are the master
+    copy the optimiser updates) except under LoRA, whose adapter is float32 already and whose frozen base stays as
+    loaded; ``pure`` leaves every weight in its dtype (updates below half a step there are lost)."""
+    if precision == "pure":
+        return contextlib.nullcontext
+    if precision == "float32" or not hasattr(model, "peft_config"):
+        model.float()
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+    if precision == "float32":
+        return contextlib.nullcontext
+    device_type = next(model.parameters()).device.type
+    return lambda: torch.autocast(device_type, dtype=torch.bfloat16)
+
+
+def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, or bitsandbytes' 8-bit AdamW where that package and a GPU are present."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    try:
+        import bitsandbytes
+    except ImportError:
+        raise RwkuError("optimizer=adamw8bit needs the bitsandbytes package (pip install bitsandbytes) and a CUDA GPU; "
+                        "use optimizer=adamw") from None
+    if params[0].device.type != "cuda":
+        raise RwkuError("optimizer=adamw8bit runs on a CUDA GPU only; this model is on the CPU: use optimizer=adamw")
+    return bitsandbytes.optim.AdamW8bit(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+@contextlib.contextmanager
+def checkpointing(model: Any, enabled: bool):
+    """Gradient checkpointing for the duration of training (evaluation between epochs runs without it)."""
+    if enabled:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        yield
+    finally:
+        if enabled:
+            model.gradient_checkpointing_disable()
+
+
 # ------------------------------------------------------------------ the loop
 
 LossFn = Callable[[Any, Any], torch.Tensor]
@@ -117,9 +197,10 @@ LossFn = Callable[[Any, Any], torch.Tensor]
 
 @dataclass
 class TrainLog:
-    """Per optimiser step: loss, learning rate, gradient norm."""
+    """Per optimiser step: loss, learning rate, gradient norm; and how the loop ran (precision, checkpointing, optimiser)."""
 
     steps: list[dict[str, float]] = field(default_factory=list)
+    runtime: dict[str, Any] = field(default_factory=dict)
 
 
 def train(
@@ -131,47 +212,51 @@ def train(
     collate_fn: Callable[[Sequence[Any]], Any],
     on_step: Callable[[dict[str, float]], None] | None = None,
     on_epoch_end: Callable[[int, Any], None] | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainLog:
     """Optimise ``loss_fn`` over ``examples`` for ``config.epochs`` epochs; returns the step log.
 
     ``examples`` are whatever ``collate_fn`` turns into a batch; ``loss_fn(model, batch)`` returns a scalar.
     Shuffling uses its own generator seeded with ``config.seed``, so a run is reproducible.
-    ``on_epoch_end(epoch, model)`` is called (model in eval mode) after every epoch but the last, whose model
-    is the result anyway: the runner evaluates there to trace efficacy against locality over training.
+    ``on_epoch_end(epoch, model)`` is called (model in eval mode, checkpointing off) after every epoch but the last,
+    whose model is the result anyway: the runner evaluates there to trace efficacy against locality over training.
+    ``runtime`` (default: resolved from ``config`` as for full tuning) sets precision, checkpointing and the
+    optimiser; the log records it.
     """
     if not examples:
         raise RwkuError("the training corpus is empty; check the corpus settings")
+    runtime = runtime or resolve_runtime(config, model, full_tuning=True)
+    autocast = apply_precision(model, runtime.precision)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(params, config)
     per_step = config.batch_size * config.grad_accum
     steps_per_epoch = math.ceil(len(examples) / per_step)
-    total_steps = steps_per_epoch * config.epochs
-    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, total_steps)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, steps_per_epoch * config.epochs)
     generator = torch.Generator().manual_seed(config.seed)
-    log = TrainLog()
-    model.train()
+    log = TrainLog(runtime=runtime.as_log())
     for epoch in range(config.epochs):
         order = torch.randperm(len(examples), generator=generator).tolist()
-        for step in range(steps_per_epoch):
-            chunk = order[step * per_step:(step + 1) * per_step]
-            micro = [chunk[i:i + config.batch_size] for i in range(0, len(chunk), config.batch_size)]
-            total = 0.0
-            for indices in micro:
-                loss = loss_fn(model, collate_fn([examples[i] for i in indices])) * (len(indices) / len(chunk))
-                loss.backward()
-                total += float(loss.detach())
-            norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            entry = {"epoch": epoch, "step": len(log.steps) + 1, "loss": total, "lr": lr, "grad_norm": float(norm)}
-            log.steps.append(entry)
-            if on_step is not None:
-                on_step(entry)
+        model.train()
+        with checkpointing(model, runtime.gradient_checkpointing):
+            for step in range(steps_per_epoch):
+                chunk = order[step * per_step:(step + 1) * per_step]
+                micro = [chunk[i:i + config.batch_size] for i in range(0, len(chunk), config.batch_size)]
+                total = 0.0
+                for indices in micro:
+                    with autocast():
+                        loss = loss_fn(model, collate_fn([examples[i] for i in indices])) * (len(indices) / len(chunk))
+                    loss.backward()
+                    total += float(loss.detach())
+                norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                lr = scheduler.get_last_lr()[0]
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                entry = {"epoch": epoch, "step": len(log.steps) + 1, "loss": total, "lr": lr, "grad_norm": float(norm)}
+                log.steps.append(entry)
+                if on_step is not None:
+                    on_step(entry)
+        model.eval()
         if on_epoch_end is not None and epoch + 1 < config.epochs:
-            model.eval()
             on_epoch_end(epoch + 1, model)
-            model.train()
-    model.eval()
     return log

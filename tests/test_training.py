@@ -1,0 +1,146 @@
+"""The shared training loop at paper scale: precision, checkpointing, the optimiser, references and memory.
+
+- test_bf16_weights_keep_an_update_at_the_papers_rate_only_with_float32_master_weights: one GA step at lr 6e-8 on a
+  bfloat16 model moves the float32 master weights; the same step on bfloat16 weights (``pure``, the old loop)
+  rounds every update away, because it is far below half a bfloat16 step at those weights.
+- test_float32_weights_train_exactly_as_a_plain_adamw_loop: on float32 weights ``auto`` is the loop it always was
+  (bit for bit against a plain AdamW loop written here), so every stored CPU result stays valid.
+- test_mixed_precision_full_tuning_is_evaluated_from_float32_weights / test_lora_keeps_a_float32_adapter_on_a_bf16_base
+- test_runtime_is_resolved_from_auto_and_recorded
+- test_gradient_checkpointing_gives_the_same_gradients
+- test_adamw8bit_without_a_gpu_is_a_one_line_error / test_an_unknown_precision_is_a_one_line_error
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import get_cosine_schedule_with_warmup
+
+from rwku.errors import RwkuError
+from rwku.methods.config import ModeConfig, TrainConfig, convert, field_hints
+from rwku.methods.training import (Example, collate, mean_token_nll, prepare_trainable, resolve_runtime, train)
+
+from conftest import build_tiny_model
+
+
+def texts(vocab: int, n: int = 4, length: int = 12, seed: int = 0) -> list[Example]:
+    generator = torch.Generator().manual_seed(seed)
+    return [Example(ids=torch.randint(3, vocab, (length,), generator=generator).tolist(), loss_mask=[1] * length)
+            for _ in range(n)]
+
+
+def ascent(model, batch):
+    return -mean_token_nll(model, batch)
+
+
+def run(model, examples, config, mode="full", **kwargs):
+    model = prepare_trainable(model, ModeConfig(mode=mode))
+    runtime = resolve_runtime(config, model, full_tuning=mode == "full")
+    log = train(model, examples, kwargs.pop("loss", ascent), config, collate_fn=lambda b: collate(b, 0, "cpu"),
+                runtime=runtime, **kwargs)
+    return model, log
+
+
+def test_bf16_weights_keep_an_update_at_the_papers_rate_only_with_float32_master_weights():
+    config = TrainConfig(lr=6e-8, batch_size=4, epochs=1, warmup_steps=0)
+    base = build_tiny_model(64).to(torch.bfloat16)
+    before = torch.cat([p.detach().float().flatten() for p in base.parameters()])
+    sizable = before.abs() > 1e-3  # AdamW moves a weight by about lr: below half a bf16 step (2^-9 |w|) from here up
+    assert float((before[sizable].abs() * 2.0**-9).min()) > 10 * config.lr
+
+    mixed, log = run(copy.deepcopy(base), texts(64), config)
+    assert log.runtime["precision"] == "bf16-mixed"
+    assert all(p.dtype == torch.float32 for p in mixed.parameters())
+    after = torch.cat([p.detach().flatten() for p in mixed.parameters()])
+    assert float((after != before)[sizable].float().mean()) > 0.5  # the master weights moved
+
+    pure, log = run(copy.deepcopy(base), texts(64), TrainConfig(**{**config.__dict__, "precision": "pure"}))
+    assert log.runtime["precision"] == "pure"
+    after = torch.cat([p.detach().float().flatten() for p in pure.parameters()])
+    assert torch.equal(after[sizable], before[sizable])  # the old loop: every such update rounded away
+
+
+def test_float32_weights_train_exactly_as_a_plain_adamw_loop():
+    config = TrainConfig(lr=1e-3, batch_size=2, grad_accum=2, epochs=2, warmup_steps=1)
+    examples = texts(64, n=6)
+    trained, log = run(build_tiny_model(64), examples, config)
+    assert log.runtime == {"precision": "float32", "gradient_checkpointing": False, "optimizer": "adamw"}
+
+    model = build_tiny_model(64)  # the loop as it was before precision existed
+    optimizer = torch.optim.AdamW(list(model.parameters()), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, 4)
+    generator = torch.Generator().manual_seed(config.seed)
+    model.train()
+    for _ in range(config.epochs):
+        order = torch.randperm(len(examples), generator=generator).tolist()
+        for step in range(2):
+            chunk = order[step * 4:(step + 1) * 4]
+            for micro in [chunk[i:i + 2] for i in range(0, len(chunk), 2)]:
+                (ascent(model, collate([examples[i] for i in micro], 0, "cpu")) * (len(micro) / len(chunk))).backward()
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), model.state_dict().values()))
+
+
+def test_mixed_precision_full_tuning_is_evaluated_from_float32_weights():
+    seen = []
+    config = TrainConfig(lr=1e-4, batch_size=2, epochs=2, warmup_steps=0, precision="bf16-mixed")
+    model, _ = run(build_tiny_model(64).to(torch.bfloat16), texts(64), config,
+                   on_epoch_end=lambda epoch, m: seen.append({p.dtype for p in m.parameters()}))
+    assert seen == [{torch.float32}]
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    batch = collate(texts(64, n=1), 0, "cpu")
+    assert model(input_ids=batch.input_ids).logits.dtype == torch.float32  # evaluation runs without autocast
+
+
+def test_lora_keeps_a_float32_adapter_on_a_bf16_base():
+    config = TrainConfig(lr=1e-3, batch_size=2, epochs=1, warmup_steps=0)
+    model, log = run(build_tiny_model(64).to(torch.bfloat16), texts(64), config, mode="lora")
+    assert log.runtime["precision"] == "bf16-mixed"
+    adapter = {p.dtype for n, p in model.named_parameters() if "lora_" in n}
+    base = {p.dtype for n, p in model.named_parameters() if "lora_" not in n}
+    assert adapter == {torch.float32} and base == {torch.bfloat16}
+    assert any(float(p.abs().max()) > 0 for n, p in model.named_parameters() if "lora_B" in n)
+
+
+def test_runtime_is_resolved_from_auto_and_recorded():
+    model = build_tiny_model(64)
+    assert resolve_runtime(TrainConfig(), model, full_tuning=True).precision == "float32"
+    assert resolve_runtime(TrainConfig(), model.to(torch.bfloat16), full_tuning=True).precision == "bf16-mixed"
+    assert not resolve_runtime(TrainConfig(), model, full_tuning=True).gradient_checkpointing  # CPU: off under auto
+    assert resolve_runtime(TrainConfig(gradient_checkpointing="on"), model, full_tuning=False).gradient_checkpointing
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    grads = []
+    for switch in ("off", "on"):
+        model = build_tiny_model(64)
+        config = TrainConfig(lr=1e-3, batch_size=4, epochs=1, warmup_steps=0, gradient_checkpointing=switch)
+
+        def capture(m, batch):
+            loss = ascent(m, batch)
+            grads.append(torch.autograd.grad(loss, [m.model.layers[0].mlp.up_proj.weight], retain_graph=True)[0])
+            assert m.is_gradient_checkpointing == (switch == "on")
+            return loss
+
+        _, log = run(model, texts(64), config, loss=capture)
+        assert log.runtime["gradient_checkpointing"] == (switch == "on")
+        assert not model.is_gradient_checkpointing  # off again once training ends
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_adamw8bit_without_a_gpu_is_a_one_line_error():
+    with pytest.raises(RwkuError, match="adamw8bit"):
+        run(build_tiny_model(64), texts(64), TrainConfig(optimizer="adamw8bit", batch_size=4, epochs=1))
+
+
+def test_an_unknown_precision_is_a_one_line_error():
+    hints = field_hints(TrainConfig)
+    assert convert("precision", "bf16-mixed", hints["precision"]) == "bf16-mixed"
+    with pytest.raises(RwkuError, match="precision=fp8: precision takes one of auto, float32, bf16-mixed, pure"):
+        convert("precision", "fp8", hints["precision"])
