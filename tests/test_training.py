@@ -21,7 +21,9 @@ from transformers import get_cosine_schedule_with_warmup
 
 from rwku.errors import RwkuError
 from rwku.methods.config import ModeConfig, TrainConfig, convert, field_hints
-from rwku.methods.training import (Example, collate, mean_token_nll, prepare_trainable, resolve_runtime, train)
+from rwku.methods.base import Reference
+from rwku.methods.training import (Example, collate, mean_token_nll, prepare_trainable, resolve_runtime, sequence_logprob,
+                                   train)
 
 from conftest import build_tiny_model
 
@@ -144,3 +146,50 @@ def test_an_unknown_precision_is_a_one_line_error():
     assert convert("precision", "bf16-mixed", hints["precision"]) == "bf16-mixed"
     with pytest.raises(RwkuError, match="precision=fp8: precision takes one of auto, float32, bf16-mixed, pure"):
         convert("precision", "fp8", hints["precision"])
+
+
+def test_precomputed_references_equal_the_original_models_log_probabilities_in_any_batch():
+    examples = texts(64, n=5, length=9) + texts(64, n=2, length=5, seed=1)
+    model = build_tiny_model(64)
+    original = copy.deepcopy(model).eval()
+    reference = Reference.precompute(model, examples, pad_id=0, batch_size=3)
+    assert all(isinstance(v, float) for v in reference.values.values())  # numbers only: no second model is kept
+    for order in ([0, 6, 2], [5, 1], [3, 4, 6, 0]):
+        batch = collate([examples[i] for i in order], 0, "cpu")
+        with torch.no_grad():
+            expected = sequence_logprob(original, batch)
+        assert torch.allclose(reference.sequence_logprob(batch), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["npo", "dpo"])
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_losses_with_precomputed_references_equal_those_against_the_original_model(tiny_lm, method, mode):
+    """At every training step, each row's precomputed reference equals the original model's log-probability, so the
+    NPO and DPO losses are those computed against a live copy of the original (the old way)."""
+    import dataclasses
+
+    from rwku.corpus.build import Corpus
+    from rwku.methods import METHODS
+
+    from conftest import make_session
+
+    corpus = Corpus(targets=["x"], forget=["Ada wrote the first program.", "She was born in London in 1815.",
+                                           "Her father was Lord Byron.", "She worked with Babbage."],
+                    counterfactual=["Ada was a farmer.", "She was born in Paris.", "Her father was a baker.",
+                                    "She worked alone."],
+                    pair_prompts=["Write a short biography of Ada."] * 4)
+    lm = dataclasses.replace(tiny_lm, model=copy.deepcopy(tiny_lm.model))
+    live = METHODS[method]()
+    original = copy.deepcopy(tiny_lm.model).eval()
+    seen = []
+
+    def against_the_original(model, batch, session, reference):
+        both = batch[0] if isinstance(batch, tuple) else batch
+        with torch.no_grad():
+            expected = sequence_logprob(original, both)
+        seen.append(float((reference.sequence_logprob(both) - expected).abs().max()))
+        return type(live).loss(live, model, batch, session, reference)
+
+    live.loss = against_the_original
+    live.unlearn(make_session(lm, corpus, ModeConfig(mode=mode), method, lr=1e-2))
+    assert seen and max(seen) < 1e-5

@@ -7,7 +7,6 @@ Methods are small classes in a registry (:data:`rwku.methods.METHODS`), each wit
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
@@ -16,7 +15,8 @@ import torch
 from rwku.corpus.build import Corpus
 from rwku.data.schema import Target
 from rwku.methods.config import ModeConfig, NoParams, Preset, TrainConfig
-from rwku.methods.training import Batch, Example, collate, prepare_trainable, resolve_runtime, sequence_logprob, train
+from rwku.methods.training import (Batch, Example, apply_precision, collate, prepare_trainable, resolve_runtime, sequence_logprob,
+                                   train)
 from rwku.models.loading import LoadedModel
 from rwku.models.prompting import PromptFormat
 
@@ -82,14 +82,20 @@ class TrainedMethod(Method):
         pad_id, device = int(session.lm.tokenizer.pad_token_id), session.lm.device
         return lambda examples: collate(examples, pad_id, device)
 
+    def reference_examples(self, examples: Sequence[Any]) -> list[Example]:
+        """The sequences whose reference log-probabilities the loss asks for (DPO: chosen and rejected)."""
+        return list(examples)
+
     def unlearn(self, session: Session) -> Unlearned:
-        base = session.lm.model
-        frozen_copy = copy.deepcopy(base).eval() if self.needs_reference and session.mode.mode == "full" else None
-        model = prepare_trainable(base, session.mode)
-        reference = Reference(model, frozen_copy) if self.needs_reference else None
-        examples = self.examples(session)
         config = session.train
+        model = prepare_trainable(session.lm.model, session.mode)
         runtime = resolve_runtime(config, model, full_tuning=session.mode.mode == "full")
+        apply_precision(model, runtime.precision)  # references are taken in the precision the model is evaluated in
+        examples = self.examples(session)
+        reference = None
+        if self.needs_reference:
+            pad_id = int(session.lm.tokenizer.pad_token_id)
+            reference = Reference.precompute(model, self.reference_examples(examples), pad_id, config.batch_size)
         steps = max(1, -(-len(examples) // (config.batch_size * config.grad_accum))) * config.epochs
         with session.progress(f"train {self.name}", steps) as advance:
             log = train(model, examples, lambda m, b: self.loss(m, b, session, reference), config,
@@ -101,18 +107,38 @@ class TrainedMethod(Method):
 
 
 class Reference:
-    """The original model's log-probabilities: a frozen copy (full/partial tuning) or the adapter switched off (LoRA)."""
+    """The original model's summed log-probability of every training sequence, computed once before training.
 
-    def __init__(self, model: Any, frozen_copy: Any | None):
-        self.model = model
-        self.frozen_copy = frozen_copy
+    Only the numbers are kept, so full tuning of a method with a reference needs no second copy of the model (the
+    paper's NPO and DPO on an 8B model would otherwise hold two). Before the first step the model *is* the original
+    (a new LoRA adapter adds zero), so the references are taken from it, without gradients, in the precision it is
+    evaluated in. A sequence is looked up by its tokens and loss mask, so any batch composition finds its rows.
+    """
 
+    def __init__(self, values: dict[tuple[tuple[int, ...], tuple[int, ...]], float]):
+        self.values = values
+
+    @classmethod
     @torch.no_grad()
+    def precompute(cls, model: Any, examples: Sequence[Example], pad_id: int, batch_size: int) -> "Reference":
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        values = {}
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            logprobs = sequence_logprob(model, collate(chunk, pad_id, device))
+            values.update({(tuple(e.ids), tuple(e.loss_mask)): float(v) for e, v in zip(chunk, logprobs.tolist())})
+        model.train(was_training)
+        return cls(values)
+
     def sequence_logprob(self, batch: Batch) -> torch.Tensor:
-        if self.frozen_copy is not None:
-            return sequence_logprob(self.frozen_copy, batch)
-        with self.model.disable_adapter():
-            return sequence_logprob(self.model, batch)
+        """The reference log-probability of each row of ``batch``: [B]."""
+        rows = []
+        for ids, attention, mask in zip(batch.input_ids.tolist(), batch.attention_mask.tolist(), batch.loss_mask.tolist()):
+            n = sum(attention)
+            rows.append(self.values[(tuple(ids[:n]), tuple(mask[:n]))])
+        return torch.tensor(rows, dtype=torch.float32, device=batch.input_ids.device)
 
 
 # ------------------------------------------------------------------ turning text into examples

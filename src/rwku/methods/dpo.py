@@ -54,6 +54,9 @@ class DirectPreference(TrainedMethod):
         return [PairExample(chat_example(fmt, prompt, chosen, n), chat_example(fmt, prompt, rejected, n))
                 for prompt, chosen, rejected in pairs]
 
+    def reference_examples(self, examples: Sequence[PairExample]) -> list[Example]:
+        return [e for pair in examples for e in (pair.chosen, pair.rejected)]
+
     def collate(self, session: Session) -> Callable[[Sequence[PairExample]], tuple[Batch, int]]:
         pad_id, device = int(session.lm.tokenizer.pad_token_id), session.lm.device
         # chosen and rejected go through the model together: rows [0, n) chosen, [n, 2n) rejected
