@@ -235,28 +235,34 @@ def test_two_jobs_that_would_write_one_unit_differently_are_refused(tiny_model_d
         build_plan(out, first.tasks() + second.tasks())
 
 
-def test_gpu_memory_estimates_follow_model_size_mode_and_reference():
-    from rwku.execution.resources import parameters_from_config, unit_memory_gib
+def test_gpu_memory_estimates_follow_model_size_mode_and_precision():
+    from rwku.execution.resources import LLAMA3_8B, parameters_from_config, unit_memory
 
-    llama3_8b = {"hidden_size": 4096, "num_hidden_layers": 32, "vocab_size": 128256, "intermediate_size": 14336,
-                 "num_attention_heads": 32, "num_key_value_heads": 8, "tie_word_embeddings": False}
-    assert parameters_from_config(llama3_8b) == pytest.approx(8.03e9, rel=0.01)  # Llama-3-8B has 8.03 B parameters
+    assert parameters_from_config(LLAMA3_8B) == pytest.approx(8.03e9, rel=0.01)  # Llama-3-8B has 8.03 B parameters
 
     class Job:
         model = "smollm2-135m"
+        batch_size = 32
 
-    def task(method, mode="full", dtype="bfloat16"):
+    def task(method, mode="full", dtype="bfloat16", **train):
         from rwku.execution.plan import UnitTask
 
-        key = {"eval": {"dtype": dtype}, "method": {"mode": {"mode": mode}}}
+        key = {"eval": {"dtype": dtype, "device": "cuda"}, "method": {"mode": {"mode": mode}, "train": train}}
         return UnitTask(run="r", slug="u", targets=(), job=Job(), method=method, key=key)
 
-    weights = unit_memory_gib(task(None))
-    assert weights == pytest.approx(134_515_008 * 2 / 2**30)
-    assert unit_memory_gib(task("ga")) == pytest.approx(4 * weights)  # weights, gradients, two moments
-    assert unit_memory_gib(task("npo")) == pytest.approx(5 * weights)  # and the frozen reference
-    assert unit_memory_gib(task("npo", "lora")) < 1.1 * weights
-    assert unit_memory_gib(task(None, dtype="float32")) == pytest.approx(2 * weights)
+    parameters = 134_515_008
+    assert unit_memory(task(None))["evaluation"].weights == parameters * 2
+    ga = unit_memory(task("ga"))["training"]  # bf16 weights: float32 master weights, gradients and two moments, bf16 copies
+    assert (ga.weights, ga.gradients, ga.optimizer, ga.autocast_copies) == (4 * parameters, 4 * parameters, 8 * parameters, 2 * parameters)
+    assert unit_memory(task("npo"))["training"].reference_model == 0  # precomputed references: no second model
+    assert unit_memory(task("ga", optimizer="adamw8bit"))["training"].optimizer == 2 * parameters
+    pure = unit_memory(task("ga", precision="pure"))["training"]
+    assert (pure.weights, pure.gradients, pure.optimizer) == (2 * parameters, 2 * parameters, 4 * parameters)
+    lora = unit_memory(task("npo", "lora"))["training"]
+    adapter = 30 * 8 * ((576 + 576) + (576 + 192))  # r = 8 on q_proj and v_proj of 30 layers
+    assert (lora.weights, lora.optimizer) == (2 * parameters + 4 * adapter, 8 * adapter)
+    assert unit_memory(task("ga", gradient_checkpointing="off"))["training"].activations > 5 * unit_memory(task("ga"))["training"].activations
+    assert unit_memory(task("dpo"))["training"].logits == 2 * unit_memory(task("npo"))["training"].logits  # chosen and rejected rows
 
 
 def test_seed_names_the_runs_so_seeds_share_one_folder(tiny_model_dir, tmp_path, cli):

@@ -9,6 +9,11 @@
 - test_runtime_is_resolved_from_auto_and_recorded
 - test_gradient_checkpointing_gives_the_same_gradients
 - test_adamw8bit_without_a_gpu_is_a_one_line_error / test_an_unknown_precision_is_a_one_line_error
+- test_precomputed_references_equal_the_original_models_log_probabilities_in_any_batch and
+  test_losses_with_precomputed_references_equal_those_against_the_original_model: NPO and DPO keep numbers, not a
+  second model, and their losses are what they were.
+- test_the_memory_estimate_matches_what_training_allocates_on_a_small_model
+- test_a_unit_given_several_gpus_spreads_its_model_over_them
 """
 
 from __future__ import annotations
@@ -17,15 +22,13 @@ import copy
 
 import pytest
 import torch
+from conftest import build_tiny_model
 from transformers import get_cosine_schedule_with_warmup
 
 from rwku.errors import RwkuError
-from rwku.methods.config import ModeConfig, TrainConfig, convert, field_hints
 from rwku.methods.base import Reference
-from rwku.methods.training import (Example, collate, mean_token_nll, prepare_trainable, resolve_runtime, sequence_logprob,
-                                   train)
-
-from conftest import build_tiny_model
+from rwku.methods.config import ModeConfig, TrainConfig, convert, field_hints
+from rwku.methods.training import Example, collate, mean_token_nll, prepare_trainable, resolve_runtime, sequence_logprob, train
 
 
 def texts(vocab: int, n: int = 4, length: int = 12, seed: int = 0) -> list[Example]:
@@ -168,10 +171,10 @@ def test_losses_with_precomputed_references_equal_those_against_the_original_mod
     NPO and DPO losses are those computed against a live copy of the original (the old way)."""
     import dataclasses
 
+    from conftest import make_session
+
     from rwku.corpus.build import Corpus
     from rwku.methods import METHODS
-
-    from conftest import make_session
 
     corpus = Corpus(targets=["x"], forget=["Ada wrote the first program.", "She was born in London in 1815.",
                                            "Her father was Lord Byron.", "She worked with Babbage."],
@@ -193,3 +196,74 @@ def test_losses_with_precomputed_references_equal_those_against_the_original_mod
     live.loss = against_the_original
     live.unlearn(make_session(lm, corpus, ModeConfig(mode=mode), method, lr=1e-2))
     assert seen and max(seen) < 1e-5
+
+
+def test_the_memory_estimate_matches_what_training_allocates_on_a_small_model():
+    """Weights, gradients and AdamW state exactly (counted from the tensors after a step); activations and logits
+    within a factor of 1.5 of what autograd keeps for the backward pass (counted with saved-tensor hooks), on two
+    shapes the coefficients were not fit on."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rwku.execution.resources import Shape, Training, training_memory
+
+    for hidden, inner, layers, vocab, heads, kv, rows, tokens in ((80, 224, 3, 700, 4, 2, 3, 40), (160, 400, 2, 900, 8, 4, 4, 32)):
+        config = LlamaConfig(hidden_size=hidden, intermediate_size=inner, num_hidden_layers=layers, vocab_size=vocab,
+                             num_attention_heads=heads, num_key_value_heads=kv, tie_word_embeddings=False)
+        model = LlamaForCausalLM(config)
+        estimate = training_memory(Shape.from_config(config.to_dict()), 4, Training(mode="full", rows=rows, tokens=tokens))
+        assert sum(p.numel() for p in model.parameters()) == Shape.from_config(config.to_dict()).parameters
+
+        saved, seen = [0], set()
+
+        def keep(tensor):
+            if not isinstance(tensor, torch.nn.Parameter) and tensor.data_ptr() not in seen:
+                seen.add(tensor.data_ptr())
+                saved[0] += tensor.numel() * tensor.element_size()
+            return tensor
+
+        ids = torch.randint(0, vocab, (rows, tokens))
+        optimizer = torch.optim.AdamW(model.parameters())
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+            logits = model(input_ids=ids).logits.float()
+            loss = -torch.log_softmax(logits, -1).mean()
+        loss.backward()
+        optimizer.step()
+        tensors = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
+        assert estimate.weights == tensors(model.parameters())
+        assert estimate.gradients == tensors(p.grad for p in model.parameters())
+        assert estimate.optimizer == tensors(v for state in optimizer.state.values() for k, v in state.items() if k != "step")
+        assert 1 / 1.5 < (estimate.activations + estimate.logits) / saved[0] < 1.5
+
+
+def test_a_unit_given_several_gpus_spreads_its_model_over_them(monkeypatch):
+    """--gpus-per-unit N > 1: the executors say so, and loading dispatches the layers with a balanced device map;
+    otherwise (or with one GPU visible) the model goes to the device whole. (Run on real GPUs: README, GPUs.)"""
+    import accelerate
+    import accelerate.utils
+
+    from rwku.execution.executors import LocalExecutor
+    from rwku.models import loading
+
+    calls = []
+
+    class Model:
+        _no_split_modules = ["LlamaDecoderLayer"]
+
+        def to(self, device):
+            calls.append(("to", device))
+            return self
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(accelerate.utils, "get_balanced_memory", lambda model, no_split_module_classes: {0: 1, 1: 1})
+    monkeypatch.setattr(accelerate, "infer_auto_device_map", lambda model, max_memory, no_split_module_classes: {"": 0})
+    monkeypatch.setattr(accelerate, "dispatch_model", lambda model, device_map: calls.append(("dispatch", device_map)) or model)
+    monkeypatch.setenv(loading.SPREAD_GPUS, "0")
+    LocalExecutor(gpus_per_unit=2).run([], None, None)
+    loading.place_model(Model(), "cuda")
+    assert calls == [("dispatch", {"": 0})]
+    LocalExecutor(gpus_per_unit=1).run([], None, None)
+    loading.place_model(Model(), "cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    LocalExecutor(gpus_per_unit=2).run([], None, None)
+    loading.place_model(Model(), "cuda")
+    assert calls[1:] == [("to", "cuda"), ("to", "cuda")]

@@ -113,7 +113,7 @@ def make_executor(executor: str, ray_address: str | None, gpus_per_unit: float, 
     from rwku.execution.executors import LocalExecutor, RayExecutor
 
     if executor == "local":
-        return LocalExecutor(max_retries=max_retries)
+        return LocalExecutor(max_retries=max_retries, gpus_per_unit=gpus_per_unit)
     if executor == "ray":
         return RayExecutor(address=ray_address, gpus_per_unit=gpus_per_unit, cpus_per_unit=cpus_per_unit,
                            max_retries=max_retries, threads_per_unit=threads)
@@ -122,11 +122,11 @@ def make_executor(executor: str, ray_address: str | None, gpus_per_unit: float, 
 
 def print_plan(plan: Any) -> None:
     """Per run: how many units are stored and how many will run, and why (new, stale and what changed, forced),
-    and the GPU memory a unit needs (weights, and for full tuning gradients, optimiser and reference)."""
+    and the GPU memory a unit needs at its peak (training or evaluation, whichever is larger: execution/resources.py)."""
     from rwku.execution.resources import unit_memory_gib
 
     table = Table(title=f"plan: {len(plan.tasks)} unit(s) in {plan.out}, {len(plan.to_run())} to run", title_justify="left",
-                  caption="GiB: estimated GPU memory per unit, activations aside; ask Ray for enough with --gpus-per-unit",
+                  caption="GiB: estimated peak GPU memory per unit (training or evaluation); ask Ray for enough with --gpus-per-unit",
                   caption_justify="left")
     for column in ("run", "units", "stored", "to run", "GiB", "why"):
         table.add_column(column, overflow="fold")

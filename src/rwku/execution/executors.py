@@ -62,12 +62,15 @@ def compute_with_retries(task: UnitTask, progress: ProgressFactory, max_retries:
 
 @dataclass
 class LocalExecutor:
-    """In this process, one unit after another (the default)."""
+    """In this process, one unit after another (the default). With ``gpus_per_unit`` above 1 each unit's model is
+    spread over every GPU this process sees (choose them with ``CUDA_VISIBLE_DEVICES``)."""
 
     max_retries: int = 1
+    gpus_per_unit: float = 0.0
     name: str = "local"
 
     def run(self, tasks: Sequence[UnitTask], progress: ProgressFactory, done: Done) -> None:
+        spread_over_gpus(self.gpus_per_unit)
         for task in tasks:
             output, failure = compute_with_retries(task, progress, self.max_retries)
             done(task, output, failure, f"local pid {os.getpid()}")
@@ -88,8 +91,15 @@ def worker_jobs(ref: Any) -> list[Any]:
     return _WORKER_JOBS[key]
 
 
+def spread_over_gpus(gpus_per_unit: float) -> None:
+    """Tell model loading (:func:`rwku.models.loading.place_model`) whether a unit spreads over the GPUs it sees."""
+    from rwku.models.loading import SPREAD_GPUS
+
+    os.environ[SPREAD_GPUS] = "1" if gpus_per_unit > 1 else "0"
+
+
 def ray_compute(task: UnitTask, jobs: list[Any], index: int, max_retries: int,
-                threads: int | None) -> tuple[UnitOutput | None, Failure | None, str]:
+                threads: int | None, gpus_per_unit: float = 0.0) -> tuple[UnitOutput | None, Failure | None, str]:
     """The body of a Ray task: compute one unit where Ray placed it; return its files (no shared disk needed).
 
     The task travels without its job: ``jobs`` holds the reference of the run's jobs, put once in the object store
@@ -101,6 +111,7 @@ def ray_compute(task: UnitTask, jobs: list[Any], index: int, max_retries: int,
         import torch
 
         torch.set_num_threads(threads)
+    spread_over_gpus(gpus_per_unit)  # Ray shows the task only its own GPUs
     job = worker_jobs(jobs[0])[index]
     output, failure = compute_with_retries(dataclasses.replace(task, job=job), no_progress, max_retries)
     gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
@@ -233,7 +244,7 @@ class RayExecutor:
             shared = [ray.put(list(jobs.values()))]
             for task in tasks:
                 ref = remote.remote(dataclasses.replace(task, job=None), shared, index[id(task.job)], self.max_retries,
-                                    self.threads_per_unit)
+                                    self.threads_per_unit, self.gpus_per_unit)
                 pending[ref] = task
             while pending:
                 finished, _ = ray.wait(list(pending), num_returns=1)

@@ -15,8 +15,7 @@ import torch
 from rwku.corpus.build import Corpus
 from rwku.data.schema import Target
 from rwku.methods.config import ModeConfig, NoParams, Preset, TrainConfig
-from rwku.methods.training import (Batch, Example, apply_precision, collate, prepare_trainable, resolve_runtime, sequence_logprob,
-                                   train)
+from rwku.methods.training import Batch, Example, apply_precision, collate, prepare_trainable, resolve_runtime, sequence_logprob, train
 from rwku.models.loading import LoadedModel
 from rwku.models.prompting import PromptFormat
 
@@ -71,6 +70,8 @@ class TrainedMethod(Method):
     """A method that fine-tunes: subclasses give ``examples`` and ``loss``; the shared loop does the rest."""
 
     needs_reference: ClassVar[bool] = False
+    #: sequences one example puts through the model (DPO: chosen and rejected); the memory estimate reads it
+    rows_per_example: ClassVar[int] = 1
 
     def examples(self, session: Session) -> Sequence[Any]:
         raise NotImplementedError

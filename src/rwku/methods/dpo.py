@@ -43,6 +43,7 @@ class DirectPreference(TrainedMethod):
     description: ClassVar[str] = "DPO: counterfactual (chosen) over factual (rejected) biographies"
     corpus_kinds: ClassVar[tuple[str, ...]] = ("forget", "counterfactual")
     needs_reference: ClassVar[bool] = True
+    rows_per_example: ClassVar[int] = 2
     params_type = DpoParams
     presets = trained_presets(full=(5e-6, 8, 3), lora=(6e-5, 8, 3), batch=(2e-6, 8, 2))
 

@@ -55,6 +55,27 @@ def pick_device(device: str) -> str:
     return device
 
 
+#: Set by the executors ("1" when a unit was given several GPUs with --gpus-per-unit): read by :func:`place_model`
+SPREAD_GPUS = "RWKU_SPREAD_GPUS"
+
+
+def place_model(model: Any, device: str) -> Any:
+    """The model on ``device``; a unit given several GPUs (``--gpus-per-unit N``, N > 1) on ``cuda`` spreads its
+    layers over every GPU it sees, balanced, with accelerate's device map: layer-wise model parallelism, run one
+    GPU after another, so a unit too large for one GPU (full tuning of an 8B model with float32 master weights)
+    runs at all; it is not faster. Inputs go to the first GPU, where the embeddings are."""
+    import torch
+
+    if device == "cuda" and os.environ.get(SPREAD_GPUS) == "1" and torch.cuda.device_count() > 1:
+        from accelerate import dispatch_model, infer_auto_device_map
+        from accelerate.utils import get_balanced_memory
+
+        no_split = getattr(model, "_no_split_modules", None)
+        memory = get_balanced_memory(model, no_split_module_classes=no_split)
+        return dispatch_model(model, device_map=infer_auto_device_map(model, max_memory=memory, no_split_module_classes=no_split))
+    return model.to(device)
+
+
 def pick_dtype(dtype: str, device: str) -> Any:
     """``auto`` -> bfloat16 on a GPU that supports it, float32 otherwise (CPU half precision is slow)."""
     import torch
@@ -205,6 +226,6 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     if tokenizer.pad_token is None:  # the official code pads with EOS
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    model.to(device)
+    model = place_model(model, device)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, name=spec, source=str(source))
