@@ -236,7 +236,7 @@ def test_two_jobs_that_would_write_one_unit_differently_are_refused(tiny_model_d
 
 
 def test_gpu_memory_estimates_follow_model_size_mode_and_precision():
-    from rwku.execution.resources import LLAMA3_8B, parameters_from_config, unit_memory
+    from rwku.execution.resources import DEFAULT_MODEL_PARAMETERS, LLAMA3_8B, model_parameters, parameters_from_config, unit_memory
 
     assert parameters_from_config(LLAMA3_8B) == pytest.approx(8.03e9, rel=0.01)  # Llama-3-8B has 8.03 B parameters
 
@@ -251,6 +251,7 @@ def test_gpu_memory_estimates_follow_model_size_mode_and_precision():
         return UnitTask(run="r", slug="u", targets=(), job=Job(), method=method, key=key)
 
     parameters = 134_515_008
+    assert model_parameters("smollm2-135m") == DEFAULT_MODEL_PARAMETERS == parameters
     assert unit_memory(task(None))["evaluation"].weights == parameters * 2
     ga = unit_memory(task("ga"))["training"]  # bf16 weights: float32 master weights, gradients and two moments, bf16 copies
     assert (ga.weights, ga.gradients, ga.optimizer, ga.autocast_copies) == (4 * parameters, 4 * parameters, 8 * parameters, 2 * parameters)

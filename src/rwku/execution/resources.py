@@ -43,6 +43,7 @@ LLAMA3_8B = {"hidden_size": 4096, "num_hidden_layers": 32, "vocab_size": 128256,
 #: SmolLM2-135M-Instruct, the embedded default (and the planted demo model: planting changes weights, not shapes)
 DEFAULT_MODEL_CONFIG = {"hidden_size": 576, "num_hidden_layers": 30, "vocab_size": 49152, "intermediate_size": 1536,
                         "num_attention_heads": 9, "num_key_value_heads": 3, "tie_word_embeddings": True}
+DEFAULT_MODEL_PARAMETERS = 134_515_008  # what that config gives (tested), and what the converted model holds
 #: Models the paper and its follow-ups run, for an estimate without reaching the hub
 KNOWN_CONFIGS = {
     "meta-llama/Meta-Llama-3-8B-Instruct": LLAMA3_8B,
