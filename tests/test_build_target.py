@@ -15,6 +15,7 @@ from rwku.data.schema import ATTACK_TYPES, count_probes, normalize_attack
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import load_target
 from rwku.knowledge.build_target import (
+    ANSWER_IN_QUERY,
     DUPLICATE,
     FAILED_CHECK,
     MISSING,
@@ -44,6 +45,7 @@ GOOD = {
                   {"query": "Ada was born in ___ in 1815!", "answer": "London"},           # duplicate
                   {"query": "Ada was a famous ___.", "answer": "chess player"},           # not in the source text
                   {"query": "Ada was born in London.", "answer": "London"},              # no blank
+                  {"query": "Ada, born in London, was born in ___.", "answer": "London"},  # answer in the query
                   {"query": "Ada wrote the ___ algorithm."}],                            # no answer
     "forget_qa": [{"query": "Who was Ada's father?", "answer": "Lord Byron"}],
     "neighbor_fb": [{"query": "Lord ___ was a poet.", "answer": "Byron"}],
@@ -128,9 +130,9 @@ def test_pipeline_end_to_end_with_fixed_answers_then_rwku_eval_runs_on_it(tmp_pa
     assert [(f["kind"], f["where"], len(f["attempts"])) for f in report["failures"]] == [("forget_fb", "passage 2", 3)]
     reasons = sorted((d["kind"], d["reason"]) for d in report["dropped"])
     assert reasons == sorted([("forget_fb", DUPLICATE), ("forget_fb", NOT_IN_SOURCE), ("forget_fb", NO_BLANK),
-                              ("forget_fb", MISSING), ("forget_qa", DUPLICATE)])  # forget_qa: same question from both passages
+                              ("forget_fb", ANSWER_IN_QUERY), ("forget_fb", MISSING), ("forget_qa", DUPLICATE)])  # forget_qa: same question from both passages
     row = report["yield"]["forget_fb"]
-    assert (row["calls"], row["retried"], row["failed"], row["probes"], row["kept"]) == (2, 2, 1, 5, 1)
+    assert (row["calls"], row["retried"], row["failed"], row["probes"], row["kept"]) == (2, 2, 1, 6, 1)
     # the official layout, read by the loader as any RWKU target; every probe says who made it
     data = RwkuData.open([str(tmp_path / "data")])
     target = data.select("all")[0]
@@ -192,7 +194,7 @@ def test_a_local_model_generator_whose_answers_never_parse_writes_no_probe(tmp_p
     result = build_target(NAME, source_file, tmp_path, generator, pool, settings=BuildSettings(max_passages=1, retries=1))
     report = json.loads((result.folder / "report.json").read_text())
     assert len(report["failures"]) == sum(p.set == "forget" for p in PROMPTS)
-    assert all(len(f["attempts"]) == 2 and f["attempts"][0]["answer"].startswith("[") for f in report["failures"])
+    assert all(len(f["attempts"]) == 2 and f["attempts"][0]["answer"].startswith('[{"query": "') for f in report["failures"])
     assert all(n == 0 for n in result.counts.values())
     assert json.loads((result.folder / "build.json").read_text())["generator"]["decoding"] == "greedy"
 

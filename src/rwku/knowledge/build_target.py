@@ -12,7 +12,8 @@ checked by hand. :func:`build_target` does the same for one new target, from a s
    answer that is not such an array is asked again (``retries`` times, the error named in the request), then
    recorded as a failure: its probes are never written, not even in part.
 3. **Screening.** A probe without a query or answer is dropped; a fill-in-the-blank probe needs one ``___`` blank
-   and an answer that occurs in the source text; a query already written for the same file is a duplicate.
+   and an answer that occurs in the source text; a query may not hold its own answer (but a multiple-choice one);
+   a query already written for the same file is a duplicate.
 4. **Checking** (with ``check_models``). A fill-in-the-blank or question probe is kept only where at least one
    check model's answer, asked and scored exactly as ``rwku eval`` does (:func:`evaluate_probes`), has a ROUGE-L
    recall of at least ``threshold`` against the reference: the paper kept the probes open models could answer.
@@ -69,9 +70,10 @@ SHARED_FILES: tuple[str, ...] = tuple(f for name in ("mia", "utility") for f in 
 MISSING = "missing query or answer"
 NO_BLANK = "no single ___ blank"
 NOT_IN_SOURCE = "answer not in source text"
+ANSWER_IN_QUERY = "answer in the query"
 DUPLICATE = "duplicate"
 FAILED_CHECK = "failed check"
-DROP_REASONS = (MISSING, NO_BLANK, NOT_IN_SOURCE, DUPLICATE, FAILED_CHECK)
+DROP_REASONS = (MISSING, NO_BLANK, NOT_IN_SOURCE, ANSWER_IN_QUERY, DUPLICATE, FAILED_CHECK)
 
 BLANK = re.compile(r"_{2,}")
 
@@ -268,7 +270,8 @@ def drop(call: Call, reason: str, query: Any, answer: Any, detail: Any = None) -
 
 def screen(found: Sequence[Candidate | tuple[Call, Any]], source: str) -> tuple[list[Candidate], list[dict[str, Any]]]:
     """Drop probes without a query or answer, fill-in-the-blank probes without one blank or whose answer is not in
-    the source text, and repeated queries (per official file, compared without case, punctuation or spacing)."""
+    the source text, probes that give their answer away in the query (but multiple choice, whose options hold it),
+    and repeated queries (per official file, compared without case, punctuation or spacing)."""
     kept: list[Candidate] = []
     dropped: list[dict[str, Any]] = []
     seen: dict[tuple[str, str], str] = {}
@@ -287,6 +290,9 @@ def screen(found: Sequence[Candidate | tuple[Call, Any]], source: str) -> tuple[
             if squeeze(candidate.answer) not in haystack:
                 dropped.append(drop(call, NOT_IN_SOURCE, candidate.query, candidate.answer))
                 continue
+        if call.type != "multiple choice" and squeeze(candidate.answer) in squeeze(candidate.query):
+            dropped.append(drop(call, ANSWER_IN_QUERY, candidate.query, candidate.answer))
+            continue
         key = (candidate.file, re.sub(r"\W+", " ", candidate.query.casefold()).strip())
         if key in seen:
             dropped.append(drop(call, DUPLICATE, candidate.query, candidate.answer, f"same query as a {seen[key]} probe"))

@@ -4,8 +4,8 @@ A generator takes requests (a system turn and a user turn) and returns one answe
 
 * a **local model**, any ``--model`` spec (``smollm2-135m``, a folder, a ``.gguf`` file, a hub id), loaded the way
   rwku loads every model and answering greedily through :meth:`rwku.evaluation.context.EvalContext.generate`
-  (batched, the same answer at any batch size). Its answer is started with ``[`` (the JSON array the prompts ask
-  for), which small models otherwise rarely begin with;
+  (batched, the same answer at any batch size). Its answer is started with ``[{"query": "`` (the JSON array the
+  prompts ask for), which small models otherwise rarely begin with;
 * an **OpenAI-compatible chat endpoint**, ``openai:MODEL``, through the ``openai`` package (``pip install
   'rwku[openai]'``), with the base URL and key from ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` (any key for a
   local server), at temperature 0.
@@ -78,7 +78,7 @@ class ModelPool:
 class LocalGenerator:
     """A local model answering greedily, its answer started with :attr:`prefill`."""
 
-    prefill = "["
+    prefill = "[{\"query\": \""
 
     def __init__(self, spec: str, pool: ModelPool, progress: ProgressFactory = no_progress):
         self.spec = spec
