@@ -30,7 +30,7 @@ from rwku.knowledge.build_target import (
     split_passages,
 )
 from rwku.knowledge.generators import GeneratorOptions, ModelPool, Request, make_generator
-from rwku.knowledge.probe_prompts import PROMPTS, PROMPTS_BY_KIND
+from rwku.knowledge.probe_prompts import PROMPTS, PROMPTS_BY_KIND, SYSTEM
 
 NAME = "Ada Lovelace"
 SOURCE = """Augusta Ada King, Countess of Lovelace, was an English mathematician and writer. She worked on Charles Babbage's Analytical Engine.
@@ -58,6 +58,9 @@ def scripted_answer(kind: str, passage: str, attempt: int) -> str:
     if kind == "forget_fb" and (passage == "2" or (passage == "1" and attempt == 0)):
         return '[{"query": "Ada was born in ___", "answer": "London"'  # cut off: not valid JSON
     items = GOOD.get(kind) or [{"query": f"{kind} question about Ada Lovelace, passage {passage}?", "answer": "Lord Byron"}]
+    if kind == "aa_multiple_choice":  # the options hold the answer, as they should; a query that is only the answer does not do
+        items = [{"query": f"Passage {passage}: was Ada's father Lord Byron or Charles Dickens?", "answer": "Lord Byron"},
+                 {"query": "Lord Byron", "answer": "Lord Byron"}]
     return "Here are the probes:\n" + json.dumps(items) + "\nDone."
 
 
@@ -130,7 +133,8 @@ def test_pipeline_end_to_end_with_fixed_answers_then_rwku_eval_runs_on_it(tmp_pa
     assert [(f["kind"], f["where"], len(f["attempts"])) for f in report["failures"]] == [("forget_fb", "passage 2", 3)]
     reasons = sorted((d["kind"], d["reason"]) for d in report["dropped"])
     assert reasons == sorted([("forget_fb", DUPLICATE), ("forget_fb", NOT_IN_SOURCE), ("forget_fb", NO_BLANK),
-                              ("forget_fb", ANSWER_IN_QUERY), ("forget_fb", MISSING), ("forget_qa", DUPLICATE)])  # forget_qa: same question from both passages
+                              ("forget_fb", ANSWER_IN_QUERY), ("forget_fb", MISSING), ("forget_qa", DUPLICATE),
+                              ("aa_multiple_choice", ANSWER_IN_QUERY), ("aa_multiple_choice", ANSWER_IN_QUERY)])  # forget_qa: same question from both passages
     row = report["yield"]["forget_fb"]
     assert (row["calls"], row["retried"], row["failed"], row["probes"], row["kept"]) == (2, 2, 1, 6, 1)
     # the official layout, read by the loader as any RWKU target; every probe says who made it
@@ -159,6 +163,12 @@ def test_pipeline_end_to_end_with_fixed_answers_then_rwku_eval_runs_on_it(tmp_pa
     assert code == 0, err
     summary = json.loads((tmp_path / "runs" / "1_Ada_Lovelace" / "summary.json").read_text())
     assert summary["n_items"]["forget"] == 20 and summary["forget"]["All"] is not None
+    # and rwku unlearn: GA* trains on the passages written from the source text
+    code, out, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", str(tmp_path / "data"), "--targets", "1",
+                         "--method", "ga_passage", "--sets", "forget", "--limit", "1", "--set", "epochs=1", "--set", "batch_size=2",
+                         "--set", "max_length=32", "--device", "cpu", "--threads", "1", "--out", str(tmp_path / "unlearned"))
+    assert code == 0, err
+    assert len(list((tmp_path / "unlearned").glob("ga_passage*/1_Ada_Lovelace/summary.json"))) == 1
 
 
 def test_check_models_keep_only_probes_they_answer(tmp_path, source_file, tiny_model_dir):
@@ -275,7 +285,8 @@ def scripted_reply(model, messages):
 def test_openai_endpoint_on_loopback_through_the_cli(tmp_path, source_file, monkeypatch, cli):
     pytest.importorskip("openai", reason="the endpoint generator needs the openai package: pip install 'rwku[openai]'")
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-    with ChatServer(scripted_reply) as url:
+    server = ChatServer(scripted_reply)
+    with server as url:
         monkeypatch.setenv("OPENAI_BASE_URL", url)
         code, out, err = cli("build-target", "--name", NAME, "--source-text", str(source_file), "--out", str(tmp_path / "d"),
                              "--generator", "openai:writer", "--max-passages", "1", "--neighbors", "Lord Byron")
@@ -287,7 +298,12 @@ def test_openai_endpoint_on_loopback_through_the_cli(tmp_path, source_file, monk
                            "--generator", "openai:missing", "--max-passages", "1")
         assert code == 2 and "answered HTTP 404" in err and not (tmp_path / "e" / "1_Ada_Lovelace").exists()
     # what the server got: the chat-completions protocol, the key, rwku's system turn, temperature 0
-    # (server stopped: now the same URL is unreachable)
+    first = server.seen[0]
+    assert (first["path"], first["auth"], first["model"], first["temperature"]) == ("/v1/chat/completions", "Bearer test-key", "writer", 0)
+    assert [m["role"] for m in first["messages"]] == ["system", "user"] and first["messages"][0]["content"] == SYSTEM
+    calls = sum(r["calls"] for r in build["yield"].values())
+    assert len([s for s in server.seen if s["model"] == "writer"]) == calls + 1  # forget_fb passage 1 was asked twice
+    # the server is stopped: now the same URL is unreachable
     code, _, err = cli("build-target", "--name", NAME, "--source-text", str(source_file), "--out", str(tmp_path / "f"),
                        "--generator", "openai:writer", "--max-passages", "1")
     assert code == 2 and "cannot reach" in err and "check OPENAI_BASE_URL" in err
@@ -295,3 +311,35 @@ def test_openai_endpoint_on_loopback_through_the_cli(tmp_path, source_file, monk
     code, _, err = cli("build-target", "--name", NAME, "--source-text", str(source_file), "--out", str(tmp_path / "f"),
                        "--generator", "openai:writer")
     assert code == 2 and "OPENAI_API_KEY is not set" in err
+
+
+@pytest.mark.integration
+def test_openai_endpoint_serving_the_default_model(tmp_path, source_file, monkeypatch, cli):
+    """The endpoint path end to end with a real model behind it: the loopback server answers each chat request with
+    the default model (greedy, as the local generator does), and every answer is accounted for in the report."""
+    pytest.importorskip("openai", reason="the endpoint generator needs the openai package: pip install 'rwku[openai]'")
+    from rwku.knowledge.generators import LocalGenerator
+
+    served = LocalGenerator("smollm2-135m", ModelPool(GeneratorOptions(device="cpu", dtype="float32", max_new_tokens=48)))
+    answers: list[str] = []
+
+    def reply(model, messages):
+        answers.append(served.answer([Request(messages[0]["content"], messages[1]["content"])])[0])
+        return completion(model, answers[-1])
+
+    monkeypatch.setenv("OPENAI_API_KEY", "local")
+    with ChatServer(reply) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        code, out, err = cli("build-target", "--name", NAME, "--source-text", str(source_file), "--out", str(tmp_path),
+                             "--generator", "openai:smollm2-135m", "--max-passages", "1", "--retries", "0")
+    assert code == 0, err
+    folder = tmp_path / "1_Ada_Lovelace"
+    report = json.loads((folder / "report.json").read_text())
+    assert len(answers) == sum(p.set == "forget" for p in PROMPTS)  # one request per forget kind, no retry
+    assert all(len(f["attempts"]) == 1 and f["attempts"][0]["answer"] in answers for f in report["failures"])
+    for kind, row in report["yield"].items():
+        dropped = sum(row[r] for r in (MISSING, NO_BLANK, NOT_IN_SOURCE, ANSWER_IN_QUERY, DUPLICATE, FAILED_CHECK))
+        assert row["probes"] == dropped + row["kept"], kind
+        assert row["failed"] + (row["probes"] > 0) <= row["calls"]
+    kept = sum(len(json.loads((folder / f"{f}.json").read_text())) for f in ("forget_level1", "forget_level2", "forget_level3"))
+    assert kept == sum(row["kept"] for row in report["yield"].values())

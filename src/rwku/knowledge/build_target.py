@@ -12,7 +12,8 @@ checked by hand. :func:`build_target` does the same for one new target, from a s
    answer that is not such an array is asked again (``retries`` times, the error named in the request), then
    recorded as a failure: its probes are never written, not even in part.
 3. **Screening.** A probe without a query or answer is dropped; a fill-in-the-blank probe needs one ``___`` blank
-   and an answer that occurs in the source text; a query may not hold its own answer (but a multiple-choice one);
+   and an answer that occurs in the source text; a query may not hold its own answer (a multiple-choice one holds
+   it among other options, so it only may not be the answer alone);
    a query already written for the same file is a duplicate.
 4. **Checking** (with ``check_models``). A fill-in-the-blank or question probe is kept only where at least one
    check model's answer, asked and scored exactly as ``rwku eval`` does (:func:`evaluate_probes`), has a ROUGE-L
@@ -270,7 +271,8 @@ def drop(call: Call, reason: str, query: Any, answer: Any, detail: Any = None) -
 
 def screen(found: Sequence[Candidate | tuple[Call, Any]], source: str) -> tuple[list[Candidate], list[dict[str, Any]]]:
     """Drop probes without a query or answer, fill-in-the-blank probes without one blank or whose answer is not in
-    the source text, probes that give their answer away in the query (but multiple choice, whose options hold it),
+    the source text, probes that give their answer away in the query (a multiple-choice query holds it among its
+    options, but must be more than the answer),
     and repeated queries (per official file, compared without case, punctuation or spacing)."""
     kept: list[Candidate] = []
     dropped: list[dict[str, Any]] = []
@@ -290,7 +292,8 @@ def screen(found: Sequence[Candidate | tuple[Call, Any]], source: str) -> tuple[
             if squeeze(candidate.answer) not in haystack:
                 dropped.append(drop(call, NOT_IN_SOURCE, candidate.query, candidate.answer))
                 continue
-        if call.type != "multiple choice" and squeeze(candidate.answer) in squeeze(candidate.query):
+        answer, query = squeeze(candidate.answer), squeeze(candidate.query)
+        if answer == query or (call.type != "multiple choice" and answer in query):
             dropped.append(drop(call, ANSWER_IN_QUERY, candidate.query, candidate.answer))
             continue
         key = (candidate.file, re.sub(r"\W+", " ", candidate.query.casefold()).strip())
