@@ -320,7 +320,7 @@ def test_openai_endpoint_serving_the_default_model(tmp_path, source_file, monkey
     pytest.importorskip("openai", reason="the endpoint generator needs the openai package: pip install 'rwku[openai]'")
     from rwku.knowledge.generators import LocalGenerator
 
-    served = LocalGenerator("smollm2-135m", ModelPool(GeneratorOptions(device="cpu", dtype="float32", max_new_tokens=48)))
+    served = LocalGenerator("smollm2-135m", ModelPool(GeneratorOptions(device="cpu", dtype="float32", max_new_tokens=32)))
     answers: list[str] = []
 
     def reply(model, messages):
