@@ -216,6 +216,12 @@ def test_bad_input_is_one_line_and_nothing_is_half_written(tmp_path, source_file
     assert code == 2 and "the file is empty" in err
     code, _, err = cli("build-target", "--name", NAME, "--source-text", str(tmp_path / "missing.txt"), "--out", str(out))
     assert code == 2 and "no such file" in err
+    code, _, err = cli("build-target", "--name", NAME, "--source-text", str(source_file), "--out", str(out),
+                       "--generator", str(tmp_path / "no-model"))
+    assert code == 2 and "no such file or folder" in err
+    code, _, err = cli("build-target", "--name", NAME, "--source-text", str(source_file), "--out", str(out),
+                       "--shared-data", "demo", "--shared-target", "9")
+    assert code == 2 and "target 9 is not in" in err
 
     class Broken(ScriptedGenerator):
         def answer(self, requests):
@@ -289,11 +295,14 @@ def test_openai_endpoint_on_loopback_through_the_cli(tmp_path, source_file, monk
     with server as url:
         monkeypatch.setenv("OPENAI_BASE_URL", url)
         code, out, err = cli("build-target", "--name", NAME, "--source-text", str(source_file), "--out", str(tmp_path / "d"),
-                             "--generator", "openai:writer", "--max-passages", "1", "--neighbors", "Lord Byron")
+                             "--generator", "openai:writer", "--max-passages", "1", "--neighbors", "Lord Byron",
+                             "--shared-data", "demo", "--shared-target", "Marie Curie")
         assert code == 0, err
+        assert len(json.loads((tmp_path / "d" / "1_Ada_Lovelace" / "retain_mmlu.json").read_text())) > 0
         assert "forget_level1 1" in out and "rwku eval --data" in out
         build = json.loads((tmp_path / "d" / "1_Ada_Lovelace" / "build.json").read_text())
         assert build["generator"]["kind"] == "openai" and build["generator"]["model"] == "writer"
+        assert build["shared"]["target"] == "2 Marie Curie"
         code, _, err = cli("build-target", "--name", NAME, "--source-text", str(source_file), "--out", str(tmp_path / "e"),
                            "--generator", "openai:missing", "--max-passages", "1")
         assert code == 2 and "answered HTTP 404" in err and not (tmp_path / "e" / "1_Ada_Lovelace").exists()
