@@ -35,8 +35,8 @@ class Request:
 
 @dataclass(frozen=True)
 class GeneratorOptions:
-    """How a generator answers: the answer's token budget, and for local models their prompt format, batch size,
-    device and dtype."""
+    """How a generator answers: the answer's token budget; for local models (the generator's and the check models')
+    their prompt format, batch size, device and dtype; for an endpoint the seconds a request may take."""
 
     max_new_tokens: int = 512
     prompt_format: str = "chat"
