@@ -470,6 +470,76 @@ def fmt(value: Any, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+@app.command("build-target")
+def build_target_command(
+    name: str = typer.Option(..., "--name", help="The new target's name, e.g. 'Ada Lovelace'."),
+    source_text: Path = typer.Option(..., "--source-text", help="UTF-8 text about the target (its Wikipedia article): the probes' only source."),
+    out: Path = typer.Option(..., "--out", "-o", help="Data folder; the target goes into <out>/<N>_<Name>/ (use it with --data <out>)."),
+    generator: str = typer.Option("smollm2-135m", "--generator", "-g", help="Who writes the probes: a --model spec, or openai:MODEL (OPENAI_BASE_URL, OPENAI_API_KEY)."),
+    neighbors: Optional[str] = typer.Option(None, "--neighbors", help="Comma-separated people or works the text names, for neighbour probes."),
+    check_models: Optional[str] = typer.Option(None, "--check-models", help="Comma-separated --model specs; keep an FB/QA probe only where one answers it."),
+    threshold: float = typer.Option(1.0, "--threshold", min=0.0, max=1.0, help="ROUGE-L recall a check model's answer needs (1.0: it contains the answer)."),
+    per_call: int = typer.Option(3, "--per-call", min=1, help="Probes asked for per request."),
+    max_passages: int = typer.Option(8, "--max-passages", min=1, help="Passages each probe kind is asked about."),
+    passage_words: int = typer.Option(150, "--passage-words", min=20, help="Longer paragraphs are cut at sentence ends."),
+    retries: int = typer.Option(2, "--retries", min=0, help="Requests again after an answer that is not a JSON array."),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=16, help="Token budget of a generator answer."),
+    number: Optional[int] = typer.Option(None, "--number", min=1, help="The target's number (default: one more than the highest in --out)."),
+    shared_data: Optional[str] = typer.Option(None, "--shared-data", help="RWKU data whose MIA retain texts and utility sets the target shares (copied)."),
+    shared_target: str = typer.Option("1", "--shared-target", help="The target of --shared-data whose shared files are copied."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Rows per forward pass of local models."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
+    prompt_format: str = typer.Option("chat", "--prompt-format", help="chat or plain, for the local generator and the check models."),
+    threads: Optional[int] = THREADS_OPTION,
+    force: bool = typer.Option(False, "--force", help="Replace the target folder if it exists."),
+) -> None:
+    """Probes for a new target: a target folder in the official layout, written from a source text by a generator."""
+    from rwku.knowledge.build_target import BuildSettings, build_target, read_source_text, target_folder
+    from rwku.knowledge.generators import GeneratorOptions, ModelPool, make_generator
+    from rwku.models.loading import check_model_spec
+    from rwku.models.prompting import check_style
+    from rwku.progress import make_progress, task_factory
+
+    check_style(prompt_format)
+    read_source_text(source_text)  # bad input fails before any model is loaded
+    target_folder(out, name, number, force)
+    checkers = [m.strip() for m in (check_models or "").split(",") if m.strip()]
+    for spec in checkers + ([] if generator.startswith("openai:") else [generator]):
+        check_model_spec(spec)
+    shared = None
+    if shared_data:
+        from rwku.data.loader import RwkuData
+
+        dataset = RwkuData.open([shared_data])
+        picked = dataset.select(shared_target)
+        if len(picked) != 1:
+            raise RwkuError(f"--shared-target {shared_target}: name one target (a number or a name)")
+        shared = (dataset, picked[0])
+    settings = BuildSettings(per_call=per_call, max_passages=max_passages, passage_words=passage_words, retries=retries,
+                             threshold=threshold)
+    set_threads(threads)
+    pool = ModelPool(GeneratorOptions(max_new_tokens=max_new_tokens, prompt_format=prompt_format, batch_size=batch_size,
+                                      device=device, dtype=dtype))
+    with make_progress() as progress:
+        writer = make_generator(generator, pool, task_factory(progress))
+        result = build_target(name, source_text, out, writer, pool, neighbors=[n.strip() for n in (neighbors or "").split(",") if n.strip()],
+                              check_models=checkers, settings=settings, number=number, shared=shared, replace=force,
+                              progress=task_factory(progress))
+    table = Table(title=f"{result.target.number} {name} · probes by {generator}", title_justify="left")
+    columns = list(next(iter(result.table.values())).keys())
+    table.add_column("kind", no_wrap=True)
+    for column in columns:
+        table.add_column(column, justify="right")
+    for kind, row in result.table.items():
+        table.add_row(kind, *[str(row[c]) for c in columns])
+    Console(width=max(console.width, 150)).print(table)
+    console.print("kept per file: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()), highlight=False)
+    sets = "" if shared else " --sets forget,neighbor"
+    console.print(f"target: {result.folder} (why each probe was dropped: {result.folder / 'report.json'}); "
+                  f"evaluate it with rwku eval --data {out} --targets {result.target.number}{sets}", highlight=False)
+
+
 @app.command("plant")
 def plant_command(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Base model: smollm2-135m, a local folder, a .gguf file or a hub id."),

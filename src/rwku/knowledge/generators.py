@@ -1,0 +1,162 @@
+"""Who writes a new target's probes (``rwku build-target --generator G``): a local model or a chat endpoint.
+
+A generator takes requests (a system turn and a user turn) and returns one answer text each. Two kinds:
+
+* a **local model**, any ``--model`` spec (``smollm2-135m``, a folder, a ``.gguf`` file, a hub id), loaded the way
+  rwku loads every model and answering greedily through :meth:`rwku.evaluation.context.EvalContext.generate`
+  (batched, the same answer at any batch size). Its answer is started with ``[{"query": "`` (the JSON array the
+  prompts ask for), which small models otherwise rarely begin with;
+* an **OpenAI-compatible chat endpoint**, ``openai:MODEL``, through the ``openai`` package (``pip install
+  'rwku[openai]'``), with the base URL and key from ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` (any key for a
+  local server), at temperature 0.
+
+:data:`GENERATOR_KINDS` maps a spec's prefix to its kind; a spec without a known prefix is a local model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+from rwku.errors import RwkuError
+from rwku.evaluation.context import EvalContext, ProgressFactory, no_progress
+from rwku.models.loading import LoadedModel, load_model
+from rwku.models.prompting import PromptFormat
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request to a generator: the system turn and the user turn."""
+
+    system: str
+    user: str
+
+
+@dataclass(frozen=True)
+class GeneratorOptions:
+    """How a generator answers: the answer's token budget; for local models (the generator's and the check models')
+    their prompt format, batch size, device and dtype; for an endpoint the seconds a request may take."""
+
+    max_new_tokens: int = 512
+    prompt_format: str = "chat"
+    batch_size: int = 16
+    device: str = "auto"
+    dtype: str = "auto"
+    timeout: float = 120.0
+
+
+class Generator(Protocol):
+    spec: str
+
+    def describe(self) -> dict[str, Any]:
+        """What produced the answers (stored in the target folder's ``build.json``)."""
+
+    def answer(self, requests: Sequence[Request]) -> list[str]:
+        """One answer text per request, in order; an unreachable generator raises :class:`RwkuError`."""
+
+
+class ModelPool:
+    """Local models loaded once each, shared by the generator and the check models (one spec, one load)."""
+
+    def __init__(self, options: GeneratorOptions):
+        self.options = options
+        self.loaded: dict[str, LoadedModel] = {}
+
+    def get(self, spec: str) -> LoadedModel:
+        if spec not in self.loaded:
+            self.loaded[spec] = load_model(spec, device=self.options.device, dtype=self.options.dtype)
+        return self.loaded[spec]
+
+    def context(self, spec: str, progress: ProgressFactory = no_progress) -> EvalContext:
+        """The evaluation context of ``spec``: its prompt format and the pool's batch size."""
+        lm = self.get(spec)
+        return EvalContext(lm=lm, prompts=PromptFormat(lm.tokenizer, style=self.options.prompt_format),
+                           batch_size=self.options.batch_size, progress=progress)
+
+
+class LocalGenerator:
+    """A local model answering greedily, its answer started with :attr:`prefill`."""
+
+    prefill = "[{\"query\": \""
+
+    def __init__(self, spec: str, pool: ModelPool, progress: ProgressFactory = no_progress):
+        self.spec = spec
+        self.pool = pool
+        self.progress = progress
+
+    def describe(self) -> dict[str, Any]:
+        lm = self.pool.get(self.spec)
+        return {"kind": "local", "spec": self.spec, "source": lm.source, "decoding": "greedy",
+                "prefill": self.prefill, "prompt_format": self.pool.options.prompt_format,
+                "max_new_tokens": self.pool.options.max_new_tokens}
+
+    def answer(self, requests: Sequence[Request]) -> list[str]:
+        ctx = self.pool.context(self.spec, self.progress)
+        prompts = [ctx.prompts.render(r.user, system=r.system) + self.prefill for r in requests]
+        outputs = ctx.generate(f"writing probes · {self.spec}", prompts, self.pool.options.max_new_tokens,
+                               ctx.official_stop_ids("<|eot_id|>"))
+        return [self.prefill + output for output in outputs]
+
+
+class OpenAIGenerator:
+    """A model behind an OpenAI-compatible chat-completions endpoint (``openai:MODEL``)."""
+
+    def __init__(self, spec: str, options: GeneratorOptions):
+        self.spec = spec
+        self.model = spec.split(":", 1)[1]
+        if not self.model:
+            raise RwkuError(f"--generator {spec}: name the endpoint's model, e.g. openai:gpt-4o")
+        self.options = options
+        self.client = openai_client(spec, options.timeout)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "openai", "spec": self.spec, "model": self.model, "base_url": str(self.client.base_url),
+                "temperature": 0, "max_tokens": self.options.max_new_tokens}
+
+    def answer(self, requests: Sequence[Request]) -> list[str]:
+        return [self.complete(request) for request in requests]
+
+    def complete(self, request: Request) -> str:
+        import openai
+
+        messages = [{"role": "system", "content": request.system}, {"role": "user", "content": request.user}]
+        try:
+            response = self.client.chat.completions.create(model=self.model, messages=messages, temperature=0,
+                                                           max_tokens=self.options.max_new_tokens)
+        except openai.APIConnectionError as exc:
+            raise RwkuError(f"--generator {self.spec}: cannot reach {self.client.base_url} ({exc}); check OPENAI_BASE_URL "
+                            "and that the server is running") from exc
+        except openai.APIStatusError as exc:
+            raise RwkuError(f"--generator {self.spec}: {self.client.base_url} answered HTTP {exc.status_code} "
+                            f"({exc.message}); check the model name and OPENAI_API_KEY") from exc
+        if not response.choices:
+            return ""
+        return response.choices[0].message.content or ""
+
+
+def openai_client(spec: str, timeout: float) -> Any:
+    """An ``openai.OpenAI`` client from ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` (one retry of a lost connection)."""
+    try:
+        import openai
+    except ImportError:
+        raise RwkuError(f"--generator {spec}: needs the openai package; install it with pip install 'rwku[openai]'") from None
+    if not os.environ.get("OPENAI_API_KEY"):
+        raise RwkuError(f"--generator {spec}: OPENAI_API_KEY is not set; set it (any value for a local server) "
+                        "and OPENAI_BASE_URL for an endpoint other than OpenAI's")
+    return openai.OpenAI(base_url=os.environ.get("OPENAI_BASE_URL") or None, api_key=os.environ["OPENAI_API_KEY"],
+                         timeout=timeout, max_retries=1)
+
+
+#: Spec prefix -> how to make that kind of generator; a spec without one of these prefixes is a local model.
+GENERATOR_KINDS: dict[str, Callable[[str, ModelPool, ProgressFactory], Generator]] = {
+    "openai": lambda spec, pool, progress: OpenAIGenerator(spec, pool.options),
+}
+
+
+def make_generator(spec: str, pool: ModelPool, progress: ProgressFactory = no_progress) -> Generator:
+    """The generator ``spec`` names: ``openai:MODEL`` or a local model spec."""
+    prefix = spec.split(":", 1)[0] if ":" in spec else ""
+    if prefix in GENERATOR_KINDS:
+        return GENERATOR_KINDS[prefix](spec, pool, progress)
+    return LocalGenerator(spec, pool, progress)
