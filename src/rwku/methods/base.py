@@ -57,6 +57,8 @@ class Method:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    #: where the method comes from, a short citation the report's method legend shows ("Fan et al. 2024 (SimNPO)")
+    paper: ClassVar[str] = ""
     corpus_kinds: ClassVar[tuple[str, ...]] = ()
     trains: ClassVar[bool] = True
     params_type: ClassVar[type] = NoParams
@@ -99,18 +101,26 @@ class TrainedMethod(Method):
 
 
 class Reference:
-    """The original model's log-probabilities: a frozen copy (full/partial tuning) or the adapter switched off (LoRA)."""
+    """The original model's outputs: a frozen copy (full/partial tuning) or the adapter switched off (LoRA)."""
 
     def __init__(self, model: Any, frozen_copy: Any | None):
         self.model = model
         self.frozen_copy = frozen_copy
 
     @torch.no_grad()
-    def sequence_logprob(self, batch: Batch) -> torch.Tensor:
+    def apply(self, compute: Callable[[Any], torch.Tensor]) -> torch.Tensor:
+        """``compute(original model)``, without gradients."""
         if self.frozen_copy is not None:
-            return sequence_logprob(self.frozen_copy, batch)
+            return compute(self.frozen_copy)
         with self.model.disable_adapter():
-            return sequence_logprob(self.model, batch)
+            return compute(self.model)
+
+    def sequence_logprob(self, batch: Batch) -> torch.Tensor:
+        return self.apply(lambda model: sequence_logprob(model, batch))
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        """Next-token logits (fp32) at every position: [B, T, vocab]."""
+        return self.apply(lambda model: model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.float())
 
 
 # ------------------------------------------------------------------ turning text into examples

@@ -41,6 +41,7 @@ class PairExample:
 class DirectPreference(TrainedMethod):
     name: ClassVar[str] = "dpo"
     description: ClassVar[str] = "DPO: counterfactual (chosen) over factual (rejected) biographies"
+    paper: ClassVar[str] = "Rafailov et al. 2023 (DPO)"
     corpus_kinds: ClassVar[tuple[str, ...]] = ("forget", "counterfactual")
     needs_reference: ClassVar[bool] = True
     params_type = DpoParams

@@ -100,6 +100,7 @@ class RepeParams:
 class RepresentationEngineering(Method):
     name: ClassVar[str] = "repe"
     description: ClassVar[str] = "representation engineering: add α·(novice − expert) to the residual stream"
+    paper: ClassVar[str] = "Zou et al. 2023 (RepE)"
     trains: ClassVar[bool] = False
     params_type = RepeParams
     presets = {("small", mode, "single"): Preset({"alpha": 0.25}, CALIBRATED) for mode in ("full", "lora")}

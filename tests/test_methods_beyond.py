@@ -1,0 +1,237 @@
+"""Methods beyond the paper (SimNPO, WGA, UNDIAL, IdkDPO, RepE's PCA reader) on a tiny random model: each loss
+against a hand-computed value (a flipped sign or a missing stop-gradient fails), and every new method in full,
+LoRA and partial-layer modes, single- and batch-target, with per-epoch evaluation."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import make_session
+
+from rwku.corpus.build import Corpus
+from rwku.data import RwkuData
+from rwku.methods import METHODS
+from rwku.methods.base import text_example
+from rwku.methods.config import ModeConfig, resolve_settings
+from rwku.methods.ga import ga_loss
+from rwku.methods.simnpo import simnpo_loss
+from rwku.methods.training import collate, counted_tokens, token_logprobs
+from rwku.methods.undial import undial_loss
+from rwku.methods.wga import wga_loss
+from rwku.models.loading import load_model
+
+TEXTS = ["Isaac Newton was an English physicist and mathematician.", "Stephen King is an American author.",
+         "The answer is True.", "Please briefly answer the following question."]
+BEYOND = ("simnpo", "wga", "undial")
+
+
+def fresh(model_dir):
+    return load_model(str(model_dir), device="cpu", dtype="float32")
+
+
+def batch_of(lm, texts):
+    return collate([text_example(lm.tokenizer, t, 64) for t in texts], lm.tokenizer.pad_token_id, "cpu")
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+# ------------------------------------------------------------------ SimNPO
+
+
+@pytest.mark.parametrize("logprob, length", [(-2.0, 1), (-6.0, 3), (-40.0, 20), (-1.5, 50)])
+@pytest.mark.parametrize("beta, gamma", [(2.5, 0.0), (0.7, 3.0)])
+def test_simnpo_equals_its_formula_at_several_lengths(logprob, length, beta, gamma):
+    # −(2/β) log σ(−(β/|y|) log π(y) − γ), one text
+    expected = -(2 / beta) * math.log(sigmoid(-(beta / length) * logprob - gamma))
+    loss = simnpo_loss(torch.tensor([logprob]), torch.tensor([float(length)]), beta, gamma)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+
+
+def test_simnpo_hand_value_and_length_normalisation():
+    # log π = −4 over 2 tokens, β = 2, γ = 1: −log σ(2·2 − 1) = log(1 + e^(−3)) = 0.048587
+    assert float(simnpo_loss(torch.tensor([-4.0]), torch.tensor([2.0]), 2.0, 1.0)) == pytest.approx(0.048587, abs=1e-6)
+    # the same mean token log-likelihood gives the same loss at any length: the batch mean of equal terms
+    both = simnpo_loss(torch.tensor([-3.0, -30.0]), torch.tensor([3.0, 30.0]), 2.5, 0.5)
+    one = simnpo_loss(torch.tensor([-3.0]), torch.tensor([3.0]), 2.5, 0.5)
+    assert float(both) == pytest.approx(float(one), rel=1e-6)
+    # a less likely text has a lower loss: minimising it lowers the likelihood (a flipped sign would raise it)
+    assert float(simnpo_loss(torch.tensor([-9.0]), torch.tensor([3.0]), 2.5, 0.0)) < float(one)
+
+
+def test_simnpo_method_loss_on_a_tiny_model_uses_each_texts_own_length(tiny_lm):
+    batch = batch_of(tiny_lm, TEXTS)
+    session = make_session(tiny_lm, Corpus(targets=["x"], forget=TEXTS), method="simnpo", beta=2.0, gamma=0.5)
+    with torch.no_grad():
+        loss = METHODS["simnpo"]().loss(tiny_lm.model, batch, session, None)
+        terms = []
+        for text in TEXTS:  # one text at a time: no padding, every token after the first counts
+            ids = batch_of(tiny_lm, [text]).input_ids
+            logprob = torch.log_softmax(tiny_lm.model(input_ids=ids).logits[0, :-1], -1).gather(-1, ids[0, 1:, None]).sum()
+            terms.append(-(2 / 2.0) * math.log(sigmoid(-(2.0 / (ids.shape[1] - 1)) * float(logprob) - 0.5)))
+    assert float(loss) == pytest.approx(sum(terms) / len(terms), rel=1e-4)
+
+
+# ------------------------------------------------------------------ WGA
+
+
+def test_wga_hand_value_and_stop_gradient():
+    # tokens with p = 0.5 and 0.25 (a third, masked, does not count), β = 1: mean(0.5·log 0.5, 0.25·log 0.25) = −0.346574
+    logprobs = torch.log(torch.tensor([[0.5, 0.25, 0.9]])).requires_grad_()
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    loss = wga_loss(logprobs, mask, 1.0)
+    assert float(loss) == pytest.approx(-0.346574, abs=1e-6)
+    loss.backward()
+    # ∂L/∂log p_t = p_t^β / N: the weight is detached (with it attached the gradient would be (β + 1)·p^β / N)
+    assert torch.allclose(logprobs.grad, torch.tensor([[0.25, 0.125, 0.0]]))
+    # β = 2: mean(0.25·log 0.5, 0.0625·log 0.25) = −0.129965
+    assert float(wga_loss(torch.log(torch.tensor([[0.5, 0.25]])), torch.ones(1, 2), 2.0)) == pytest.approx(-0.129965, abs=1e-6)
+
+
+def test_wga_on_a_tiny_model_is_ga_at_beta_zero_and_weights_tokens_by_probability(tiny_lm):
+    batch = batch_of(tiny_lm, TEXTS)
+    with torch.no_grad():
+        assert float(wga_loss(*token_logprobs(tiny_lm.model, batch), 0.0)) == pytest.approx(float(ga_loss(tiny_lm.model, batch)), abs=1e-6)
+        session = make_session(tiny_lm, Corpus(targets=["x"], forget=TEXTS), method="wga", beta=1.0)
+        loss = METHODS["wga"]().loss(tiny_lm.model, batch, session, None)
+        ids = batch.input_ids  # independent: transformers' per-token cross-entropy
+        logits = tiny_lm.model(input_ids=ids, attention_mask=batch.attention_mask).logits[:, :-1]
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        mask = batch.attention_mask[:, 1:].bool()
+        expected = -(torch.exp(-ce) * ce)[mask].mean()
+    assert float(loss) == pytest.approx(float(expected), abs=1e-5) and float(loss) < 0
+
+
+# ------------------------------------------------------------------ UNDIAL
+
+
+def test_undial_hand_value_and_sign():
+    # vocabulary of 3, teacher logits 0, label 0, γ = ln 2: q = softmax(−ln 2, 0, 0) = (0.2, 0.4, 0.4);
+    # student logits (ln 2, 0, 0): log softmax = (−ln 2, −2 ln 2, −2 ln 2); CE = 0.2 ln 2 + 0.8 · 2 ln 2 = 1.8 ln 2
+    student = torch.tensor([[[math.log(2), 0.0, 0.0]]])
+    loss = undial_loss(student, torch.zeros(1, 1, 3), torch.tensor([[0]]), torch.ones(1, 1), math.log(2))
+    assert float(loss) == pytest.approx(1.8 * math.log(2), abs=1e-6)
+    # raising the label's logit instead would give q = (0.5, 0.25, 0.25) and CE = 1.5 ln 2
+    assert float(loss) != pytest.approx(1.5 * math.log(2), abs=1e-3)
+    # a masked position does not count
+    padded = undial_loss(student.repeat(1, 2, 1), torch.zeros(1, 2, 3), torch.tensor([[0, 1]]), torch.tensor([[1.0, 0.0]]), math.log(2))
+    assert float(padded) == pytest.approx(1.8 * math.log(2), abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])  # the teacher: the adapter switched off / a frozen copy
+def test_undial_at_the_start_equals_its_formula_with_the_original_model_as_teacher(tiny_model_dir, mode):
+    lm = fresh(tiny_model_dir)
+    batch = batch_of(lm, TEXTS[:2])
+    gamma = 3.0
+    with torch.no_grad():
+        logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+    labels, mask = batch.input_ids[:, 1:], counted_tokens(batch)
+    # by hand: the label's logit lowered by γ, softmax, cross-entropy against the same (untrained) model
+    adjusted = logits.clone()
+    for b in range(labels.shape[0]):
+        for t in range(labels.shape[1]):
+            adjusted[b, t, labels[b, t]] -= gamma
+    per_token = -(torch.softmax(adjusted, -1) * torch.log_softmax(logits, -1)).sum(-1)
+    expected = float((per_token * mask).sum() / mask.sum())
+    captured = []
+    method = METHODS["undial"]()
+    original_loss = method.loss
+
+    def record(model, b, session, reference):
+        value = original_loss(model, b, session, reference)
+        captured.append(float(value))
+        return value
+
+    method.loss = record
+    session = make_session(lm, Corpus(targets=["x"], forget=TEXTS[:2]), ModeConfig(mode=mode), "undial",
+                           gamma=gamma, epochs=1, lr=1e-9)
+    method.unlearn(session)
+    assert captured[0] == pytest.approx(expected, rel=1e-4)
+
+
+# ------------------------------------------------------------------ every new method, every mode
+
+
+def test_new_methods_come_after_the_papers_seven_and_name_their_paper():
+    names = list(METHODS)
+    assert names[:7] == ["icu", "repe", "ga", "ga_passage", "dpo", "npo", "rt"]
+    assert all(names.index(m) >= 7 for m in BEYOND)
+    assert all(METHODS[m].paper for m in names)
+    assert METHODS["simnpo"].paper == "Fan et al. 2024 (SimNPO)"
+
+
+@pytest.mark.parametrize("method", BEYOND)
+def test_presets_of_the_new_methods_carry_their_sources(method):
+    small = resolve_settings(METHODS[method], "lora", "single", "small")
+    assert small.train.lr == 3e-3 and small.sources["lr"].startswith("calibrated here")
+    paper_full = resolve_settings(METHODS[method], "full", "single", "paper")
+    paper_lora = resolve_settings(METHODS[method], "lora", "single", "paper")
+    assert any(s.sources["lr"] not in ("rwku default",) for s in (paper_full, paper_lora))
+    assert all(s.sources["lr"] in ("rwku default",) or "paper" in s.sources["lr"] or "open-unlearning" in s.sources["lr"]
+               for s in (paper_full, paper_lora))
+
+
+MODES = {"full": ModeConfig(mode="full"), "lora": ModeConfig(mode="lora"),
+         "full-layers1-2": ModeConfig(mode="full", train_layers=(1, 2)),
+         "lora-layers0-1": ModeConfig(mode="lora", train_layers=(0, 1))}
+
+
+def corpus_for(method: str) -> Corpus:
+    return Corpus(targets=["Isaac Newton"], forget=list(TEXTS))
+
+
+def base_name(name: str) -> str:
+    return name.replace("base_model.model.", "").replace(".base_layer", "")
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("method", BEYOND)
+def test_every_new_method_trains_in_each_mode_and_keeps_frozen_weights(tiny_model_dir, method, mode):
+    lm = fresh(tiny_model_dir)
+    original = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
+    config = MODES[mode]
+    unlearned = METHODS[method]().unlearn(make_session(lm, corpus_for(method), config, method, epochs=1))
+    assert unlearned.log["steps"] and all(math.isfinite(s["loss"]) for s in unlearned.log["steps"])
+    params = dict(unlearned.model.named_parameters())
+    inside = (lambda n: True) if config.train_layers is None else (lambda n: f".layers.{config.train_layers[0]}." in n)
+    if config.mode == "lora":
+        adapters = [n for n in params if "lora_" in n]
+        assert adapters and all(inside(n) for n in adapters)
+        assert any(not torch.equal(params[n], torch.zeros_like(params[n])) for n in adapters if "lora_B" in n)
+        assert all(torch.equal(p, original[base_name(n)]) for n, p in params.items() if "lora_" not in n)
+    else:
+        changed = {n for n, p in params.items() if not torch.equal(p, original[n])}
+        assert changed and all(inside(n) for n in changed)
+
+
+SMALL = {"corpus_size": "2", "question_count": "2", "corpus_max_new_tokens": "4", "epochs": "2", "batch_size": "2",
+         "grad_accum": "1", "warmup_steps": "0", "lr": "1e-3", "max_length": "32"}
+
+
+@pytest.mark.parametrize("setting", ["single", "batch"])
+def test_new_methods_run_single_and_batch_target_with_per_epoch_evaluation(tiny_model_dir, tmp_path, monkeypatch, setting):
+    """A real ``rwku unlearn`` of every new method on two demo targets: corpus, training, an evaluation after epoch 1
+    and the final one, stored as the paper's methods store theirs."""
+    from rwku.unlearn import UnlearnJob, run_unlearn
+
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    data = RwkuData.open(["demo"])
+    out = tmp_path / "run"
+    methods = [m for m in METHODS if METHODS[m].paper and list(METHODS).index(m) >= 7]
+    job = UnlearnJob(model=str(tiny_model_dir), data=data, targets=data.select("1-2"), methods=methods,
+                     mode=ModeConfig(mode="lora"), setting=setting, preset="none", overrides=dict(SMALL),
+                     sets=("forget",), limit=1, device="cpu", dtype="float32", eval_epochs=True, out=out)
+    rows = run_unlearn(job)[1]
+    units = ["1_Isaac_Newton", "2_Marie_Curie"] if setting == "single" else ["batch_1-2"]
+    assert set(rows) == {"before", *(job.run_name(m) for m in methods)}
+    for method in methods:
+        for unit in units:
+            folder = out / job.run_name(method) / unit
+            summary = json.loads((folder / "summary.json").read_text())
+            assert summary["epoch_points"] == [1] and (folder / "epochs" / "1" / "summary.json").is_file()
+            steps = len(json.loads((folder / "train_log.json").read_text())["steps"])
+            assert summary["config"]["method"] == method and steps == (2 if setting == "single" else 4)  # 2 texts per target, batch 2, 2 epochs
