@@ -235,3 +235,32 @@ def test_new_methods_run_single_and_batch_target_with_per_epoch_evaluation(tiny_
             assert summary["epoch_points"] == [1] and (folder / "epochs" / "1" / "summary.json").is_file()
             steps = len(json.loads((folder / "train_log.json").read_text())["steps"])
             assert summary["config"]["method"] == method and steps == (2 if setting == "single" else 4)  # 2 texts per target, batch 2, 2 epochs
+
+
+# ------------------------------------------------------------------ the report: order and legend
+
+
+def test_report_orders_new_methods_after_the_papers_and_its_legend_names_each_paper(tmp_path):
+    from report_fixtures import make_folder
+
+    from rwku.report.build import build_report
+    from rwku.report.collect import collect_runs
+    from rwku.report.table import build_table1, to_json, to_markdown
+
+    values = {"wga-lora": {"1_Ann_A": (5.0, 40.0), "2_Bob_B": (5.0, 40.0)},
+              "simnpo-lora": {"1_Ann_A": (8.0, 40.0), "2_Bob_B": (8.0, 40.0)},
+              "rt-lora": {"1_Ann_A": (9.0, 40.0), "2_Bob_B": (9.0, 40.0)},
+              "before": {"1_Ann_A": (60.0, 50.0), "2_Bob_B": (40.0, 70.0)},
+              "ga-lora": {"1_Ann_A": (10.0, 40.0), "2_Bob_B": (20.0, 60.0)}}
+    folder = make_folder(tmp_path / "exp", values)
+    table = build_table1(collect_runs([folder]))
+    assert [run.label for run, _ in table.rows] == ["before", "ga-lora", "rt-lora", "simnpo-lora", "wga-lora"]  # registry order
+    markdown = to_markdown(table)
+    legend = markdown.split("Methods:")[1]
+    assert legend.index("`ga`") < legend.index("`rt`") < legend.index("`simnpo`") < legend.index("`wga`")
+    assert "(Fan et al. 2024 (SimNPO))" in legend and "(Wang et al. 2025 (WGA))" in legend and "(Jang et al. 2023 (GA))" in legend
+    assert [m["paper"] for m in to_json(table)["methods"]] == [METHODS[m].paper for m in ("ga", "rt", "simnpo", "wga")]
+    build_report([folder], tmp_path / "report")
+    page = (tmp_path / "report" / "index.html").read_text()
+    legend_html = page.split('id="method-legend"')[1].split("</table>")[0]
+    assert legend_html.index("Ishibashi") < legend_html.index("Fan et al. 2024 (SimNPO)") < legend_html.index("Wang et al. 2025 (WGA)")
