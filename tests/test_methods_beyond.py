@@ -25,7 +25,7 @@ from rwku.models.loading import load_model
 
 TEXTS = ["Isaac Newton was an English physicist and mathematician.", "Stephen King is an American author.",
          "The answer is True.", "Please briefly answer the following question."]
-BEYOND = ("simnpo", "wga", "undial")
+BEYOND = ("simnpo", "wga", "undial", "idkdpo")
 
 
 def fresh(model_dir):
@@ -164,15 +164,23 @@ def test_new_methods_come_after_the_papers_seven_and_name_their_paper():
     assert METHODS["simnpo"].paper == "Fan et al. 2024 (SimNPO)"
 
 
+PAPER_PRESETS = {  # (method, mode) -> lr, batch, epochs and a word of the source; other modes keep the defaults
+    ("simnpo", "full"): (1e-5, 16, 3, "SimNPO"), ("wga", "full"): (1e-5, 32, 5, "WGA"),
+    ("undial", "lora"): (1e-4, 16, 10, "UNDIAL"), ("idkdpo", "full"): (1e-5, 32, 5, "TOFU"),
+}
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
 @pytest.mark.parametrize("method", BEYOND)
-def test_presets_of_the_new_methods_carry_their_sources(method):
-    small = resolve_settings(METHODS[method], "lora", "single", "small")
-    assert small.train.lr == 3e-3 and small.sources["lr"].startswith("calibrated here")
-    paper_full = resolve_settings(METHODS[method], "full", "single", "paper")
-    paper_lora = resolve_settings(METHODS[method], "lora", "single", "paper")
-    assert any(s.sources["lr"] not in ("rwku default",) for s in (paper_full, paper_lora))
-    assert all(s.sources["lr"] in ("rwku default",) or "paper" in s.sources["lr"] or "open-unlearning" in s.sources["lr"]
-               for s in (paper_full, paper_lora))
+def test_presets_of_the_new_methods_carry_their_sources(method, mode):
+    from rwku.methods.config import CALIBRATED, RWKU_DEFAULT
+
+    small = resolve_settings(METHODS[method], mode, "single", "small")
+    assert small.train.lr == (3e-3 if mode == "lora" else 5e-5) and small.sources["lr"] == CALIBRATED
+    paper = resolve_settings(METHODS[method], mode, "single", "paper")
+    lr, batch, epochs, word = PAPER_PRESETS.get((method, mode), (1e-5, 8, 3, RWKU_DEFAULT))
+    assert (paper.train.lr, paper.train.batch_size, paper.train.epochs) == (lr, batch, epochs)
+    assert word in paper.sources["lr"] and word in paper.sources["epochs"]
 
 
 MODES = {"full": ModeConfig(mode="full"), "lora": ModeConfig(mode="lora"),
@@ -180,8 +188,14 @@ MODES = {"full": ModeConfig(mode="full"), "lora": ModeConfig(mode="lora"),
          "lora-layers0-1": ModeConfig(mode="lora", train_layers=(0, 1))}
 
 
+QUESTIONS = ["Who is Isaac Newton?", "Where was Isaac Newton born?"]
+ANSWERS = ["Isaac Newton was an English physicist and mathematician.", "He was born in Woolsthorpe, England."]
+REFUSALS = ["I don't know.", "I have no idea."]
+
+
 def corpus_for(method: str) -> Corpus:
-    return Corpus(targets=["Isaac Newton"], forget=list(TEXTS))
+    return Corpus(targets=["Isaac Newton"], forget=list(TEXTS), questions=list(QUESTIONS), refusals=list(REFUSALS),
+                  answers=list(ANSWERS))
 
 
 def base_name(name: str) -> str:
@@ -264,3 +278,84 @@ def test_report_orders_new_methods_after_the_papers_and_its_legend_names_each_pa
     page = (tmp_path / "report" / "index.html").read_text()
     legend_html = page.split('id="method-legend"')[1].split("</table>")[0]
     assert legend_html.index("Ishibashi") < legend_html.index("Fan et al. 2024 (SimNPO)") < legend_html.index("Wang et al. 2025 (WGA)")
+
+
+# ------------------------------------------------------------------ IdkDPO and the answers corpus
+
+
+def test_idkdpo_prefers_the_refusal_over_the_models_own_answer(tiny_model_dir):
+    """Its pairs: the question as prompt, a refusal chosen, the model's answer rejected (built here independently);
+    a few large steps raise log π(refusal | q) − log π(answer | q), which a swapped pair would lower."""
+    from rwku.methods.base import chat_example
+    from rwku.methods.dpo import dpo_loss
+    from rwku.methods.training import sequence_logprob
+    from rwku.models.prompting import PromptFormat
+
+    lm = fresh(tiny_model_dir)
+    fmt, pad = PromptFormat(lm.tokenizer), lm.tokenizer.pad_token_id
+    chosen = collate([chat_example(fmt, q, r, 64) for q, r in zip(QUESTIONS, REFUSALS)], pad, "cpu")
+    rejected = collate([chat_example(fmt, q, a, 64) for q, a in zip(QUESTIONS, ANSWERS)], pad, "cpu")
+    session = make_session(lm, corpus_for("idkdpo"), ModeConfig(mode="lora"), "idkdpo", epochs=2)
+    method = METHODS["idkdpo"]()
+    examples = method.examples(session)
+    assert [e.chosen.ids for e in examples] == [chat_example(fmt, q, r, 64).ids for q, r in zip(QUESTIONS, REFUSALS)]
+    assert [e.rejected.ids for e in examples] == [chat_example(fmt, q, a, 64).ids for q, a in zip(QUESTIONS, ANSWERS)]
+
+    def margin(model) -> float:
+        with torch.no_grad():
+            return float((sequence_logprob(model, chosen) - sequence_logprob(model, rejected)).mean())
+
+    before = margin(lm.model)
+    # the loss is DPO's: log 2 at the start (policy = reference), by hand from the summed log-probabilities
+    assert float(dpo_loss(torch.tensor([-5.0]), torch.tensor([-2.0]), torch.tensor([-5.0]), torch.tensor([-2.0]), 0.1)) == pytest.approx(math.log(2))
+    torch.manual_seed(42)
+    unlearned = method.unlearn(session)
+    assert len(unlearned.log["steps"]) == 2
+    assert margin(unlearned.model) > before + 1.0, (before, margin(unlearned.model))
+
+
+def test_idkdpo_without_model_answers_is_a_one_line_error(tiny_lm):
+    from rwku.errors import RwkuError
+
+    corpus = Corpus(targets=["Isaac Newton"], questions=list(QUESTIONS), refusals=list(REFUSALS))  # like --corpus official
+    with pytest.raises(RwkuError, match="use --corpus generated") as error:
+        METHODS["idkdpo"]().unlearn(make_session(tiny_lm, corpus, ModeConfig(mode="lora"), "idkdpo"))
+    assert "\n" not in str(error.value)
+
+
+def test_answers_corpus_answers_each_question_and_is_cached(tiny_lm, tmp_path, monkeypatch):
+    from rwku.corpus.build import CorpusSpec, build_corpus, cache_key
+    from rwku.evaluation.context import no_progress
+    from rwku.models.prompting import PromptFormat
+
+    target = RwkuData.open(["demo"]).select("1")[0]
+    fmt = PromptFormat(tiny_lm.tokenizer)
+    spec = CorpusSpec(size=2, questions=3, max_new_tokens=6, question_tokens=5)
+    asked = []
+    from rwku.corpus import build as build_module
+
+    real_sample = build_module.sample
+
+    def spy(lm, prompts, spec_, max_new_tokens, on_batch=None):
+        asked.append((list(prompts), max_new_tokens))
+        return real_sample(lm, prompts, spec_, max_new_tokens, on_batch)
+
+    monkeypatch.setattr(build_module, "sample", spy)
+    first = build_corpus(tiny_lm, target, spec, ["questions", "answers"], prompts=fmt, progress=no_progress, cache_dir=tmp_path)
+    assert len(first.answers) == len(first.questions) == 3 and len(first.refusals) == 3
+    answer_prompts, tokens = asked[1]
+    assert tokens == 6 and all(p.endswith("<|im_start|>assistant\n") for p in answer_prompts)
+    assert [f"<|im_start|>user\n{q}<|im_end|>" in p for p, q in zip(answer_prompts, first.questions)] == [True] * 3
+    assert "You know Isaac Newton very well." in answer_prompts[0]
+    monkeypatch.setattr(build_module, "sample", lambda *a, **k: (_ for _ in ()).throw(AssertionError("not cached")))
+    again = build_corpus(tiny_lm, target, spec, ["questions", "answers"], prompts=fmt, progress=no_progress, cache_dir=tmp_path)
+    assert again.answers == first.answers
+    # the questions decide the answers: another question setting is another answers corpus; the refusals do not
+    key = cache_key(tiny_lm, target, "answers", spec, fmt)
+    assert cache_key(tiny_lm, target, "answers", CorpusSpec(size=2, questions=4, max_new_tokens=6, question_tokens=5), fmt) != key
+    assert cache_key(tiny_lm, target, "answers", CorpusSpec(size=2, questions=3, max_new_tokens=7, question_tokens=5), fmt) != key
+    assert cache_key(tiny_lm, target, "answers", CorpusSpec(size=2, questions=3, max_new_tokens=6, question_tokens=5, refusals=("No.",)), fmt) == key
+    with pytest.raises(ValueError, match="questions before answers"):
+        build_corpus(tiny_lm, target, spec, ["answers"], prompts=fmt, progress=no_progress, cache_dir=tmp_path)
+    pooled = first.merged(again)
+    assert pooled.answers == first.answers * 2 and len(pooled.refusal_pairs()) == len(first.refusal_pairs()) * 2
