@@ -359,3 +359,68 @@ def test_answers_corpus_answers_each_question_and_is_cached(tiny_lm, tmp_path, m
         build_corpus(tiny_lm, target, spec, ["answers"], prompts=fmt, progress=no_progress, cache_dir=tmp_path)
     pooled = first.merged(again)
     assert pooled.answers == first.answers * 2 and len(pooled.refusal_pairs()) == len(first.refusal_pairs()) * 2
+
+
+# ------------------------------------------------------------------ RepE's readers
+
+
+def repe_inputs(lm):
+    from rwku.methods.repe import last_token_states, reading_states
+    from rwku.models.prompting import PromptFormat
+
+    fmt = PromptFormat(lm.tokenizer)
+    return fmt, reading_states(lm.model, fmt, ["Isaac Newton"]), last_token_states
+
+
+def test_repe_mean_reader_gives_exactly_the_difference_of_means(tiny_lm):
+    """``mean`` (the default) is today's reader, bit for bit: the stimuli rendered and read as before."""
+    from rwku.methods.repe import EXPERT_SYSTEM, NOVICE_SYSTEM, STIMULI, control_vectors
+
+    fmt, _, last_token_states = repe_inputs(tiny_lm)
+    user = [s.format(target="Isaac Newton") for s in STIMULI]
+    novice = last_token_states(tiny_lm.model, tiny_lm.tokenizer, [fmt.render(u, system=NOVICE_SYSTEM.format(target="Isaac Newton")) for u in user])
+    expert = last_token_states(tiny_lm.model, tiny_lm.tokenizer, [fmt.render(u, system=EXPERT_SYSTEM.format(target="Isaac Newton")) for u in user])
+    today = novice.mean(0) - expert.mean(0)
+    assert torch.equal(control_vectors(tiny_lm.model, fmt, ["Isaac Newton"]), today)
+    assert torch.equal(control_vectors(tiny_lm.model, fmt, ["Isaac Newton"], "mean"), today)
+
+
+def test_repe_pca_reader_is_the_first_principal_component_of_the_differences(tiny_lm):
+    import numpy as np
+
+    from rwku.methods.repe import control_vectors
+
+    fmt, (novice, expert), _ = repe_inputs(tiny_lm)
+    vectors = control_vectors(tiny_lm.model, fmt, ["Isaac Newton"], "pca")
+    differences = (novice - expert).double().numpy()  # [stimuli, layers, hidden]
+    for layer in range(differences.shape[1]):
+        d = differences[:, layer]
+        eigenvalues, eigenvectors = np.linalg.eigh(d.T @ d)  # uncentred: DᵀD
+        top = eigenvectors[:, np.argmax(eigenvalues)]
+        mean = d.mean(0)
+        expected = top * np.sign(top @ mean) * np.linalg.norm(mean)
+        assert np.allclose(vectors[layer].double().numpy(), expected, atol=1e-4), layer
+        assert float(vectors[layer].double() @ torch.from_numpy(mean)) > 0  # points along the mean difference
+        assert not np.allclose(expected, mean, atol=1e-3)  # another direction than the mean reader's
+
+
+def test_repe_steers_with_the_chosen_reader_and_refuses_an_unknown_one(tiny_model_dir):
+    from rwku.errors import RwkuError
+    from rwku.methods.repe import control_vectors
+
+    logits, norms = {}, {}
+    for reader in ("mean", "pca"):
+        lm = fresh(tiny_model_dir)
+        batch = batch_of(lm, TEXTS[:1])
+        expected = control_vectors(lm.model, repe_inputs(lm)[0], ["Isaac Newton"], reader)
+        unlearned = METHODS["repe"]().unlearn(make_session(lm, Corpus(targets=["x"]), method="repe", repe_reader=reader))
+        assert unlearned.log["reader"] == reader
+        assert unlearned.log["vector_norms"] == pytest.approx([float(v.norm()) for v in expected], rel=1e-5)
+        with torch.no_grad():
+            logits[reader] = lm.model(input_ids=batch.input_ids).logits
+        norms[reader] = unlearned.log["vector_norms"]
+        unlearned.close()
+    assert norms["pca"] == pytest.approx(norms["mean"], rel=1e-4)  # scaled to the mean difference's norm
+    assert not torch.allclose(logits["mean"], logits["pca"])
+    with pytest.raises(RwkuError, match="repe_reader=median: choose mean or pca"):
+        resolve_settings(METHODS["repe"], "full", "single", "none", {"repe_reader": "median"})
