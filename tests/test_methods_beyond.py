@@ -226,27 +226,28 @@ SMALL = {"corpus_size": "2", "question_count": "2", "corpus_max_new_tokens": "4"
          "grad_accum": "1", "warmup_steps": "0", "lr": "1e-3", "max_length": "32"}
 
 
+@pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("setting", ["single", "batch"])
-def test_new_methods_run_single_and_batch_target_with_per_epoch_evaluation(tiny_model_dir, tmp_path, monkeypatch, setting):
-    """A real ``rwku unlearn`` of every new method on two demo targets: corpus, training, an evaluation after epoch 1
-    and the final one, stored as the paper's methods store theirs."""
+def test_new_methods_run_single_and_batch_target_with_per_epoch_evaluation(tiny_model_dir, tmp_path, monkeypatch, setting, mode):
+    """A real ``rwku unlearn`` of every new method on two demo targets in each mode: corpus, training, an evaluation
+    after epoch 1 and the final one, stored as the paper's methods store theirs."""
     from rwku.unlearn import UnlearnJob, run_unlearn
 
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     data = RwkuData.open(["demo"])
     out = tmp_path / "run"
-    methods = [m for m in METHODS if METHODS[m].paper and list(METHODS).index(m) >= 7]
-    job = UnlearnJob(model=str(tiny_model_dir), data=data, targets=data.select("1-2"), methods=methods,
-                     mode=ModeConfig(mode="lora"), setting=setting, preset="none", overrides=dict(SMALL),
+    job = UnlearnJob(model=str(tiny_model_dir), data=data, targets=data.select("1-2"), methods=list(BEYOND),
+                     mode=MODES[mode], setting=setting, preset="none", overrides=dict(SMALL),
                      sets=("forget",), limit=1, device="cpu", dtype="float32", eval_epochs=True, out=out)
     rows = run_unlearn(job)[1]
     units = ["1_Isaac_Newton", "2_Marie_Curie"] if setting == "single" else ["batch_1-2"]
-    assert set(rows) == {"before", *(job.run_name(m) for m in methods)}
-    for method in methods:
+    assert set(rows) == {"before", *(job.run_name(m) for m in BEYOND)}
+    for method in BEYOND:
         for unit in units:
             folder = out / job.run_name(method) / unit
             summary = json.loads((folder / "summary.json").read_text())
             assert summary["epoch_points"] == [1] and (folder / "epochs" / "1" / "summary.json").is_file()
+            assert summary["config"]["mode"]["train_layers"] == (list(MODES[mode].train_layers) if MODES[mode].train_layers else None)
             steps = len(json.loads((folder / "train_log.json").read_text())["steps"])
             assert summary["config"]["method"] == method and steps == (2 if setting == "single" else 4)  # 2 texts per target, batch 2, 2 epochs
 
