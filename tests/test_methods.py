@@ -212,7 +212,7 @@ def test_presets_and_overrides_resolve_in_order_with_their_sources(tmp_path):
 def test_each_method_keeps_its_own_parameters():
     assert set(resolve_settings(METHODS["npo"], "full", "single", "none").as_config()) == {"train", "corpus", "params"}
     assert set(resolve_settings(METHODS["ga"], "full", "single", "none").as_config()) == {"train", "corpus"}
-    assert resolve_settings(METHODS["repe"], "full", "single", "none").as_config() == {"params": {"alpha": 1.0, "repe_layers": None}}
+    assert resolve_settings(METHODS["repe"], "full", "single", "none").as_config() == {"params": {"alpha": 1.0, "repe_layers": None, "repe_reader": "mean"}}
     assert resolve_settings(METHODS["icu"], "full", "single", "none").as_config() == {}
     assert resolve_settings(METHODS["dpo"], "full", "single", "none").params.beta == 0.1
 

@@ -155,7 +155,7 @@ def test_precomputed_references_equal_the_original_models_log_probabilities_in_a
     examples = texts(64, n=5, length=9) + texts(64, n=2, length=5, seed=1)
     model = build_tiny_model(64)
     original = copy.deepcopy(model).eval()
-    reference = Reference.precompute(model, examples, pad_id=0, batch_size=3)
+    reference = Reference(Reference.precompute(model, examples, pad_id=0, batch_size=3))
     assert all(isinstance(v, float) for v in reference.values.values())  # numbers only: no second model is kept
     for order in ([0, 6, 2], [5, 1], [3, 4, 6, 0]):
         batch = collate([examples[i] for i in order], 0, "cpu")

@@ -269,7 +269,7 @@ def unit_summary(job: UnlearnJob, task: UnitTask, scores: dict, lm: LoadedModel)
 
 
 def train_log(corpus: Corpus, unlearned: Unlearned) -> dict[str, Any]:
-    sizes = {k: len(getattr(corpus, k)) for k in ("forget", "counterfactual", "questions", "passage")}
+    sizes = {k: len(getattr(corpus, k)) for k in ("forget", "counterfactual", "questions", "answers", "passage")}
     return {"corpus_source": corpus.source, "corpus_sizes": sizes, **unlearned.log}
 
 

@@ -1,7 +1,8 @@
 """Build (or load from cache) what a method trains on, written by the model itself about the target.
 
 Kinds: ``forget`` (factual biographies), ``counterfactual`` (invented biographies, scrubbed), ``questions``
-(questions about the target, for rejection tuning). Each kind is sampled as the official generation scripts do
+(questions about the target, for rejection tuning), ``answers`` (the model's own answers to those questions, the
+rejected side of IdkDPO; built after ``questions``). Each kind is sampled as the official generation scripts do
 and cached under a key of everything that decides its content (model, target, intro, prompts, prefixes,
 sampling settings, size, seed), so a rerun with the same settings reuses it.
 """
@@ -35,7 +36,7 @@ from rwku.models.loading import LoadedModel, cache_root
 from rwku.models.prompting import PromptFormat
 from rwku.results import read_json, write_json_atomic
 
-KINDS = ("forget", "counterfactual", "questions")
+KINDS = ("forget", "counterfactual", "questions", "answers")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Corpus:
     pair_prompts: list[str] = field(default_factory=list)
     questions: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)  # the model's answers to ``questions``, index-aligned
     passage: list[str] = field(default_factory=list)
     source: str = "generated"
 
@@ -71,13 +73,18 @@ class Corpus:
         """DPO triples (prompt, chosen = counterfactual, rejected = factual), as in the official ``pair`` files."""
         return list(zip(self.pair_prompts, self.counterfactual, self.forget))
 
+    def refusal_pairs(self) -> list[tuple[str, str, str]]:
+        """IdkDPO triples (question, chosen = refusal, rejected = the model's own answer); empty questions or
+        answers left out."""
+        return [(q, r, a) for q, r, a in zip(self.questions, self.refusals, self.answers) if q.strip() and a.strip()]
+
     def merged(self, other: "Corpus") -> "Corpus":
         """Pool two corpora (batch-target setting)."""
         return Corpus(
             targets=self.targets + other.targets, forget=self.forget + other.forget,
             counterfactual=self.counterfactual + other.counterfactual, pair_prompts=self.pair_prompts + other.pair_prompts,
             questions=self.questions + other.questions, refusals=self.refusals + other.refusals,
-            passage=self.passage + other.passage, source=self.source if self.source == other.source else "mixed",
+            answers=self.answers + other.answers, passage=self.passage + other.passage, source=self.source if self.source == other.source else "mixed",
         )
 
 
@@ -120,6 +127,8 @@ def cache_key(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prom
                **{k: v for k, v in asdict(spec).items() if k != "batch_size"}}
     if kind == "questions":
         payload.pop("max_new_tokens")
+    elif kind == "answers":  # answers to the questions: everything that decides the questions, and the answer length
+        payload.pop("refusals")
     else:
         payload.pop("question_tokens")
         payload.pop("questions")
@@ -128,9 +137,14 @@ def cache_key(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prom
 
 
 def generate_kind(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prompts: PromptFormat,
-                  progress: Callable[[str, int], Any]) -> list[str]:
-    """Sample one kind of text about ``target``."""
+                  progress: Callable[[str, int], Any], questions: Sequence[str] = ()) -> list[str]:
+    """Sample one kind of text about ``target`` (``answers``: one answer to each of ``questions``)."""
     intro, name = target.bare_intro, target.name
+    if kind == "answers":  # asked as the forget corpus is written: the model told it knows the target well
+        system = FORGET_SYSTEM.format(intro=intro, target=name)
+        with progress(f"answers · {name}", len(questions)) as advance:
+            raw = sample(lm, [prompts.render(q, system=system) for q in questions], spec, spec.max_new_tokens, advance)
+        return [r.strip() for r in raw]
     if kind == "questions":
         questions = [prompts.render(QUESTION_USER.format(intro=intro, target=name)) + QUESTION_PREFILL] * spec.questions
         with progress(f"questions · {name}", len(questions)) as advance:
@@ -153,11 +167,13 @@ def build_corpus(lm: LoadedModel, target: Target, spec: CorpusSpec, kinds: Seque
     for kind in kinds:
         if kind not in KINDS:
             raise ValueError(f"unknown corpus kind {kind}")
+        if kind == "answers" and "questions" not in kinds[:kinds.index(kind)]:
+            raise ValueError("the answers corpus answers the questions: ask for questions before answers")
         path = cache_dir / f"{target.slug}-{kind}-{cache_key(lm, target, kind, spec, prompts)}.json"
         if path.is_file():
             texts = read_json(path)["texts"]
         else:
-            texts = generate_kind(lm, target, kind, spec, prompts, progress)
+            texts = generate_kind(lm, target, kind, spec, prompts, progress, corpus.questions)
             write_json_atomic(path, {"target": target.name, "kind": kind, "model": lm.source, "spec": asdict(spec), "texts": texts})
         setattr(corpus, kind, list(texts))
         if kind == "questions":

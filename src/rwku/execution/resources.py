@@ -9,7 +9,7 @@ A unit's peak is the larger of its training peak and its evaluation peak. Traini
   (8 bytes; 2 with ``adamw8bit``); ``pure`` keeps all three in the weights' dtype;
 - the bfloat16 copies autocast makes of the trainable weights for the forward and backward passes;
 - a frozen copy of the original model only for a method that reads the reference model's logits during training
-  (``needs_reference_model``); NPO and DPO keep precomputed numbers instead (:class:`rwku.methods.base.Reference`);
+  (``needs_original``: UNDIAL); NPO and DPO keep precomputed numbers instead (:class:`rwku.methods.base.Reference`);
 - activations kept for the backward pass: per layer and token about ``18·hidden + 5·intermediate`` values (measured
   on small Llama-shaped models with autograd's saved-tensor hooks; tested within a factor of 1.5), or with gradient checkpointing one
   hidden state per layer plus one layer's worth; and the logits with their float32 log-softmax (3 values per token
@@ -213,7 +213,7 @@ def unit_training(task: UnitTask, method: Any) -> Training:
                     train_layers=tuple(layers) if layers else None, precision=train.get("precision", "auto"),
                     optimizer=train.get("optimizer", "adamw"),
                     checkpointing=checkpointing == "on" or (checkpointing == "auto" and mode["mode"] == "full" and device == "cuda"),
-                    reference_model=getattr(method, "needs_reference_model", False),
+                    reference_model=getattr(method, "needs_original", False),
                     rows=train.get("batch_size", 8) * getattr(method, "rows_per_example", 1), tokens=train.get("max_length", 512))
 
 

@@ -4,14 +4,22 @@ from rwku.methods.base import Method, Session, Unlearned
 from rwku.methods.dpo import DirectPreference
 from rwku.methods.ga import GradientAscent, GradientAscentPassage
 from rwku.methods.icu import InContextUnlearning
+
+# methods beyond the paper (issue 14): SimNPO, WGA, UNDIAL, IdkDPO
+from rwku.methods.idkdpo import IdkPreference
 from rwku.methods.npo import NegativePreference
 from rwku.methods.repe import RepresentationEngineering
 from rwku.methods.rt import RejectionTuning
+from rwku.methods.simnpo import SimNegativePreference
+from rwku.methods.undial import SelfDistillation
+from rwku.methods.wga import WeightedGradientAscent
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
     for cls in (InContextUnlearning, RepresentationEngineering, GradientAscent, GradientAscentPassage,
                 DirectPreference, NegativePreference, RejectionTuning)
 }
+#: after the paper's seven, in the order the report shows them
+METHODS.update({cls.name: cls for cls in (SimNegativePreference, WeightedGradientAscent, SelfDistillation, IdkPreference)})
 
 __all__ = ["METHODS", "Method", "Session", "Unlearned"]

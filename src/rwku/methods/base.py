@@ -7,8 +7,10 @@ Methods are small classes in a registry (:data:`rwku.methods.METHODS`), each wit
 
 from __future__ import annotations
 
+import copy
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 
@@ -56,6 +58,8 @@ class Method:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    #: where the method comes from, a short citation the report's method legend shows ("Fan et al. 2024 (SimNPO)")
+    paper: ClassVar[str] = ""
     corpus_kinds: ClassVar[tuple[str, ...]] = ()
     trains: ClassVar[bool] = True
     params_type: ClassVar[type] = NoParams
@@ -69,7 +73,10 @@ class Method:
 class TrainedMethod(Method):
     """A method that fine-tunes: subclasses give ``examples`` and ``loss``; the shared loop does the rest."""
 
+    #: the loss reads the original's sequence log-probabilities (precomputed: :class:`Reference`)
     needs_reference: ClassVar[bool] = False
+    #: the loss runs the original model while training (a frozen copy under full tuning; the memory estimate counts it)
+    needs_original: ClassVar[bool] = False
     #: sequences one example puts through the model (DPO: chosen and rejected); the memory estimate reads it
     rows_per_example: ClassVar[int] = 1
 
@@ -89,14 +96,19 @@ class TrainedMethod(Method):
 
     def unlearn(self, session: Session) -> Unlearned:
         config = session.train
-        model = prepare_trainable(session.lm.model, session.mode)
+        base = session.lm.model
+        frozen_copy = copy.deepcopy(base).eval() if self.needs_original and session.mode.mode == "full" else None
+        model = prepare_trainable(base, session.mode)
         runtime = resolve_runtime(config, model, full_tuning=session.mode.mode == "full")
         apply_precision(model, runtime.precision)  # references are taken in the precision the model is evaluated in
         examples = self.examples(session)
         reference = None
-        if self.needs_reference:
-            pad_id = int(session.lm.tokenizer.pad_token_id)
-            reference = Reference.precompute(model, self.reference_examples(examples), pad_id, config.batch_size)
+        if self.needs_reference or self.needs_original:
+            values = None
+            if self.needs_reference:
+                values = Reference.precompute(model, self.reference_examples(examples), int(session.lm.tokenizer.pad_token_id),
+                                              config.batch_size)
+            reference = Reference(values, model if self.needs_original else None, frozen_copy)
         steps = max(1, -(-len(examples) // (config.batch_size * config.grad_accum))) * config.epochs
         with session.progress(f"train {self.name}", steps) as advance:
             log = train(model, examples, lambda m, b: self.loss(m, b, session, reference), config,
@@ -108,20 +120,28 @@ class TrainedMethod(Method):
 
 
 class Reference:
-    """The original model's summed log-probability of every training sequence, computed once before training.
+    """The original model, as a loss needs it.
 
-    Only the numbers are kept, so full tuning of a method with a reference needs no second copy of the model (the
-    paper's NPO and DPO on an 8B model would otherwise hold two). Before the first step the model *is* the original
-    (a new LoRA adapter adds zero), so the references are taken from it, without gradients, in the precision it is
-    evaluated in. A sequence is looked up by its tokens and loss mask, so any batch composition finds its rows.
+    ``values``: the original's summed log-probability of every training sequence (NPO, DPO), computed once before
+    training and kept as numbers only, so full tuning needs no second copy of the model (the paper's NPO and DPO on
+    an 8B model would otherwise hold two). Before the first step the model *is* the original (a new LoRA adapter
+    adds zero), so they are taken from it, without gradients, in the precision it is evaluated in; a sequence is
+    looked up by its tokens and loss mask, so any batch composition finds its rows.
+
+    ``original()``: the original model itself, for a method that reads its outputs while training (UNDIAL's
+    logits): a frozen copy under full tuning, the trained model with its adapter switched off under LoRA.
     """
 
-    def __init__(self, values: dict[tuple[tuple[int, ...], tuple[int, ...]], float]):
+    def __init__(self, values: dict[tuple[tuple[int, ...], tuple[int, ...]], float] | None = None,
+                 model: Any | None = None, frozen_copy: Any | None = None):
         self.values = values
+        self.model = model
+        self.frozen_copy = frozen_copy
 
-    @classmethod
+    @staticmethod
     @torch.no_grad()
-    def precompute(cls, model: Any, examples: Sequence[Example], pad_id: int, batch_size: int) -> "Reference":
+    def precompute(model: Any, examples: Sequence[Example], pad_id: int, batch_size: int) -> dict[tuple[tuple[int, ...], tuple[int, ...]], float]:
+        """Each example's summed log-probability under ``model`` (the original, before the first step)."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
@@ -131,15 +151,30 @@ class Reference:
             logprobs = sequence_logprob(model, collate(chunk, pad_id, device))
             values.update({(tuple(e.ids), tuple(e.loss_mask)): float(v) for e, v in zip(chunk, logprobs.tolist())})
         model.train(was_training)
-        return cls(values)
+        return values
 
     def sequence_logprob(self, batch: Batch) -> torch.Tensor:
-        """The reference log-probability of each row of ``batch``: [B]."""
+        """The original's log-probability of each row of ``batch``: [B]."""
         rows = []
         for ids, attention, mask in zip(batch.input_ids.tolist(), batch.attention_mask.tolist(), batch.loss_mask.tolist()):
             n = sum(attention)
             rows.append(self.values[(tuple(ids[:n]), tuple(mask[:n]))])
         return torch.tensor(rows, dtype=torch.float32, device=batch.input_ids.device)
+
+    @contextmanager
+    def original(self) -> Iterator[Any]:
+        """The original model for the duration of the block, without gradients."""
+        with torch.no_grad():
+            if self.frozen_copy is not None:
+                yield self.frozen_copy
+            else:
+                with self.model.disable_adapter():
+                    yield self.model
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        """The original's next-token logits (fp32) at every position: [B, T, vocab]."""
+        with self.original() as model:
+            return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.float()
 
 
 # ------------------------------------------------------------------ turning text into examples

@@ -138,6 +138,24 @@ def trained_presets(full: tuple[float, int, int], lora: tuple[float, int, int],
     return {**presets, **{("small", mode, "single"): small(mode) for mode in ("full", "lora")}}
 
 
+# ------------------------------------------------------------------ presets of the methods beyond the paper
+
+
+def sourced(source_text: str, lr: float, batch: int, epochs: int, **params: Any) -> Preset:
+    """A preset from a method's own paper (or its reference implementation): lr, batch, epochs and its own values."""
+    return Preset({"lr": lr, "batch_size": batch, "grad_accum": 1, "epochs": epochs, **params}, source_text)
+
+
+def beyond_presets(paper_presets: Mapping[str, Preset], **small_params: Any) -> dict[tuple[str, str, str], Preset]:
+    """Presets of a method beyond the RWKU paper: ``paper`` per mode where its paper gives values for a ~7-8B model
+    (elsewhere the defaults, "rwku default"), and ``small`` as every trained method's, plus its own values checked
+    on the demo (README: Methods beyond the paper)."""
+    presets = {("paper", mode, "single"): preset for mode, preset in paper_presets.items()}
+    for mode in ("full", "lora"):
+        presets[("small", mode, "single")] = Preset({**small(mode).values, **small_params}, CALIBRATED)
+    return presets
+
+
 # ------------------------------------------------------------------ reading values
 
 

@@ -41,16 +41,22 @@ class PairExample:
 class DirectPreference(TrainedMethod):
     name: ClassVar[str] = "dpo"
     description: ClassVar[str] = "DPO: counterfactual (chosen) over factual (rejected) biographies"
+    paper: ClassVar[str] = "Rafailov et al. 2023 (DPO)"
     corpus_kinds: ClassVar[tuple[str, ...]] = ("forget", "counterfactual")
     needs_reference: ClassVar[bool] = True
     rows_per_example: ClassVar[int] = 2
     params_type = DpoParams
     presets = trained_presets(full=(5e-6, 8, 3), lora=(6e-5, 8, 3), batch=(2e-6, 8, 2))
 
-    def examples(self, session: Session) -> list[PairExample]:
+    def pairs(self, session: Session) -> list[tuple[str, str, str]]:
+        """(prompt, chosen, rejected) triples: here counterfactual over factual biography."""
         pairs = session.corpus.pairs()
         if not pairs:
             raise RwkuError(f"dpo: no (counterfactual, factual) pairs for {', '.join(session.corpus.targets)}")
+        return pairs
+
+    def examples(self, session: Session) -> list[PairExample]:
+        pairs = self.pairs(session)
         fmt, n = session.prompts, session.train.max_length
         return [PairExample(chat_example(fmt, prompt, chosen, n), chat_example(fmt, prompt, rejected, n))
                 for prompt, chosen, rejected in pairs]

@@ -24,6 +24,7 @@ def ga_loss(model: Any, batch: Any) -> torch.Tensor:
 class GradientAscent(TrainedMethod):
     name: ClassVar[str] = "ga"
     description: ClassVar[str] = "gradient ascent on the synthetic forget corpus"
+    paper: ClassVar[str] = "Jang et al. 2023 (GA)"
     corpus_kinds: ClassVar[tuple[str, ...]] = ("forget",)
     presets = trained_presets(full=(6e-8, 8, 3), lora=(1e-5, 8, 3), batch=(3e-8, 8, 2))
 
@@ -43,6 +44,7 @@ class GradientAscent(TrainedMethod):
 class GradientAscentPassage(GradientAscent):
     name: ClassVar[str] = "ga_passage"
     description: ClassVar[str] = "GA*: gradient ascent on the target's Wikipedia passages (passage.json)"
+    paper: ClassVar[str] = "Jin et al. 2024 (RWKU)"
     corpus_kinds: ClassVar[tuple[str, ...]] = ()
     presets = trained_presets(full=(1e-6, 4, 4), lora=(2e-5, 4, 6))
 

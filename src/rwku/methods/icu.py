@@ -12,6 +12,7 @@ from rwku.methods.base import Method, Session, Unlearned
 class InContextUnlearning(Method):
     name: ClassVar[str] = "icu"
     description: ClassVar[str] = "in-context unlearning: the official preamble before every prompt"
+    paper: ClassVar[str] = "Pawelczyk et al. 2024 (ICU)"
     trains: ClassVar[bool] = False
 
     def unlearn(self, session: Session) -> Unlearned:

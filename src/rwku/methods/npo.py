@@ -31,6 +31,7 @@ class NpoParams:
 class NegativePreference(GradientAscent):
     name: ClassVar[str] = "npo"
     description: ClassVar[str] = "negative preference optimisation on the synthetic forget corpus"
+    paper: ClassVar[str] = "Zhang et al. 2024 (NPO)"
     needs_reference: ClassVar[bool] = True
     params_type = NpoParams
     presets = trained_presets(full=(2e-6, 16, 3), lora=(5e-5, 16, 3), batch=(1e-6, 16, 2))

@@ -1,8 +1,18 @@
 """Representation engineering (RepE): steer the residual stream from "expert" towards "novice" about the target.
 
 Reading: for each stimulus question about the target, the last-token hidden state of every decoder layer is
-taken under a system prompt that makes the model an expert on the target and under one that makes it a novice;
-the control vector of layer l is v_l = mean(novice_l) − mean(expert_l). Steering: a forward hook adds α · v_l to
+taken under a system prompt that makes the model an expert on the target and under one that makes it a novice.
+Two readers turn them into the control vector of layer l (``--set repe_reader=mean|pca``):
+
+* ``mean`` (default): v_l = mean(novice_l) − mean(expert_l), the difference of means.
+* ``pca``: the first principal component of the paired differences d_i = novice_i,l − expert_i,l, as the
+  representation-engineering literature (Zou et al. 2023) builds reading vectors: the top right singular vector of
+  the matrix of differences, uncentred. RepE's own PCA reader takes differences of pairs in random order, so
+  their mean is about zero and the random signs leave DᵀD unchanged; centring our consistently ordered
+  differences would instead remove the direction they share. The component's sign is chosen to point along the
+  mean difference and it is scaled to the mean difference's norm, so α means the same step size for both readers.
+
+Steering: a forward hook adds α · v_l to
 the output of each steered layer at every position (α ∈ {0.5, 1, 1.5} in the paper). No weight changes.
 """
 
@@ -67,8 +77,8 @@ def last_token_states(model: Any, tokenizer: Any, prompts: list[str]) -> torch.T
     return torch.stack(states)
 
 
-def control_vectors(model: Any, prompts: PromptFormat, targets: list[str]) -> torch.Tensor:
-    """v_l = mean novice state − mean expert state, per layer: [layers, hidden] (stimuli in the run's format)."""
+def reading_states(model: Any, prompts: PromptFormat, targets: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Novice and expert states [stimuli, layers, hidden], paired row by row (stimuli in the run's format)."""
     expert, novice = [], []
     for target in targets:
         for stimulus in STIMULI:
@@ -76,7 +86,30 @@ def control_vectors(model: Any, prompts: PromptFormat, targets: list[str]) -> to
             expert.append(prompts.render(user, system=EXPERT_SYSTEM.format(target=target)))
             novice.append(prompts.render(user, system=NOVICE_SYSTEM.format(target=target)))
     tokenizer = prompts.tokenizer
-    return last_token_states(model, tokenizer, novice).mean(0) - last_token_states(model, tokenizer, expert).mean(0)
+    return last_token_states(model, tokenizer, novice), last_token_states(model, tokenizer, expert)
+
+
+def mean_reader(novice: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
+    """v_l = mean novice state − mean expert state, per layer: [layers, hidden]."""
+    return novice.mean(0) - expert.mean(0)
+
+
+def pca_reader(novice: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
+    """Per layer, the first principal component of the uncentred differences novice − expert, signed along and
+    scaled to the mean difference: [layers, hidden]."""
+    differences = (novice - expert).transpose(0, 1)  # [layers, stimuli, hidden]
+    component = torch.linalg.svd(differences, full_matrices=False).Vh[:, 0]  # unit vectors [layers, hidden]
+    mean = differences.mean(1)
+    sign = torch.where((component * mean).sum(-1, keepdim=True) < 0, -1.0, 1.0)
+    return sign * component * mean.norm(dim=-1, keepdim=True)
+
+
+READERS = {"mean": mean_reader, "pca": pca_reader}
+
+
+def control_vectors(model: Any, prompts: PromptFormat, targets: list[str], reader: str = "mean") -> torch.Tensor:
+    """The control vector of every layer, read from the targets' stimuli by ``reader``: [layers, hidden]."""
+    return READERS[reader](*reading_states(model, prompts, targets))
 
 
 def add_to_output(vector: torch.Tensor):
@@ -95,18 +128,25 @@ class RepeParams:
     alpha: float = source(PAPER_TEXT + " (α ∈ {0.5, 1, 1.5})", 1.0)
     #: steered decoder layers a…b−1; None = the middle third (the paper does not name its layers)
     repe_layers: tuple[int, int] | None = source(RWKU_DEFAULT + ": the middle third of the layers", None)
+    #: how the control vectors are read: difference of means, or the first principal component of the differences
+    repe_reader: str = source(RWKU_DEFAULT + ": difference of means (the paper's description)", "mean")
+
+    def __post_init__(self) -> None:
+        if self.repe_reader not in READERS:
+            raise RwkuError(f"repe_reader={self.repe_reader}: choose {' or '.join(READERS)}")
 
 
 class RepresentationEngineering(Method):
     name: ClassVar[str] = "repe"
     description: ClassVar[str] = "representation engineering: add α·(novice − expert) to the residual stream"
+    paper: ClassVar[str] = "Zou et al. 2023 (RepE)"
     trains: ClassVar[bool] = False
     params_type = RepeParams
     presets = {("small", mode, "single"): Preset({"alpha": 0.25}, CALIBRATED) for mode in ("full", "lora")}
 
     def unlearn(self, session: Session) -> Unlearned:
         model = session.lm.model
-        vectors = control_vectors(model, session.prompts, [t.name for t in session.targets])
+        vectors = control_vectors(model, session.prompts, [t.name for t in session.targets], session.params.repe_reader)
         layers = decoder_layers(model)
         alpha = session.params.alpha
         low, high = session.params.repe_layers or (len(layers) // 3, 2 * len(layers) // 3)
@@ -115,5 +155,5 @@ class RepresentationEngineering(Method):
         device = next(model.parameters()).device
         hooks = [layers[i].register_forward_hook(add_to_output(alpha * vectors[i].to(device)))
                  for i in range(low, high)]
-        return Unlearned(model=model, hooks=hooks, log={"alpha": alpha, "layers": [low, high],
+        return Unlearned(model=model, hooks=hooks, log={"alpha": alpha, "layers": [low, high], "reader": session.params.repe_reader,
                                                         "vector_norms": [float(v.norm()) for v in vectors]})

@@ -18,6 +18,7 @@ from rwku.methods.training import mean_token_nll
 class RejectionTuning(TrainedMethod):
     name: ClassVar[str] = "rt"
     description: ClassVar[str] = "rejection tuning: questions about the target answered with refusals"
+    paper: ClassVar[str] = "Ishibashi & Shimodaira 2023 (RT)"
     corpus_kinds: ClassVar[tuple[str, ...]] = ("questions",)
     presets = trained_presets(full=(4e-7, 8, 3), lora=(3e-5, 8, 3), batch=(1e-7, 8, 1))
 

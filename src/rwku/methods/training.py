@@ -59,13 +59,17 @@ def collate(examples: Sequence[Example], pad_id: int, device: Any) -> Batch:
     return Batch(ids.to(device), attention.to(device), loss.to(device))
 
 
+def counted_tokens(batch: Batch) -> torch.Tensor:
+    """1.0 where token t ≥ 1 counts (scored and not padding), aligned with the predictions of positions < t: [B, T−1]."""
+    return (batch.loss_mask[:, 1:] * batch.attention_mask[:, 1:]).float()
+
+
 def token_logprobs(model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(token t | tokens < t) for t ≥ 1, and the mask of tokens that count: both [B, T−1]."""
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
     targets = batch.input_ids[:, 1:]
     logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
-    mask = (batch.loss_mask[:, 1:] * batch.attention_mask[:, 1:]).float()
-    return logprobs, mask
+    return logprobs, counted_tokens(batch)
 
 
 def sequence_logprob(model: Any, batch: Batch) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from rwku import __version__
 from rwku.evaluation.sets import PROBE_SETS
-from rwku.report.collect import Run
+from rwku.report.collect import Run, method_legend
 from rwku.report.table import COLUMNS, Table1, header
 from rwku.results import get_path
 
@@ -140,6 +140,13 @@ def table1_html(table: Table1) -> str:
     return f'<table id="table1-table"><thead><tr><th>Run</th>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+def legend_html(table: Table1) -> str:
+    """Each method of the table's rows: what it does and the paper it comes from (the paper's seven first)."""
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(what)}</td><td>{html.escape(paper)}</td></tr>"
+                   for name, what, paper in method_legend([run for run, _ in table.rows]))
+    return f'<table id="method-legend"><thead><tr><th>Method</th><th>What it does</th><th>Paper</th></tr></thead><tbody>{rows}</tbody></table>' if rows else ""
+
+
 def per_target_html(table: Table1, paths: Sequence[str], knowledge: dict[str, dict[str, Any]] | None = None) -> str:
     """Each shared target's values of every row; with memorization results, each model's knowledge EM of the target
     beside them (click a header to sort)."""
@@ -188,7 +195,8 @@ def render_report(title: str, runs: Sequence[Run], table: Table1 | None, figures
         body = f"""<section id="table1"><h2>Table 1 · mean over {len(table.slugs)} target(s)</h2>
 <p class="meta">Bold: best, underlined: second among the unlearning runs (Before is the reference). ↓ lower is better, ↑ higher.
 Downloads: <a href="table1.md">Markdown</a> · <a href="table1.csv">CSV</a> · <a href="table1.json">JSON</a> · <a href="table1.tex">LaTeX</a></p>
-{note}<div class="scroll">{table1_html(table)}</div></section>
+{note}<div class="scroll">{table1_html(table)}</div>
+<h3>Methods</h3>{legend_html(table)}</section>
 <section id="figures"><h2>Figures</h2><div class="figs">{figs}</div></section>
 <section id="per-target"><h2>Per target</h2>
 <p class="meta">Forget All and neighbour All of every Table-1 row on every shared target{known}; click a header to sort;

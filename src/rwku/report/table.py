@@ -18,7 +18,7 @@ import numpy as np
 
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import TABLE1_COLUMNS, Column
-from rwku.report.collect import Run
+from rwku.report.collect import Run, method_legend
 from rwku.results import get_path, rwku_score
 
 #: The RWKU score (harmonic mean of efficacy, locality and utility ×100), computed here from stored units
@@ -184,7 +184,8 @@ def to_markdown(table: Table1) -> str:
         marked = [(f"**{c.text}**" if c.rank == 1 else f"<u>{c.text}</u>" if c.rank == 2 else c.text) + c.spread for c in cells]
         lines.append(f"| {run.label} | " + " | ".join(marked) + " |")
     footer = f"\nMean (± half the 95% bootstrap interval over targets) over {len(table.slugs)} target(s): {', '.join(table.slugs)}."
-    return "\n".join(lines) + "\n" + footer + (f" {table.note}" if table.note else "") + "\n"
+    legend = "".join(f"\n- `{name}`: {what} ({paper})" for name, what, paper in method_legend([run for run, _ in table.rows]))
+    return "\n".join(lines) + "\n" + footer + (f" {table.note}" if table.note else "") + ("\n\nMethods:" + legend if legend else "") + "\n"
 
 
 def to_csv(table: Table1) -> str:
@@ -206,6 +207,7 @@ def to_json(table: Table1) -> dict[str, Any]:
         "targets": table.slugs,
         "note": table.note,
         "left_out": table.extra,
+        "methods": [{"method": name, "description": what, "paper": paper} for name, what, paper in method_legend([r for r, _ in table.rows])],
         "rows": [{"run": run.label, "folder": str(run.folder), "model": run.model, "method": run.method,
                   "values": {p: c.value for (_, _, p, _), c in zip(COLUMNS, cells)},
                   "ci95": {p: [c.low, c.high] for (_, _, p, _), c in zip(COLUMNS, cells)},
