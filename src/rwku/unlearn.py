@@ -127,10 +127,8 @@ class UnlearnJob:
         section: dict[str, Any] = {"name": method, "setting": self.setting, **settings.as_config()}
         if METHODS[method].trains:
             section["mode"] = dataclasses.asdict(self.mode)
-            corpus = {"source": self.corpus_source, **section.get("corpus", {})}
-            if self.corpus_source == "generated" and METHODS[method].corpus_kinds:
-                corpus["sampling_batch_size"] = self.batch_size  # sampling draws batch by batch
-            section["corpus"] = corpus
+            # no batch size: each corpus row draws from its own generator (under fast kernels the eval key has it)
+            section["corpus"] = {"source": self.corpus_source, **section.get("corpus", {})}
         return section
 
     def tasks(self) -> list[UnitTask]:

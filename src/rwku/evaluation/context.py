@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from rwku.evaluation.protocol import Protocol
-from rwku.models.generation import decode_continuation, greedy_generate
+from rwku.models.generation import decode_continuation, generate_tokens
 from rwku.models.loading import LoadedModel
 from rwku.models.prompting import PromptFormat
 from rwku.models.scoring import TokenScores, next_token_probs, score_tokens
@@ -53,7 +53,7 @@ class EvalContext:
         """Greedy continuations (decoded, unstripped) of rendered prompts, with a progress bar."""
         encoded = [self.prompts.encode(p) for p in prompts]
         with self.progress(description, len(encoded)) as advance:
-            tokens = greedy_generate(
+            tokens = generate_tokens(
                 self.lm.model, encoded, max_new_tokens=max_new_tokens, stop_ids=stop_ids,
                 pad_id=self.pad_id, batch_size=self.batch_size, on_batch=advance,
             )

@@ -38,10 +38,15 @@ class LoadedModel:
     tokenizer: Any
     name: str
     source: str
+    kernels: str = "invariant"
 
     @property
     def device(self) -> Any:
         return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> Any:
+        return next(self.model.parameters()).dtype
 
 
 def pick_device(device: str) -> str:
