@@ -31,7 +31,7 @@ from rwku.corpus.prompts import (
 from rwku.data.loader import RwkuData
 from rwku.data.schema import Target
 from rwku.errors import RwkuError
-from rwku.models.generation import generate_tokens, nucleus_choice
+from rwku.models.backends import make_backend
 from rwku.models.loading import LoadedModel, cache_root
 from rwku.models.prompting import PromptFormat
 from rwku.results import read_json, write_json_atomic
@@ -107,9 +107,9 @@ def sample(lm: LoadedModel, prompts: Sequence[str], spec: CorpusSpec, max_new_to
     tokenizer = lm.tokenizer
     stop_ids = [tokenizer.eos_token_id] + [i for i in [tokenizer.convert_tokens_to_ids("<|eot_id|>")] if i is not None]
     encoded = [list(tokenizer(p, add_special_tokens=True)["input_ids"]) for p in prompts]
-    choose = nucleus_choice(row_generators(spec, stream, len(prompts), lm.device), spec.temperature, spec.top_p)
-    tokens = generate_tokens(lm.model, encoded, max_new_tokens=max_new_tokens, stop_ids=sorted(set(stop_ids)),
-                             pad_id=int(tokenizer.pad_token_id), batch_size=spec.batch_size, choose=choose, on_batch=on_batch)
+    backend = make_backend(lm, batch_size=spec.batch_size)
+    tokens = backend.sample(encoded, max_new_tokens, sorted(set(stop_ids)), row_generators(spec, stream, len(prompts), lm.device),
+                            spec.temperature, spec.top_p, on_batch=on_batch)
     return [tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
 
 
