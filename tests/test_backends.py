@@ -107,3 +107,23 @@ def test_requests_run_under_their_kernel_mode_and_restore_it(tiny_lm):
     with pytest.raises(RwkuError, match="--kernels quick: unknown"):
         with kernel_settings("quick"):
             pass
+
+
+def test_invariant_kernels_run_one_row_per_pass_and_fast_ones_batch(tiny_lm):
+    import dataclasses
+
+    rows_seen = []
+    hook = tiny_lm.model.register_forward_pre_hook(lambda module, args, kwargs: rows_seen.append(kwargs["input_ids"].shape[0]),
+                                                   with_kwargs=True)
+    prompts = [tiny_lm.tokenizer(t)["input_ids"] for t in ("Who wrote the book?", "Stephen King is", "Isaac Newton was an")]
+    try:
+        for kernels in ("invariant", "fast"):
+            backend = make_backend(dataclasses.replace(tiny_lm, kernels=kernels), batch_size=32)
+            backend.generate("forget probes", prompts, 3, [])
+            backend.score("MIA FM", prompts, [2, 2, 2])
+            backend.next_token_probs("MMLU", prompts, [5])
+            rows_seen.append(kernels)
+    finally:
+        hook.remove()
+    split = rows_seen.index("invariant")
+    assert set(rows_seen[:split]) == {1} and max(rows_seen[split + 1:-1]) == 3

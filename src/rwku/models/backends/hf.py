@@ -13,24 +13,34 @@ from rwku.models.scoring import TokenScores, next_token_probs, score_tokens
 
 
 class HfBackend(Backend):
+    """Under ``fast`` kernels, batches of ``batch_size`` rows with shared prefixes computed once. Under
+    ``invariant`` kernels, one row per forward pass, unpadded: every tensor shape, and so every kernel choice and
+    every reduction order, depends on that row alone, never on the rows around it; a matmul's result for one row
+    changes with the number of rows even in float32 on a CPU (measured: the output projection at 1 and 4 rows),
+    so nothing weaker guarantees the same numbers at any ``--batch-size`` and ``--limit``."""
+
     name = "hf"
+
+    @property
+    def rows_per_pass(self) -> int:
+        return 1 if self.kernels == "invariant" else self.batch_size
 
     @under_kernels
     def generate(self, task: str, prompts: Sequence[Sequence[int]], max_new_tokens: int, stop_ids: Sequence[int],
                  on_batch: OnBatch = None) -> list[list[int]]:
         return generate_tokens(self.model, prompts, max_new_tokens=max_new_tokens, stop_ids=stop_ids, pad_id=self.pad_id,
-                               batch_size=self.batch_size, on_batch=on_batch)
+                               batch_size=self.rows_per_pass, on_batch=on_batch)
 
     @under_kernels
     def score(self, task: str, sequences: Sequence[Sequence[int]], n_scored: Sequence[int], vocab_moments: bool = False,
               greedy: bool = False, on_batch: OnBatch = None) -> list[TokenScores]:
-        return score_tokens(self.model, sequences, n_scored, pad_id=self.pad_id, batch_size=self.batch_size,
+        return score_tokens(self.model, sequences, n_scored, pad_id=self.pad_id, batch_size=self.rows_per_pass,
                             vocab_moments=vocab_moments, greedy=greedy, on_batch=on_batch)
 
     @under_kernels
     def next_token_probs(self, task: str, prompts: Sequence[Sequence[int]], candidates: Sequence[int],
                          on_batch: OnBatch = None) -> list[list[float]]:
-        return next_token_probs(self.model, prompts, candidates, pad_id=self.pad_id, batch_size=self.batch_size,
+        return next_token_probs(self.model, prompts, candidates, pad_id=self.pad_id, batch_size=self.rows_per_pass,
                                 on_batch=on_batch)
 
     @under_kernels
@@ -38,7 +48,7 @@ class HfBackend(Backend):
                generators: Sequence[torch.Generator], temperature: float, top_p: float,
                on_batch: OnBatch = None) -> list[list[int]]:
         return generate_tokens(self.model, prompts, max_new_tokens=max_new_tokens, stop_ids=stop_ids, pad_id=self.pad_id,
-                               batch_size=self.batch_size, choose=nucleus_choice(generators, temperature, top_p),
+                               batch_size=self.rows_per_pass, choose=nucleus_choice(generators, temperature, top_p),
                                on_batch=on_batch)
 
     @under_kernels
