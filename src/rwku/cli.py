@@ -85,7 +85,7 @@ CPUS_PER_UNIT_OPTION = typer.Option(1.0, "--cpus-per-unit", min=0, help="CPUs a 
 THREADS_OPTION = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray).")
 MAX_RETRIES_OPTION = typer.Option(1, "--max-retries", min=0, help="Retries of a failed unit (and of a lost Ray worker).")
 #: How the model's kernels run: the same option for rwku eval, unlearn, memorization (experiment files: "kernels")
-KERNELS_OPTION = typer.Option("invariant", "--kernels", help="invariant (float32, no TF32, deterministic cuDNN: every output the same at any --batch-size and --limit) or fast (bf16 on a GPU with --dtype auto, TF32: outputs may change with the batch; the batch size joins the cache key).")
+KERNELS_OPTION = typer.Option("invariant", "--kernels", help="invariant (float32, no TF32, one row per forward pass: every output and score the same at any --batch-size and --limit) or fast (batched; bf16 on a GPU with --dtype auto: outputs may change with the batch, whose size then joins the cache key).")
 DTYPE_OPTION = typer.Option("auto", "--dtype", help="auto (float32 under --kernels invariant; under fast bf16 on a GPU, fp32 on a CPU), float32, bfloat16, float16 (half precision needs --kernels fast).")
 
 

@@ -253,7 +253,7 @@ class MemorizationJob:
             scored = score_source(ctx, source, self.window, f"memorization {label}", self.min_tokens)
             rows += [{"model": model, **r} for r in scored]
         entry = {**summarize(rows, self.sources, self.targets), "seconds": round(time.perf_counter() - start, 2),
-                 "provenance": provenance(lm.device)}
+                 "kernels": lm.kernels, "provenance": provenance(lm.device)}
         self.results[model] = entry
         self.rows += rows
         return entry
