@@ -3,7 +3,8 @@
 Kinds: ``forget`` (factual biographies), ``counterfactual`` (invented biographies, scrubbed), ``questions``
 (questions about the target, for rejection tuning). Each kind is sampled as the official generation scripts do
 and cached under a key of everything that decides its content (model, target, intro, prompts, prefixes,
-sampling settings, size, seed), so a rerun with the same settings reuses it.
+sampling settings, size, seed, and the dtype, device kind and kernel mode it ran under), so a rerun with the same
+settings reuses it. Each row draws from its own seeded generator, so the texts do not depend on the batch size.
 """
 
 from __future__ import annotations
