@@ -201,7 +201,7 @@ def test_cli_writes_results_figure_and_tables(tiny_model_dir, tiny_plain_model_d
     assert entry["sources"]["rwku"]["count"] == 6 and entry["sources"]["unseen"]["count"] == 3  # demo: 2 passages × 3
     assert entry["sources"]["web"]["count"] == 2 and 0 <= entry["sources"]["unseen"]["em"] <= 1
     assert set(entry["targets"]) == {"1_Isaac_Newton", "2_Marie_Curie", "3_Wolfgang_Amadeus_Mozart"}
-    assert entry["targets"]["1_Isaac_Newton"]["count"] == 2 and entry["seconds"] >= 0
+    assert entry["targets"]["1_Isaac_Newton"]["count"] == 2 and entry["seconds"] >= 0 and entry["kernels"] == "invariant"
     rows = [json.loads(line) for line in (out / "texts.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * (6 + 3 + 2) and all(r["tokens"] <= 32 for r in rows)
     newton = [r for r in rows if r["target"] == "1_Isaac_Newton" and r["model"] == str(tiny_model_dir)]

@@ -129,7 +129,7 @@ def repe_states(model_dir) -> dict[str, torch.Tensor]:
     lm = fresh(model_dir)
     fmt = PromptFormat(lm.tokenizer)
     expert, novice = layer_outputs(lm, stimuli(fmt, EXPERT_SYSTEM)), layer_outputs(lm, stimuli(fmt, NOVICE_SYSTEM))
-    vectors = control_vectors(lm.model, fmt, [TARGET])  # before any patch: the method's own vectors
+    vectors = control_vectors(lm, fmt, [TARGET])  # before any patch: the method's own vectors
     unlearned = METHODS["repe"]().unlearn(make_session(lm, Corpus(targets=[TARGET]), method="repe", alpha=1.0))
     assert unlearned.log["layers"] == [0, 1]
     try:
@@ -256,10 +256,11 @@ def test_plain_format_renders_no_chat_prompt_even_when_the_model_has_a_template(
 def test_control_vectors_are_read_where_steering_adds_them(tiny_lm):
     """Every layer's vector, the last included, is read at that layer's output (before the final norm), where the
     steering hook adds it: ``output_hidden_states`` gives the last layer after the norm, on another scale."""
-    from rwku.methods.repe import decoder_layers, last_token_states
+    from rwku.methods.repe import decoder_layers
+    from rwku.models.backends import make_backend
 
     prompts = ["Who is Isaac Newton?", "Where was Newton born?"]
-    states = last_token_states(tiny_lm.model, tiny_lm.tokenizer, prompts)
+    states = make_backend(tiny_lm).layer_states([tiny_lm.tokenizer(p)["input_ids"] for p in prompts], decoder_layers(tiny_lm.model))
     outputs = []
     hook = decoder_layers(tiny_lm.model)[-1].register_forward_hook(lambda m, i, o: outputs.append((o[0] if isinstance(o, tuple) else o)[0, -1]))
     try:

@@ -304,3 +304,37 @@ def test_ga_passage_caps_each_targets_passages_at_the_corpus_size(tiny_lm, monke
     assert corpus.passage == [passages[0][0], passages[1][0]]  # one per target, not the first target's two
     unlearned = METHODS["ga_passage"]().unlearn(make_session(tiny_lm, corpus, method="ga_passage"))
     assert unlearned.log["examples"] == 2
+
+
+@pytest.mark.parametrize("kernels", ["invariant", "fast"])
+def test_corpus_is_the_same_at_any_sampling_batch_size(tiny_lm, tmp_path, kernels):
+    """Each row draws from its own generator seeded by (seed, target, kind, row), so batching changes no text (under
+    fast kernels rows really share batches: the draws still line up, float32 on a CPU moving logits by noise only)."""
+    import dataclasses
+
+    lm = dataclasses.replace(tiny_lm, kernels=kernels)
+    target = RwkuData.open(["demo"]).select("1")[0]
+    corpora = [build_corpus(lm, target, CorpusSpec(size=5, questions=3, max_new_tokens=8, question_tokens=6, batch_size=size),
+                            ["forget", "questions"], prompts=PromptFormat(tiny_lm.tokenizer), progress=no_progress,
+                            cache_dir=tmp_path / f"batch{size}") for size in (1, 4)]
+    assert corpora[0].forget == corpora[1].forget and corpora[0].questions == corpora[1].questions
+    assert len(set(corpora[0].questions)) > 1  # rows with the same prompt still draw different texts
+    other_seed = build_corpus(lm, target, CorpusSpec(size=5, max_new_tokens=8, seed=7), ["forget"],
+                              prompts=PromptFormat(tiny_lm.tokenizer), progress=no_progress, cache_dir=tmp_path / "seed7")
+    assert other_seed.forget != corpora[0].forget
+
+
+def test_corpus_cache_key_names_dtype_device_kernels_and_batch_only_when_fast(tiny_lm):
+    import copy
+    import dataclasses
+
+    from rwku.corpus.build import cache_key
+
+    target = RwkuData.open(["demo"]).select("1")[0]
+    fmt = PromptFormat(tiny_lm.tokenizer)
+    key = lambda lm, size=4: cache_key(lm, target, "forget", CorpusSpec(batch_size=size), fmt)  # noqa: E731
+    assert key(tiny_lm, 4) == key(tiny_lm, 16)
+    fast = dataclasses.replace(tiny_lm, kernels="fast")
+    assert key(fast) != key(tiny_lm) and key(fast, 4) != key(fast, 16)
+    half = dataclasses.replace(tiny_lm, model=copy.deepcopy(tiny_lm.model).to(torch.bfloat16))
+    assert key(half) != key(tiny_lm)

@@ -337,15 +337,15 @@ def test_answers_corpus_answers_each_question_and_is_cached(tiny_lm, tmp_path, m
 
     real_sample = build_module.sample
 
-    def spy(lm, prompts, spec_, max_new_tokens, on_batch=None):
-        asked.append((list(prompts), max_new_tokens))
-        return real_sample(lm, prompts, spec_, max_new_tokens, on_batch)
+    def spy(lm, prompts, spec_, max_new_tokens, on_batch=None, *, stream):
+        asked.append((list(prompts), max_new_tokens, stream))
+        return real_sample(lm, prompts, spec_, max_new_tokens, on_batch, stream=stream)
 
     monkeypatch.setattr(build_module, "sample", spy)
     first = build_corpus(tiny_lm, target, spec, ["questions", "answers"], prompts=fmt, progress=no_progress, cache_dir=tmp_path)
     assert len(first.answers) == len(first.questions) == 3 and len(first.refusals) == 3
-    answer_prompts, tokens = asked[1]
-    assert tokens == 6 and all(p.endswith("<|im_start|>assistant\n") for p in answer_prompts)
+    answer_prompts, tokens, stream = asked[1]
+    assert stream == "Isaac Newton/answers" and tokens == 6 and all(p.endswith("<|im_start|>assistant\n") for p in answer_prompts)
     assert [f"<|im_start|>user\n{q}<|im_end|>" in p for p, q in zip(answer_prompts, first.questions)] == [True] * 3
     assert "You know Isaac Newton very well." in answer_prompts[0]
     monkeypatch.setattr(build_module, "sample", lambda *a, **k: (_ for _ in ()).throw(AssertionError("not cached")))
@@ -366,24 +366,29 @@ def test_answers_corpus_answers_each_question_and_is_cached(tiny_lm, tmp_path, m
 
 
 def repe_inputs(lm):
-    from rwku.methods.repe import last_token_states, reading_states
+    from rwku.methods.repe import reading_states
     from rwku.models.prompting import PromptFormat
 
     fmt = PromptFormat(lm.tokenizer)
-    return fmt, reading_states(lm.model, fmt, ["Isaac Newton"]), last_token_states
+    return fmt, reading_states(lm, fmt, ["Isaac Newton"])
 
 
 def test_repe_mean_reader_gives_exactly_the_difference_of_means(tiny_lm):
     """``mean`` (the default) is today's reader, bit for bit: the stimuli rendered and read as before."""
-    from rwku.methods.repe import EXPERT_SYSTEM, NOVICE_SYSTEM, STIMULI, control_vectors
+    from rwku.methods.repe import EXPERT_SYSTEM, NOVICE_SYSTEM, STIMULI, control_vectors, decoder_layers
+    from rwku.models.backends import make_backend
 
-    fmt, _, last_token_states = repe_inputs(tiny_lm)
+    fmt, _ = repe_inputs(tiny_lm)
     user = [s.format(target="Isaac Newton") for s in STIMULI]
-    novice = last_token_states(tiny_lm.model, tiny_lm.tokenizer, [fmt.render(u, system=NOVICE_SYSTEM.format(target="Isaac Newton")) for u in user])
-    expert = last_token_states(tiny_lm.model, tiny_lm.tokenizer, [fmt.render(u, system=EXPERT_SYSTEM.format(target="Isaac Newton")) for u in user])
-    today = novice.mean(0) - expert.mean(0)
-    assert torch.equal(control_vectors(tiny_lm.model, fmt, ["Isaac Newton"]), today)
-    assert torch.equal(control_vectors(tiny_lm.model, fmt, ["Isaac Newton"], "mean"), today)
+    backend, layers = make_backend(tiny_lm), decoder_layers(tiny_lm.model)
+
+    def states(system):
+        texts = [fmt.render(u, system=system.format(target="Isaac Newton")) for u in user]
+        return backend.layer_states([tiny_lm.tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts], layers)
+
+    today = states(NOVICE_SYSTEM).mean(0) - states(EXPERT_SYSTEM).mean(0)
+    assert torch.equal(control_vectors(tiny_lm, fmt, ["Isaac Newton"]), today)
+    assert torch.equal(control_vectors(tiny_lm, fmt, ["Isaac Newton"], "mean"), today)
 
 
 def test_repe_pca_reader_is_the_first_principal_component_of_the_differences(tiny_lm):
@@ -391,8 +396,8 @@ def test_repe_pca_reader_is_the_first_principal_component_of_the_differences(tin
 
     from rwku.methods.repe import control_vectors
 
-    fmt, (novice, expert), _ = repe_inputs(tiny_lm)
-    vectors = control_vectors(tiny_lm.model, fmt, ["Isaac Newton"], "pca")
+    fmt, (novice, expert) = repe_inputs(tiny_lm)
+    vectors = control_vectors(tiny_lm, fmt, ["Isaac Newton"], "pca")
     differences = (novice - expert).double().numpy()  # [stimuli, layers, hidden]
     for layer in range(differences.shape[1]):
         d = differences[:, layer]
@@ -413,7 +418,7 @@ def test_repe_steers_with_the_chosen_reader_and_refuses_an_unknown_one(tiny_mode
     for reader in ("mean", "pca"):
         lm = fresh(tiny_model_dir)
         batch = batch_of(lm, TEXTS[:1])
-        expected = control_vectors(lm.model, repe_inputs(lm)[0], ["Isaac Newton"], reader)
+        expected = control_vectors(lm, repe_inputs(lm)[0], ["Isaac Newton"], reader)
         unlearned = METHODS["repe"]().unlearn(make_session(lm, Corpus(targets=["x"]), method="repe", repe_reader=reader))
         assert unlearned.log["reader"] == reader
         assert unlearned.log["vector_norms"] == pytest.approx([float(v.norm()) for v in expected], rel=1e-5)

@@ -8,7 +8,7 @@ from conftest import build_tiny_tokenizer
 
 from rwku.errors import RwkuError
 from rwku.models.batching import common_prefix_length, prefix_sorted_batches
-from rwku.models.generation import decode_continuation, greedy_generate
+from rwku.models.generation import decode_continuation, generate_tokens
 from rwku.models.loading import load_model
 from rwku.models.prompting import PromptFormat, after_colon_prefill
 from rwku.models.scoring import next_token_probs, score_tokens
@@ -49,7 +49,7 @@ def test_greedy_generation_matches_transformers_at_every_batch_size(tiny_lm):
     expected = [hf_greedy(tiny_lm, p, 12, stop_ids) for p in prompts]
     assert len({len(e) for e in expected}) > 1
     for batch_size in (1, 2, 3, 6):
-        got = greedy_generate(tiny_lm.model, prompts, max_new_tokens=12, stop_ids=stop_ids,
+        got = generate_tokens(tiny_lm.model, prompts, max_new_tokens=12, stop_ids=stop_ids,
                               pad_id=tiny_lm.tokenizer.pad_token_id, batch_size=batch_size)
         assert got == expected, f"batch size {batch_size}"
 
@@ -172,3 +172,15 @@ def test_shared_prefix_prefill_equals_plain_prefill(tiny_lm):
     assert shared.mask.shape[1] == plain.mask.shape[1]
     assert torch.allclose(shared.logits, plain.logits, atol=1e-5)
     assert torch.equal(shared.last_position, plain.last_position)
+
+
+def test_nucleus_probs_cut_where_transformers_top_p_cuts():
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+    from rwku.models.generation import nucleus_probs
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 50) * 3
+    expected = TopPLogitsWarper(0.9)(None, TemperatureLogitsWarper(0.7)(None, logits.clone())).softmax(-1)
+    got = nucleus_probs(logits, 0.7, 0.9)
+    assert torch.allclose(got, expected, atol=1e-6) and ((got > 0).sum(-1) < 50).all()

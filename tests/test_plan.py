@@ -51,14 +51,29 @@ def test_a_bfloat16_request_does_not_reuse_a_float32_result(tiny_model_dir, tmp_
                        "--limit", "1", "--device", "cpu", "--dtype", "float32", "--out", str(out))
     assert code == 0, err
     assert build_plan(out, eval_job(tiny_model_dir).tasks()).status["1_Isaac_Newton"] == "stored"
-    status = build_plan(out, eval_job(tiny_model_dir, dtype="bfloat16").tasks()).status["1_Isaac_Newton"]
+    status = build_plan(out, eval_job(tiny_model_dir, dtype="bfloat16", kernels="fast").tasks()).status["1_Isaac_Newton"]
     assert status.startswith("stale:") and "eval.dtype: float32 → bfloat16" in status
-    # bfloat16 kernels depend on the batch: its size joins the key then, and only then
-    bf16 = eval_job(tiny_model_dir, dtype="bfloat16").tasks()[0].key["eval"]
-    assert bf16["kernels"] == "batched" and bf16["batch_size"] == 32
+    # fast kernels may depend on the batch: its size joins the key then, and only then
+    bf16 = eval_job(tiny_model_dir, dtype="bfloat16", kernels="fast").tasks()[0].key["eval"]
+    assert bf16["kernels"] == "fast" and bf16["batch_size"] == 32
+    fast32 = build_plan(out, eval_job(tiny_model_dir, kernels="fast").tasks()).status["1_Isaac_Newton"]
+    assert "eval.kernels: invariant → fast" in fast32
     other_batch = build_plan(out, eval_job(tiny_model_dir, batch_size=7).tasks()).status["1_Isaac_Newton"]
-    assert other_batch == "stored"  # float32 on a CPU: outputs do not depend on the batch size
-    assert "batch_size" not in eval_job(tiny_model_dir).tasks()[0].key["eval"]
+    assert other_batch == "stored"  # invariant kernels: outputs do not depend on the batch size
+    invariant = eval_job(tiny_model_dir).tasks()[0].key["eval"]
+    assert invariant["kernels"] == "invariant" and "batch_size" not in invariant
+    summary = json.loads((out / "1_Isaac_Newton" / "summary.json").read_text())
+    assert summary["config"]["kernels"] == "invariant" and summary["key"]["eval"]["kernels"] == "invariant"
+
+
+def test_half_precision_under_invariant_kernels_is_refused_before_any_model_work(tiny_model_dir, tmp_path, cli):
+    code, _, err = cli("eval", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--device", "cpu",
+                       "--dtype", "bfloat16", "--out", str(tmp_path / "eval"))
+    assert code == 2 and "--dtype bfloat16 with --kernels invariant" in " ".join(err.split())
+    assert not (tmp_path / "eval").exists()
+    code, _, err = cli("eval", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--kernels", "quick",
+                       "--out", str(tmp_path / "eval"))
+    assert code == 2 and "--kernels quick: unknown; choose invariant or fast" in " ".join(err.split())
 
 
 def test_icu_and_repe_asked_in_several_modes_are_one_unit(tiny_model_dir, tmp_path, private_cache):

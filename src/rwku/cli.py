@@ -84,6 +84,9 @@ GPUS_PER_UNIT_OPTION = typer.Option(0.0, "--gpus-per-unit", min=0, help="GPUs a 
 CPUS_PER_UNIT_OPTION = typer.Option(1.0, "--cpus-per-unit", min=0, help="CPUs a unit asks Ray for.")
 THREADS_OPTION = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray).")
 MAX_RETRIES_OPTION = typer.Option(1, "--max-retries", min=0, help="Retries of a failed unit (and of a lost Ray worker).")
+#: How the model's kernels run: the same option for rwku eval, unlearn, memorization (experiment files: "kernels")
+KERNELS_OPTION = typer.Option("invariant", "--kernels", help="invariant (float32, no TF32, one row per forward pass: every output and score the same at any --batch-size and --limit) or fast (batched; bf16 on a GPU with --dtype auto: outputs may change with the batch, whose size then joins the cache key).")
+DTYPE_OPTION = typer.Option("auto", "--dtype", help="auto (float32 under --kernels invariant; under fast bf16 on a GPU, fp32 on a CPU), float32, bfloat16, float16 (half precision needs --kernels fast).")
 
 
 def unit_printer(progress: Any) -> Any:
@@ -179,9 +182,10 @@ def eval_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (one sub-folder per target)."),
     sets: str = typer.Option("all", "--sets", help=SETS_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every part (quick runs)."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass (scores do not depend on it on a CPU or in float32)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass (outputs and scores do not depend on it under --kernels invariant)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
+    dtype: str = DTYPE_OPTION,
+    kernels: str = KERNELS_OPTION,
     prompt_format: str = typer.Option("chat", "--prompt-format", help="chat (the model's template) or plain (models without one)."),
     fix: list[str] = typer.Option([], "--fix", help="Switch on a named fix of an official quirk (see docs/protocol.md); repeatable."),
     icu: bool = typer.Option(False, "--icu", help="In-context unlearning: put the official ICU preamble before every prompt."),
@@ -210,7 +214,7 @@ def eval_command(
         raise RwkuError(f"--out {out}: is a file; give a folder")
     job = EvalJob(model=model, data=dataset, targets=chosen, sets=parse_sets(sets), limit=limit,
                   protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format,
-                  preamble=ICU_PREAMBLE if icu else None, device=device, dtype=dtype, batch_size=batch_size)
+                  preamble=ICU_PREAMBLE if icu else None, device=device, dtype=dtype, batch_size=batch_size, kernels=kernels)
     plan = build_plan(out, job.tasks(), force=force)  # bad data fails here, before the model is loaded
     if dry_run:
         print_plan(plan)
@@ -252,7 +256,8 @@ def unlearn_command(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every evaluation part."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
+    dtype: str = DTYPE_OPTION,
+    kernels: str = KERNELS_OPTION,
     prompt_format: str = typer.Option("chat", "--prompt-format"),
     fix: list[str] = typer.Option([], "--fix"),
     save_model: bool = typer.Option(False, "--save-model", help="Also write each unlearned model (or adapter)."),
@@ -291,7 +296,7 @@ def unlearn_command(
         preset=preset_name, preset_reason=preset_reason, overrides=parsed, config_file=config_file,
         corpus_source=corpus, sets=parse_sets(sets), limit=limit, batch_size=batch_size,
         protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device, dtype=dtype,
-        save_model=save_model, eval_epochs=eval_epochs, out=out, sweep={"seed": seed} if seed is not None else {},
+        kernels=kernels, save_model=save_model, eval_epochs=eval_epochs, out=out, sweep={"seed": seed} if seed is not None else {},
     )
     check_job(job)
     print_settings(job)
@@ -398,7 +403,8 @@ def memorization_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: memorization.json, texts.jsonl, fig1_memorization.png/.svg."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
+    dtype: str = DTYPE_OPTION,
+    kernels: str = KERNELS_OPTION,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
 ) -> None:
     """What the model knows (paper Fig. 1): exact memorization and NLL per text, per source and per target."""
@@ -427,7 +433,7 @@ def memorization_command(
         sources.append(read_source_file(*parse_source_option(spec), limit=limit))
     job = MemorizationJob(models=model, sources=sources, targets=chosen, window=window, min_tokens=min_tokens,
                           limit=limit, data=description,
-                          batch_size=batch_size, device=device, dtype=dtype)
+                          batch_size=batch_size, device=device, dtype=dtype, kernels=kernels)
     job.check()  # bad input fails here, before a model is loaded
     set_threads(threads)
     console.print(f"scoring {', '.join(f'{s.name} ({len(s.texts)})' for s in sources)} texts, first {window} tokens each, "

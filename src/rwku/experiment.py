@@ -47,7 +47,7 @@ REQUIRED = object()  # marks a key without a default
 EXPERIMENT_KEYS: dict[str, Any] = {
     "model": "smollm2-135m", "data": REQUIRED, "targets": "all", "out": REQUIRED, "preset": "auto", "limit": None,
     "sets": "all", "batch_size": 32, "fix": [], "prompt_format": "chat", "corpus": "generated",
-    "device": "auto", "dtype": "auto", "set": {}, "mode_options": {}, "grids": REQUIRED,
+    "device": "auto", "dtype": "auto", "kernels": "invariant", "set": {}, "mode_options": {}, "grids": REQUIRED,
 }
 #: Keys of one grid and their defaults.
 GRID_KEYS: dict[str, Any] = {
@@ -165,7 +165,7 @@ def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) 
             sets=parse_sets(",".join(as_list(settings["sets"]))), limit=settings["limit"],
             batch_size=int(settings["batch_size"]), protocol=Protocol.from_names(as_list(settings["fix"])),
             prompt_format=settings["prompt_format"], device=settings["device"], dtype=settings["dtype"],
-            eval_epochs=bool(grid["eval_epochs"]), sweep=dict(zip(sweep_keys, values)), out=Path(settings["out"]),
+            kernels=settings["kernels"], eval_epochs=bool(grid["eval_epochs"]), sweep=dict(zip(sweep_keys, values)), out=Path(settings["out"]),
         )
         check_job(job, check_keys=False)
         runs = ", ".join(job.run_name(m) for m in methods)

@@ -22,9 +22,9 @@ from rwku.models.prompting import PromptFormat
 
 
 @lru_cache(maxsize=1)
-def original_model(spec: str, device: str, dtype: str) -> LoadedModel:
+def original_model(spec: str, device: str, dtype: str, kernels: str = "invariant") -> LoadedModel:
     """The original model for units that only evaluate it, loaded once per process (a worker keeps it too)."""
-    return load_model(spec, device=device, dtype=dtype)
+    return load_model(spec, device=device, dtype=dtype, kernels=kernels)
 
 
 @dataclass
@@ -42,6 +42,7 @@ class EvalJob:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 32
+    kernels: str = "invariant"
 
     def load_all(self) -> dict[int, TargetData]:
         """Read and check every target's data up front, so bad input fails before any model work."""
@@ -50,7 +51,7 @@ class EvalJob:
     def config(self) -> dict[str, Any]:
         """The readable settings a summary shows (the key decides reuse)."""
         return {"model": self.model, "sets": list(self.sets), "limit": self.limit, "protocol": sorted(self.protocol.fixes),
-                "prompt_format": self.prompt_format, "preamble": self.preamble}
+                "prompt_format": self.prompt_format, "preamble": self.preamble, "kernels": self.kernels}
 
     def tasks(self) -> list[UnitTask]:
         """One unit per target, at the top of the output folder."""
@@ -59,7 +60,7 @@ class EvalJob:
                 for t in self.targets]
 
     def compute(self, task: UnitTask, progress: ProgressFactory) -> UnitOutput:
-        lm = original_model(self.model, self.device, self.dtype)
+        lm = original_model(self.model, self.device, self.dtype, self.kernels)
         target = task.targets[0]
         prompts = PromptFormat(lm.tokenizer, style=self.prompt_format, preamble=self.preamble,
                                single_bos=self.protocol.has("single-bos"))

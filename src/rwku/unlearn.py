@@ -77,6 +77,7 @@ class UnlearnJob:
     prompt_format: str = "chat"
     device: str = "auto"
     dtype: str = "auto"
+    kernels: str = "invariant"
     save_model: bool = False
     eval_epochs: bool = False
     sweep: dict[str, Any] = field(default_factory=dict)
@@ -104,7 +105,7 @@ class UnlearnJob:
 
     def eval_config(self) -> dict[str, Any]:
         return {"model": self.model, "sets": list(self.sets), "limit": self.limit, "protocol": sorted(self.protocol.fixes),
-                "prompt_format": self.prompt_format}
+                "prompt_format": self.prompt_format, "kernels": self.kernels}
 
     def config(self, method: str | None, epochs: bool = False) -> dict[str, Any]:
         """The readable settings a unit summary shows and the report reads (method, mode, setting, values)."""
@@ -127,10 +128,8 @@ class UnlearnJob:
         section: dict[str, Any] = {"name": method, "setting": self.setting, **settings.as_config()}
         if METHODS[method].trains:
             section["mode"] = dataclasses.asdict(self.mode)
-            corpus = {"source": self.corpus_source, **section.get("corpus", {})}
-            if self.corpus_source == "generated" and METHODS[method].corpus_kinds:
-                corpus["sampling_batch_size"] = self.batch_size  # sampling draws batch by batch
-            section["corpus"] = corpus
+            # no batch size: each corpus row draws from its own generator (under fast kernels the eval key has it)
+            section["corpus"] = {"source": self.corpus_source, **section.get("corpus", {})}
         return section
 
     def tasks(self) -> list[UnitTask]:
@@ -204,7 +203,8 @@ def load_original(job: UnlearnJob, fresh: bool = True) -> LoadedModel:
     (the plan puts every "before" unit first, so the shared copy has done its work by then)."""
     if fresh:
         original_model.cache_clear()
-    lm = load_model(job.model, device=job.device, dtype=job.dtype) if fresh else original_model(job.model, job.device, job.dtype)
+    lm = (load_model(job.model, device=job.device, dtype=job.dtype, kernels=job.kernels) if fresh
+          else original_model(job.model, job.device, job.dtype, job.kernels))
     if any(METHODS[m].trains for m in job.methods):
         job.mode.check_fits(num_layers(lm.model))
     return lm

@@ -4,7 +4,8 @@ Kinds: ``forget`` (factual biographies), ``counterfactual`` (invented biographie
 (questions about the target, for rejection tuning), ``answers`` (the model's own answers to those questions, the
 rejected side of IdkDPO; built after ``questions``). Each kind is sampled as the official generation scripts do
 and cached under a key of everything that decides its content (model, target, intro, prompts, prefixes,
-sampling settings, size, seed), so a rerun with the same settings reuses it.
+sampling settings, size, seed, and the dtype, device kind and kernel mode it ran under), so a rerun with the same
+settings reuses it. Each row draws from its own seeded generator, so the texts do not depend on the batch size.
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ from rwku.corpus.prompts import (
 from rwku.data.loader import RwkuData
 from rwku.data.schema import Target
 from rwku.errors import RwkuError
+from rwku.models.backends import make_backend
 from rwku.models.loading import LoadedModel, cache_root
 from rwku.models.prompting import PromptFormat
 from rwku.results import read_json, write_json_atomic
 
 KINDS = ("forget", "counterfactual", "questions", "answers")
+#: Raised when the same settings sample other texts (2: each row draws from its own seeded generator).
+CORPUS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -88,43 +92,44 @@ class Corpus:
         )
 
 
-@torch.no_grad()
+def row_seed(seed: int, stream: str, row: int) -> int:
+    """The seed of one corpus row: a hash of the run's seed, the row's stream (target and kind) and its index."""
+    text = json.dumps([seed, stream, row])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") & (2**63 - 1)
+
+
+def row_generators(spec: CorpusSpec, stream: str, count: int, device: Any) -> list[torch.Generator]:
+    """One generator per row, seeded by :func:`row_seed`, on the device where the model samples."""
+    return [torch.Generator(device=device).manual_seed(row_seed(spec.seed, stream, row)) for row in range(count)]
+
+
 def sample(lm: LoadedModel, prompts: Sequence[str], spec: CorpusSpec, max_new_tokens: int,
-           on_batch: Callable[[int], None] | None = None) -> list[str]:
-    """Nucleus-sampled continuations (T, top-p from ``spec``), batched, seeded; cut at EOS / end of turn.
+           on_batch: Callable[[int], None] | None = None, *, stream: str) -> list[str]:
+    """Nucleus-sampled continuations (T, top-p from ``spec``), batched; cut at EOS / end of turn.
 
-    The random state is forked: sampling is seeded with ``spec.seed`` and leaves torch's global generators as
-    it found them, so whether a corpus was generated or read from the cache changes nothing that follows.
+    Row i draws only from its own generator, seeded from (``spec.seed``, ``stream``, i) where ``stream`` names
+    the target and kind ("Isaac Newton/forget"): a row's text does not depend on the batch size or on the other
+    rows, and torch's global generators are never touched, so whether a corpus was generated or read from the
+    cache changes nothing that follows.
     """
-    device = next(lm.model.parameters()).device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(spec.seed)
-        return sample_batches(lm, prompts, spec, max_new_tokens, on_batch)
-
-
-def sample_batches(lm: LoadedModel, prompts: Sequence[str], spec: CorpusSpec, max_new_tokens: int,
-                   on_batch: Callable[[int], None] | None) -> list[str]:
-    tokenizer, model = lm.tokenizer, lm.model
-    device = next(model.parameters()).device
+    tokenizer = lm.tokenizer
     stop_ids = [tokenizer.eos_token_id] + [i for i in [tokenizer.convert_tokens_to_ids("<|eot_id|>")] if i is not None]
-    outputs: list[str] = []
-    for start in range(0, len(prompts), spec.batch_size):
-        batch = list(prompts[start:start + spec.batch_size])
-        encoded = tokenizer(batch, padding=True, return_tensors="pt", add_special_tokens=True).to(device)
-        generated = model.generate(
-            **encoded, do_sample=True, temperature=spec.temperature, top_p=spec.top_p, top_k=0,
-            max_new_tokens=max_new_tokens, eos_token_id=sorted(set(stop_ids)), pad_token_id=tokenizer.pad_token_id,
-        )
-        new_tokens = generated[:, encoded["input_ids"].shape[1]:]
-        outputs += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        if on_batch is not None:
-            on_batch(len(batch))
-    return outputs
+    encoded = [list(tokenizer(p, add_special_tokens=True)["input_ids"]) for p in prompts]
+    backend = make_backend(lm, batch_size=spec.batch_size)
+    tokens = backend.sample(encoded, max_new_tokens, sorted(set(stop_ids)), row_generators(spec, stream, len(prompts), lm.device),
+                            spec.temperature, spec.top_p, on_batch=on_batch)
+    return [tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
 
 
 def cache_key(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prompts: PromptFormat) -> str:
-    payload = {"model": lm.source, "target": target.name, "intro": target.bare_intro, "kind": kind, "style": prompts.style,
-               **{k: v for k, v in asdict(spec).items() if k != "batch_size"}}
+    """What decides a cached corpus: the model, the target, the prompts, the sampling settings, and where and how
+    the model ran (dtype, device kind, kernel mode); the batch size only under ``fast`` kernels, the one mode
+    whose logits may depend on the batch (rows draw from their own generators either way)."""
+    payload = {"version": CORPUS_VERSION, "model": lm.source, "target": target.name, "intro": target.bare_intro, "kind": kind,
+               "style": prompts.style, "dtype": str(lm.dtype).removeprefix("torch."), "device": lm.device.type,
+               "kernels": lm.kernels, **{k: v for k, v in asdict(spec).items() if k != "batch_size"}}
+    if lm.kernels == "fast":
+        payload["batch_size"] = spec.batch_size
     if kind == "questions":
         payload.pop("max_new_tokens")
     elif kind == "answers":  # answers to the questions: everything that decides the questions, and the answer length
@@ -143,18 +148,19 @@ def generate_kind(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, 
     if kind == "answers":  # asked as the forget corpus is written: the model told it knows the target well
         system = FORGET_SYSTEM.format(intro=intro, target=name)
         with progress(f"answers · {name}", len(questions)) as advance:
-            raw = sample(lm, [prompts.render(q, system=system) for q in questions], spec, spec.max_new_tokens, advance)
+            raw = sample(lm, [prompts.render(q, system=system) for q in questions], spec, spec.max_new_tokens, advance,
+                         stream=f"{name}/{kind}")
         return [r.strip() for r in raw]
     if kind == "questions":
         questions = [prompts.render(QUESTION_USER.format(intro=intro, target=name)) + QUESTION_PREFILL] * spec.questions
         with progress(f"questions · {name}", len(questions)) as advance:
-            raw = sample(lm, questions, spec, spec.question_tokens, advance)
+            raw = sample(lm, questions, spec, spec.question_tokens, advance, stream=f"{name}/{kind}")
         return [r.strip().split("\n")[0].strip() for r in raw]
     system, user = (FORGET_SYSTEM, FORGET_USER) if kind == "forget" else (COUNTER_SYSTEM, COUNTER_USER)
     base = prompts.render(user.format(target=name), system=system.format(intro=intro, target=name))
     prefixes = [spec.prefixes[i % len(spec.prefixes)] for i in range(spec.size)]
     with progress(f"{kind} corpus · {name}", len(prefixes)) as advance:
-        raw = sample(lm, [base + p for p in prefixes], spec, spec.max_new_tokens, advance)
+        raw = sample(lm, [base + p for p in prefixes], spec, spec.max_new_tokens, advance, stream=f"{name}/{kind}")
     texts = [p + r for p, r in zip(prefixes, raw)]
     return [scrub_counterfactual(t) for t in texts] if kind == "counterfactual" else texts
 

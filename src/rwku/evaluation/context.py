@@ -1,4 +1,5 @@
-"""What every evaluator needs: the model, how to prompt it, batch size, protocol fixes and progress."""
+"""What every evaluator needs: the model and the backend that runs it, how to prompt it, batch size, protocol fixes
+and progress."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from rwku.evaluation.protocol import Protocol
-from rwku.models.generation import decode_continuation, greedy_generate
+from rwku.models.backends import Backend, make_backend
+from rwku.models.generation import decode_continuation
 from rwku.models.loading import LoadedModel
 from rwku.models.prompting import PromptFormat
-from rwku.models.scoring import TokenScores, next_token_probs, score_tokens
+from rwku.models.scoring import TokenScores
 
 #: ``progress(description, total)`` returns a context manager yielding ``advance(n)``.
 ProgressFactory = Callable[[str, int], Any]
@@ -23,10 +25,11 @@ def no_progress(description: str, total: int) -> Iterator[Callable[[int], None]]
 
 @dataclass
 class EvalContext:
-    """A loaded model plus the settings that decide what it is asked and how it is batched.
+    """A loaded model plus the settings that decide what it is asked and how it is batched: the evaluation's handle.
 
     Every model call of the evaluators goes through :meth:`generate`, :meth:`score` and :meth:`next_token_probs`,
-    so another execution strategy (the official one-at-a-time loops in ``benchmarks/``) is a subclass away.
+    which render nothing and run nothing themselves: they encode, show progress, and hand the token ids to the
+    ``backend`` (:mod:`rwku.models.backends`; rwku's batched transformers backend unless another is given).
     """
 
     lm: LoadedModel
@@ -34,10 +37,11 @@ class EvalContext:
     protocol: Protocol = field(default_factory=Protocol)
     batch_size: int = 16
     progress: ProgressFactory = no_progress
+    backend: Backend | None = None
 
-    @property
-    def pad_id(self) -> int:
-        return int(self.lm.tokenizer.pad_token_id)
+    def __post_init__(self) -> None:
+        if self.backend is None:
+            self.backend = make_backend(self.lm, batch_size=self.batch_size)
 
     def official_stop_ids(self, *names: str) -> list[int]:
         """EOS plus ``convert_tokens_to_ids`` of each name, as the official stop lists are built.
@@ -53,10 +57,7 @@ class EvalContext:
         """Greedy continuations (decoded, unstripped) of rendered prompts, with a progress bar."""
         encoded = [self.prompts.encode(p) for p in prompts]
         with self.progress(description, len(encoded)) as advance:
-            tokens = greedy_generate(
-                self.lm.model, encoded, max_new_tokens=max_new_tokens, stop_ids=stop_ids,
-                pad_id=self.pad_id, batch_size=self.batch_size, on_batch=advance,
-            )
+            tokens = self.backend.generate(description, encoded, max_new_tokens, stop_ids, on_batch=advance)
         return [decode_continuation(self.lm.tokenizer, p, t) for p, t in zip(encoded, tokens)]
 
     def score(self, description: str, sequences: Sequence[Sequence[int]], n_scored: Sequence[int],
@@ -64,11 +65,10 @@ class EvalContext:
         """Log-probs of the last ``n_scored[i]`` tokens of each sequence (see :func:`score_tokens`); ``greedy``
         adds whether each is the model's argmax prediction."""
         with self.progress(description, len(sequences)) as advance:
-            return score_tokens(self.lm.model, sequences, n_scored, pad_id=self.pad_id, batch_size=self.batch_size,
-                                vocab_moments=vocab_moments, greedy=greedy, on_batch=advance)
+            return self.backend.score(description, sequences, n_scored, vocab_moments=vocab_moments, greedy=greedy,
+                                      on_batch=advance)
 
     def next_token_probs(self, description: str, prompts: Sequence[Sequence[int]], candidates: Sequence[int]) -> list[list[float]]:
         """Full-vocabulary next-token probabilities of ``candidates`` after each prompt."""
         with self.progress(description, len(prompts)) as advance:
-            return next_token_probs(self.lm.model, prompts, candidates, pad_id=self.pad_id,
-                                    batch_size=self.batch_size, on_batch=advance)
+            return self.backend.next_token_probs(description, prompts, candidates, on_batch=advance)

@@ -9,7 +9,10 @@ fields, never from "whatever a config dict holds":
   under the same path, or a model planted with another recipe, is not reused.
 * ``unit``: the targets and a fingerprint of the unit's records as stored, so edited data is not reused.
 * ``eval``: sets, limit, protocol fixes, prompt format and preamble, the resolved dtype and device kind, the kernel
-  mode, and the batch size only where the kernel mode says results depend on it.
+  mode (``--kernels``), and the batch size only under ``fast`` kernels: under ``invariant`` (float32, no TF32,
+  deterministic cuDNN) every output is tested not to depend on the batch, so a result is reused at any batch
+  size; ``fast`` kernels (half precision, TF32) can change results with the batch's shape, so there a result is
+  reused only at the batch size that made it.
 * ``method`` (method units): the method, the setting, the mode only for methods that train (ICU and RepE ignore
   it), and the method's own parameters, the training loop's settings (seed included) and the corpus's settings,
   with the corpus's own inputs.
@@ -88,19 +91,13 @@ def data_fingerprint(data: RwkuData, targets: Sequence[Target], parts: Sequence[
     return hashes[0] if len(hashes) == 1 else digest(hashes)
 
 
-def kernel_mode(device: str, dtype: str) -> str:
-    """``invariant`` where every output is tested not to depend on the batch (float32 on a CPU), else ``batched``:
-    other kernels (half precision, GPU blocking) can change results with the batch's shape, so the batch size
-    joins the key and a result is reused only at the batch size that made it."""
-    return "invariant" if device == "cpu" and dtype == "float32" else "batched"
-
-
-def resolved_placement(device: str, dtype: str) -> tuple[str, str]:
-    """The device kind (``cpu``/``cuda``) and dtype name a run will use, without loading anything."""
+def resolved_placement(device: str, dtype: str, kernels: str = "invariant") -> tuple[str, str]:
+    """The device kind (``cpu``/``cuda``) and dtype name a run will use, without loading anything (a dtype the
+    kernel mode does not allow is refused here, before any model work)."""
     from rwku.models.loading import pick_device, pick_dtype
 
     chosen = pick_device(device)
-    return chosen.split(":")[0], str(pick_dtype(dtype, chosen)).removeprefix("torch.")
+    return chosen.split(":")[0], str(pick_dtype(dtype, chosen, kernels)).removeprefix("torch.")
 
 
 def strip_defaults(stored: Mapping[str, Any], asked: Mapping[str, Any], defaults: Mapping[str, Mapping[str, Any]]) -> dict:

