@@ -1,7 +1,8 @@
 """Build (or load from cache) what a method trains on, written by the model itself about the target.
 
 Kinds: ``forget`` (factual biographies), ``counterfactual`` (invented biographies, scrubbed), ``questions``
-(questions about the target, for rejection tuning). Each kind is sampled as the official generation scripts do
+(questions about the target, for rejection tuning); ``retain`` (biographies of other people, the same for every
+target: :mod:`rwku.corpus.retain`). Each kind is sampled as the official generation scripts do
 and cached under a key of everything that decides its content (model, target, intro, prompts, prefixes,
 sampling settings, size, seed), so a rerun with the same settings reuses it.
 """
@@ -36,6 +37,7 @@ from rwku.models.prompting import PromptFormat
 from rwku.results import read_json, write_json_atomic
 
 KINDS = ("forget", "counterfactual", "questions")
+RETAIN = "retain"  # a kind of no target: built once per unit by rwku.corpus.retain
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class Corpus:
     refusals: list[str] = field(default_factory=list)
     passage: list[str] = field(default_factory=list)
     source: str = "generated"
+    #: the unit's retain corpus (``rwku.corpus.retain``): one per unit, set after pooling; always model-written
+    retain: list[str] = field(default_factory=list)
+    retain_dropped: int = 0  # retain texts left out because they mention a target or a neighbour entity of the unit
 
     def pairs(self) -> list[tuple[str, str, str]]:
         """DPO triples (prompt, chosen = counterfactual, rejected = factual), as in the official ``pair`` files."""
@@ -115,16 +120,29 @@ def sample_batches(lm: LoadedModel, prompts: Sequence[str], spec: CorpusSpec, ma
     return outputs
 
 
-def cache_key(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prompts: PromptFormat) -> str:
-    payload = {"model": lm.source, "target": target.name, "intro": target.bare_intro, "kind": kind, "style": prompts.style,
-               **{k: v for k, v in asdict(spec).items() if k != "batch_size"}}
-    if kind == "questions":
-        payload.pop("max_new_tokens")
-    else:
-        payload.pop("question_tokens")
-        payload.pop("questions")
-        payload.pop("refusals")
+def spec_payload(kind: str, spec: CorpusSpec) -> dict[str, Any]:
+    """The sampling settings that decide a kind's texts (the sampling batch size is left to the run's key)."""
+    payload = {k: v for k, v in asdict(spec).items() if k != "batch_size"}
+    dropped = ("max_new_tokens",) if kind == "questions" else ("question_tokens", "questions", "refusals")
+    return {k: v for k, v in payload.items() if k not in dropped}
+
+
+def hash_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_key(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prompts: PromptFormat) -> str:
+    return hash_key({"model": lm.source, "target": target.name, "intro": target.bare_intro, "kind": kind,
+                     "style": prompts.style, **spec_payload(kind, spec)})
+
+
+def cached_texts(path: Path, generate: Callable[[], list[str]], record: dict[str, Any]) -> list[str]:
+    """The texts stored at ``path``, or ``generate()``'s, stored there with ``record`` (what they are)."""
+    if path.is_file():
+        return list(read_json(path)["texts"])
+    texts = generate()
+    write_json_atomic(path, {**record, "texts": texts})
+    return texts
 
 
 def generate_kind(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prompts: PromptFormat,
@@ -154,12 +172,9 @@ def build_corpus(lm: LoadedModel, target: Target, spec: CorpusSpec, kinds: Seque
         if kind not in KINDS:
             raise ValueError(f"unknown corpus kind {kind}")
         path = cache_dir / f"{target.slug}-{kind}-{cache_key(lm, target, kind, spec, prompts)}.json"
-        if path.is_file():
-            texts = read_json(path)["texts"]
-        else:
-            texts = generate_kind(lm, target, kind, spec, prompts, progress)
-            write_json_atomic(path, {"target": target.name, "kind": kind, "model": lm.source, "spec": asdict(spec), "texts": texts})
-        setattr(corpus, kind, list(texts))
+        texts = cached_texts(path, lambda: generate_kind(lm, target, kind, spec, prompts, progress),
+                             {"target": target.name, "kind": kind, "model": lm.source, "spec": asdict(spec)})
+        setattr(corpus, kind, texts)
         if kind == "questions":
             corpus.refusals = [spec.refusals[i % len(spec.refusals)] for i in range(len(texts))]
     if "counterfactual" in kinds:

@@ -66,6 +66,11 @@ class Method:
     def unlearn(self, session: Session) -> Unlearned:
         raise NotImplementedError
 
+    @classmethod
+    def trains_on(cls) -> tuple[str, ...]:
+        """The corpus parts the method trains on (each unit summary records them): its generated kinds by default."""
+        return cls.corpus_kinds
+
 
 class TrainedMethod(Method):
     """A method that fine-tunes: subclasses give ``examples`` and ``loss``; the shared loop does the rest."""
