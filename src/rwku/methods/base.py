@@ -8,8 +8,9 @@ Methods are small classes in a registry (:data:`rwku.methods.METHODS`), each wit
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 
@@ -57,6 +58,8 @@ class Method:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    #: where the method comes from, a short citation (the report's method legend)
+    paper: ClassVar[str] = "Jin et al. 2024, RWKU"
     corpus_kinds: ClassVar[tuple[str, ...]] = ()
     trains: ClassVar[bool] = True
     params_type: ClassVar[type] = NoParams
@@ -83,6 +86,10 @@ class TrainedMethod(Method):
     def loss(self, model: Any, batch: Any, session: Session, reference: "Reference | None") -> torch.Tensor:
         raise NotImplementedError
 
+    def prepare(self, base: Any, session: Session) -> Any:
+        """The model to train, with what trains in the run's mode (:func:`prepare_trainable`)."""
+        return prepare_trainable(base, session.mode)
+
     def collate(self, session: Session) -> Callable[[Sequence[Any]], Any]:
         pad_id, device = int(session.lm.tokenizer.pad_token_id), session.lm.device
         return lambda examples: collate(examples, pad_id, device)
@@ -90,7 +97,7 @@ class TrainedMethod(Method):
     def unlearn(self, session: Session) -> Unlearned:
         base = session.lm.model
         frozen_copy = copy.deepcopy(base).eval() if self.needs_reference and session.mode.mode == "full" else None
-        model = prepare_trainable(base, session.mode)
+        model = self.prepare(base, session)
         reference = Reference(model, frozen_copy) if self.needs_reference else None
         examples = self.examples(session)
         config = session.train
@@ -110,12 +117,19 @@ class Reference:
         self.model = model
         self.frozen_copy = frozen_copy
 
+    @contextmanager
+    def original(self) -> Iterator[Any]:
+        """The original model for the duration of the block (logits, hidden states: whatever a loss compares)."""
+        if self.frozen_copy is not None:
+            yield self.frozen_copy
+        else:
+            with self.model.disable_adapter():
+                yield self.model
+
     @torch.no_grad()
     def sequence_logprob(self, batch: Batch) -> torch.Tensor:
-        if self.frozen_copy is not None:
-            return sequence_logprob(self.frozen_copy, batch)
-        with self.model.disable_adapter():
-            return sequence_logprob(self.model, batch)
+        with self.original() as original:
+            return sequence_logprob(original, batch)
 
 
 # ------------------------------------------------------------------ turning text into examples
