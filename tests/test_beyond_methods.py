@@ -300,3 +300,26 @@ def test_corpus_official_refuses_a_method_that_needs_retain_text_in_one_line(tin
     job.methods = ["ga"]
     job.overrides = {k: v for k, v in RUN_OVERRIDES.items() if k != "layer"}
     check_job(job)  # the paper's methods keep working with --corpus official
+
+
+# ------------------------------------------------------------------ the report: order and legend
+
+
+def test_the_report_orders_new_methods_after_the_papers_and_its_legend_names_their_papers(tmp_path):
+    from report_fixtures import VALUES, make_folder
+
+    from rwku.report.build import ReportOptions, build_report
+    from rwku.report.collect import collect_runs, method_legend
+
+    values = {"rmu-lora": VALUES["ga-lora"], "graddiff-lora": VALUES["ga-lora"], **VALUES}  # written out of order
+    folder = make_folder(tmp_path / "exp", values=values)
+    runs = collect_runs([folder])
+    assert [r.label for r in runs] == ["before", "icu", "ga-lora", "npo-lora", "rt-lora", "graddiff-lora", "rmu-lora"]
+    legend = method_legend(runs)
+    assert [name for name, _, _ in legend] == ["icu", "ga", "npo", "rt", "graddiff", "rmu"]
+    assert dict((name, paper) for name, _, paper in legend)["rmu"] == "Li et al. 2024, WMDP"
+    assert dict((name, paper) for name, _, paper in legend)["ga"] == "Jin et al. 2024, RWKU"
+    build_report([folder], tmp_path / "report", ReportOptions(title="legend"))
+    page = (tmp_path / "report" / "index.html").read_text()
+    legend_html = page.split('id="method-legend"')[1].split("</ul>")[0]
+    assert legend_html.index("<b>graddiff</b>") < legend_html.index("<b>rmu</b>") and "Liu et al. 2022, GradDiff" in legend_html

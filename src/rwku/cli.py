@@ -233,7 +233,7 @@ def eval_command(
 
 @app.command("unlearn")
 def unlearn_command(
-    method: str = typer.Option(..., "--method", help="Comma-separated: icu, repe, ga, ga_passage (GA*), dpo, npo, rt."),
+    method: str = typer.Option(..., "--method", help="Comma-separated: icu, repe, ga, ga_passage (GA*), dpo, npo, rt; beyond the paper: graddiff, npo_gd, npo_kl, idknll, rmu (README)."),
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, smollm2-135m, or smollm2-135m-demo (it taught the demo facts; rwku plant)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-100, 'Stephen King', all."),

@@ -51,7 +51,7 @@ def small_rmu(mode: str) -> Preset:
     """The small preset of every trained method, with c scaled to SmolLM2's activations."""
     base = small(mode)
     return Preset({**base.values, "steering_coeff": SMALL_STEERING_MULTIPLE * SMOLLM2_LAYER7_NORM},
-                  f"{base.source}; c = {SMALL_STEERING_MULTIPLE:g} × the mean layer-7 norm {SMOLLM2_LAYER7_NORM:g}")
+                  f"{base.source}, c = {SMALL_STEERING_MULTIPLE:g} × layer-7 norm")
 
 
 @dataclass(frozen=True)

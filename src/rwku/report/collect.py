@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import PROBE_SETS
+from rwku.methods import METHODS
 from rwku.results import ResultStore, average_summaries, read_json
 
 PROBE_FIELDS = ("level", "type", "query", "reference", "output", "score")
@@ -208,8 +209,9 @@ def collect_runs(folders: Sequence[Path], patterns: Sequence[str] = ()) -> list[
     return sorted(runs, key=lambda r: (folders_order.get(str(r.folder), 0), *paper_order(r)))
 
 
-#: Table-1 order of the paper: Before, ICU, RepE, GA, GA*, DPO, NPO, RT; full tuning before LoRA.
-METHOD_ORDER = ("before", "icu", "repe", "ga", "ga_passage", "dpo", "npo", "rt")
+#: Before, then the registry's order: the paper's Table 1 (ICU, RepE, GA, GA*, DPO, NPO, RT), then the methods beyond
+#: the paper in the order they were registered; full tuning before LoRA.
+METHOD_ORDER = ("before", *METHODS)
 MODE_ORDER = ("", "full", "lora")
 
 
@@ -219,3 +221,9 @@ def paper_order(run: Run) -> tuple:
     mode = MODE_ORDER.index(run.mode) if run.mode in MODE_ORDER else len(MODE_ORDER)
     sweep = tuple((k, float(v) if isinstance(v, (int, float)) else 0.0, str(v)) for k, v in sorted(run.sweep.items()))
     return method, run.setting == "batch", mode, run.layers or (-1, -1), sweep, run.label
+
+
+def method_legend(runs: Sequence[Run]) -> list[tuple[str, str, str]]:
+    """(method, what it does, the paper it comes from) for each registered method among ``runs``, in report order."""
+    names = dict.fromkeys(run.method for run in sorted(runs, key=paper_order) if run.method in METHODS)
+    return [(name, METHODS[name].description, METHODS[name].paper) for name in names]

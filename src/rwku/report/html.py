@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from rwku import __version__
 from rwku.evaluation.sets import PROBE_SETS
-from rwku.report.collect import Run
+from rwku.report.collect import Run, method_legend
 from rwku.report.table import COLUMNS, Table1, header
 from rwku.results import get_path
 
@@ -159,6 +159,13 @@ def per_target_html(table: Table1, paths: Sequence[str], knowledge: dict[str, di
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
+def legend_html(runs: Sequence[Run]) -> str:
+    """The method legend under Table 1: each method of the rows, what it does and the paper it comes from."""
+    items = "".join(f"<li><b>{html.escape(name)}</b>: {html.escape(description)} <i>({html.escape(paper)})</i></li>"
+                    for name, description, paper in method_legend(runs))
+    return f'<ul id="method-legend" class="meta">{items}</ul>' if items else ""
+
+
 def figure_html(name: str, caption: str, svg: Path) -> str:
     data = base64.b64encode(svg.read_bytes()).decode("ascii")
     return (f'<figure id="fig-{html.escape(name)}"><img alt="{html.escape(caption)}" src="data:image/svg+xml;base64,{data}">'
@@ -188,7 +195,7 @@ def render_report(title: str, runs: Sequence[Run], table: Table1 | None, figures
         body = f"""<section id="table1"><h2>Table 1 · mean over {len(table.slugs)} target(s)</h2>
 <p class="meta">Bold: best, underlined: second among the unlearning runs (Before is the reference). ↓ lower is better, ↑ higher.
 Downloads: <a href="table1.md">Markdown</a> · <a href="table1.csv">CSV</a> · <a href="table1.json">JSON</a> · <a href="table1.tex">LaTeX</a></p>
-{note}<div class="scroll">{table1_html(table)}</div></section>
+{note}<div class="scroll">{table1_html(table)}</div>{legend_html([run for run, _ in table.rows])}</section>
 <section id="figures"><h2>Figures</h2><div class="figs">{figs}</div></section>
 <section id="per-target"><h2>Per target</h2>
 <p class="meta">Forget All and neighbour All of every Table-1 row on every shared target{known}; click a header to sort;
