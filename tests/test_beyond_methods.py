@@ -323,3 +323,21 @@ def test_the_report_orders_new_methods_after_the_papers_and_its_legend_names_the
     page = (tmp_path / "report" / "index.html").read_text()
     legend_html = page.split('id="method-legend"')[1].split("</ul>")[0]
     assert legend_html.index("<b>graddiff</b>") < legend_html.index("<b>rmu</b>") and "Liu et al. 2022, GradDiff" in legend_html
+
+
+@pytest.mark.integration
+def test_rmu_small_preset_is_scaled_to_the_default_models_activation_norm():
+    """The calibration constant is SmolLM2-135M's mean layer-7 norm on its forget corpora (132); on the demo's
+    passages (shipped, so this test needs no generation) it measures 122: within 15%, not another scale."""
+    from rwku.data import PASSAGE
+    from rwku.methods.rmu import SMALL_STEERING_MULTIPLE, SMOLLM2_LAYER7_NORM
+
+    lm = load_model("smollm2-135m", device="cpu", dtype="float32")
+    data = RwkuData.open(["demo"])
+    texts = [p for t in data.targets() for p in data.load(t, (), optional=(PASSAGE,))["passage"]]
+    batch = collate([text_example(lm.tokenizer, x, 256) for x in texts], lm.tokenizer.pad_token_id, "cpu")
+    with torch.no_grad():
+        norms = layer_output(lm.model, batch, 7).norm(dim=-1)[batch.attention_mask.bool()]
+    assert float(norms.mean()) == pytest.approx(SMOLLM2_LAYER7_NORM, rel=0.15)
+    small = resolve_settings(METHODS["rmu"], "lora", "single", "small").params
+    assert small.steering_coeff == SMALL_STEERING_MULTIPLE * SMOLLM2_LAYER7_NORM and small.layer is None
