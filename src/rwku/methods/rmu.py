@@ -43,15 +43,19 @@ WMDP_LAYER, WMDP_DEPTH = 7, 32
 #: Measured on smollm2-135m: mean per-token norm of layer 7's output on its small-preset forget corpora of the three
 #: demo targets (24 texts; 126 without the first token, median 114; README: RMU calibration)
 SMOLLM2_LAYER7_NORM = 132.0
-#: The small preset's c, a multiple of that norm (calibrated on the demo, README: RMU calibration)
-SMALL_STEERING_MULTIPLE = 2.0
+#: The small preset's c, a multiple of that norm, and α, calibrated with LoRA on the demo (README: methods beyond the
+#: paper): at α = 1200 (WMDP's) the retain term held the model in place for the small preset's 6 steps
+SMALL_STEERING_MULTIPLE, SMALL_ALPHA, SMALL_LORA_LR = 2.0, 10.0, 3e-2
 
 
 def small_rmu(mode: str) -> Preset:
-    """The small preset of every trained method, with c scaled to SmolLM2's activations."""
+    """The small preset of every trained method with RMU's calibrated c and α (and, for LoRA, its rate; full tuning
+    keeps the shared small rate, not calibrated for RMU)."""
     base = small(mode)
-    return Preset({**base.values, "steering_coeff": SMALL_STEERING_MULTIPLE * SMOLLM2_LAYER7_NORM},
-                  f"{base.source}, c = {SMALL_STEERING_MULTIPLE:g} × layer-7 norm")
+    values = {**base.values, "steering_coeff": SMALL_STEERING_MULTIPLE * SMOLLM2_LAYER7_NORM, "alpha": SMALL_ALPHA}
+    if mode == "lora":
+        values["lr"] = SMALL_LORA_LR
+    return Preset(values, f"{base.source}; RMU: c = {SMALL_STEERING_MULTIPLE:g} × layer-7 norm, α, LoRA lr")
 
 
 @dataclass(frozen=True)
