@@ -341,3 +341,16 @@ def test_rmu_small_preset_is_scaled_to_the_default_models_activation_norm():
     assert float(norms.mean()) == pytest.approx(SMOLLM2_LAYER7_NORM, rel=0.15)
     small = resolve_settings(METHODS["rmu"], "lora", "single", "small").params
     assert small.steering_coeff == SMALL_STEERING_MULTIPLE * SMOLLM2_LAYER7_NORM and small.layer is None
+
+
+def test_the_shipped_calibration_experiment_expands():
+    """experiments/rmu-calibration.json (the README's measurement) stays valid: every method and the RMU sweeps."""
+    from pathlib import Path
+
+    from rwku.experiment import load_experiment
+
+    planned = load_experiment(Path(__file__).resolve().parent.parent / "experiments" / "rmu-calibration.json").jobs
+    runs = {p.job.run_name(m) for p in planned for m in p.job.methods}
+    assert {f"{m}-lora" for m in NEW_METHODS} <= runs and "rmu-lora-lr0.03-alpha10" in runs and len(runs) == 7 + 10
+    calibration = next(p.job for p in planned if p.grid == "rmu-calibration")
+    assert calibration.settings("rmu").params.alpha == 1200  # pinned: the rows were measured at WMDP's α
