@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from rwku import __version__
-from rwku.corpus.build import Corpus, CorpusSpec, build_corpus, official_corpus
+from rwku.corpus.build import RETAIN, Corpus, CorpusSpec, build_corpus, official_corpus
+from rwku.corpus.retain import build_retain, excluded_names, people_fingerprint
 from rwku.data.loader import RwkuData
 from rwku.data.schema import PASSAGE, Target, TargetData, pool
 from rwku.errors import RwkuError
@@ -129,7 +130,10 @@ class UnlearnJob:
         if METHODS[method].trains:
             section["mode"] = dataclasses.asdict(self.mode)
             # no batch size: each corpus row draws from its own generator (under fast kernels the eval key has it)
-            section["corpus"] = {"source": self.corpus_source, **section.get("corpus", {})}
+            corpus = {"source": self.corpus_source, **section.get("corpus", {})}
+            if RETAIN in METHODS[method].corpus_kinds:
+                corpus["retain_people"] = people_fingerprint()  # the shipped list decides the retain texts
+            section["corpus"] = corpus
         return section
 
     def tasks(self) -> list[UnitTask]:
@@ -169,6 +173,8 @@ def check_job(job: UnlearnJob, check_keys: bool = True) -> None:
         raise RwkuError(f"setting {job.setting}: choose single or batch")
     if job.corpus_source not in ("generated", "official"):
         raise RwkuError(f"corpus {job.corpus_source}: choose generated or official")
+    if job.corpus_source == "official":
+        check_retain_available(job.methods)
     if check_keys:
         layers = {"--set": job.overrides, "sweep": job.sweep}
         if job.config_file is not None:
@@ -179,6 +185,14 @@ def check_job(job: UnlearnJob, check_keys: bool = True) -> None:
     for unit in job.units():
         for target in unit:
             job.data.load(target, parts_of(job.sets))
+
+
+def check_retain_available(methods: Sequence[str]) -> None:
+    """``--corpus official`` has no retain corpus (the RWKU release ships none): a method that needs one says so."""
+    needing = [m for m in methods if RETAIN in METHODS[m].corpus_kinds]
+    if needing:
+        raise RwkuError(f"method {', '.join(needing)}: trains on a retain corpus and --corpus official has none (the RWKU "
+                        "release ships no retain texts); use --corpus generated (the model writes biographies of other people)")
 
 
 def unit_slug(unit: Sequence[Target]) -> str:
@@ -227,7 +241,8 @@ def unit_corpus(job: UnlearnJob, lm: LoadedModel, unit: Sequence[Target], method
     pooled over the unit's targets."""
     if settings.corpus is None:
         return Corpus(targets=[t.name for t in unit])
-    size, kinds = settings.corpus.corpus_size, METHODS[method].corpus_kinds
+    size = settings.corpus.corpus_size
+    kinds = [kind for kind in METHODS[method].corpus_kinds if kind != RETAIN]
     spec = CorpusSpec(size=size, questions=settings.corpus.question_count,
                       max_new_tokens=settings.corpus.corpus_max_new_tokens, seed=settings.train.seed, batch_size=job.batch_size)
     corpora = []
@@ -242,6 +257,9 @@ def unit_corpus(job: UnlearnJob, lm: LoadedModel, unit: Sequence[Target], method
     merged = corpora[0]
     for corpus in corpora[1:]:
         merged = merged.merged(corpus)
+    if RETAIN in METHODS[method].corpus_kinds:
+        merged.retain, merged.retain_dropped = build_retain(lm, spec, prompts=prompt_format(job, lm), progress=progress,
+                                                            excluded=excluded_names(job.data, unit))
     return merged
 
 
@@ -269,8 +287,20 @@ def unit_summary(job: UnlearnJob, task: UnitTask, scores: dict, lm: LoadedModel)
 
 
 def train_log(corpus: Corpus, unlearned: Unlearned) -> dict[str, Any]:
-    sizes = {k: len(getattr(corpus, k)) for k in ("forget", "counterfactual", "questions", "answers", "passage")}
+    sizes = {k: len(getattr(corpus, k)) for k in ("forget", "counterfactual", "questions", "answers", "passage", RETAIN)}
     return {"corpus_source": corpus.source, "corpus_sizes": sizes, **unlearned.log}
+
+
+def trained_corpora(corpus: Corpus, method: str) -> dict[str, dict[str, Any]]:
+    """What a unit summary records of the corpora the method trained on: kind -> source (generated | official) and
+    the number of texts (for the retain corpus also how many texts the exclusion dropped)."""
+    found: dict[str, dict[str, Any]] = {}
+    for kind in METHODS[method].trains_on():
+        if kind == RETAIN:
+            found[kind] = {"source": "generated", "texts": len(corpus.retain), "dropped": corpus.retain_dropped}
+        else:
+            found[kind] = {"source": "official" if kind == "passage" else corpus.source, "texts": len(getattr(corpus, kind))}
+    return found
 
 
 def unlearn_unit(job: UnlearnJob, task: UnitTask, progress: Any) -> UnitOutput:
@@ -294,6 +324,8 @@ def unlearn_unit(job: UnlearnJob, task: UnitTask, progress: Any) -> UnitOutput:
     summary["settings"] = {"preset_reason": job.preset_reason, "sources": dict(settings.sources)}
     if "runtime" in unlearned.log:  # precision, checkpointing and optimiser as the loop ran them
         summary["settings"]["runtime"] = unlearned.log["runtime"]
+    if METHODS[method].trains:
+        summary["corpora"] = trained_corpora(corpus, method)
     if task.epochs:
         summary["epoch_points"] = sorted(int(name.split("/")[1]) for name in epoch_files if name.endswith("summary.json"))
     if job.save_model:  # weights are written by the process that trained them (a shared --out with Ray)

@@ -2,7 +2,8 @@
 
 Kinds: ``forget`` (factual biographies), ``counterfactual`` (invented biographies, scrubbed), ``questions``
 (questions about the target, for rejection tuning), ``answers`` (the model's own answers to those questions, the
-rejected side of IdkDPO; built after ``questions``). Each kind is sampled as the official generation scripts do
+rejected side of IdkDPO; built after ``questions``); ``retain`` (biographies of other people, the same for every
+target: :mod:`rwku.corpus.retain`). Each kind is sampled as the official generation scripts do
 and cached under a key of everything that decides its content (model, target, intro, prompts, prefixes,
 sampling settings, size, seed, and the dtype, device kind and kernel mode it ran under), so a rerun with the same
 settings reuses it. Each row draws from its own seeded generator, so the texts do not depend on the batch size.
@@ -39,6 +40,7 @@ from rwku.models.prompting import PromptFormat
 from rwku.results import read_json, write_json_atomic
 
 KINDS = ("forget", "counterfactual", "questions", "answers")
+RETAIN = "retain"  # a kind of no target: built once per unit by rwku.corpus.retain
 #: Raised when the same settings sample other texts (2: each row draws from its own seeded generator).
 CORPUS_VERSION = 2
 
@@ -72,6 +74,9 @@ class Corpus:
     answers: list[str] = field(default_factory=list)  # the model's answers to ``questions``, index-aligned
     passage: list[str] = field(default_factory=list)
     source: str = "generated"
+    #: the unit's retain corpus (``rwku.corpus.retain``): one per unit, set after pooling; always model-written
+    retain: list[str] = field(default_factory=list)
+    retain_dropped: int = 0  # retain texts left out because they mention a target or a neighbour entity of the unit
 
     def pairs(self) -> list[tuple[str, str, str]]:
         """DPO triples (prompt, chosen = counterfactual, rejected = factual), as in the official ``pair`` files."""
@@ -121,24 +126,45 @@ def sample(lm: LoadedModel, prompts: Sequence[str], spec: CorpusSpec, max_new_to
     return [tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
 
 
-def cache_key(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prompts: PromptFormat) -> str:
-    """What decides a cached corpus: the model, the target, the prompts, the sampling settings, and where and how
-    the model ran (dtype, device kind, kernel mode); the batch size only under ``fast`` kernels, the one mode
-    whose logits may depend on the batch (rows draw from their own generators either way)."""
-    payload = {"version": CORPUS_VERSION, "model": lm.source, "target": target.name, "intro": target.bare_intro, "kind": kind,
-               "style": prompts.style, "dtype": str(lm.dtype).removeprefix("torch."), "device": lm.device.type,
-               "kernels": lm.kernels, **{k: v for k, v in asdict(spec).items() if k != "batch_size"}}
+def spec_payload(kind: str, spec: CorpusSpec) -> dict[str, Any]:
+    """The sampling settings that decide a kind's texts (the batch size only where the run's key says so)."""
+    payload = {k: v for k, v in asdict(spec).items() if k != "batch_size"}
+    if kind == "questions":
+        dropped: tuple[str, ...] = ("max_new_tokens",)
+    elif kind == "answers":  # answers to the questions: everything that decides the questions, and the answer length
+        dropped = ("refusals",)
+    else:
+        dropped = ("question_tokens", "questions", "refusals")
+    return {k: v for k, v in payload.items() if k not in dropped}
+
+
+def run_payload(lm: LoadedModel, spec: CorpusSpec) -> dict[str, Any]:
+    """Where and how the model ran (dtype, device kind, kernel mode); the batch size only under ``fast`` kernels,
+    the one mode whose logits may depend on the batch (rows draw from their own generators either way)."""
+    payload = {"version": CORPUS_VERSION, "model": lm.source, "dtype": str(lm.dtype).removeprefix("torch."),
+               "device": lm.device.type, "kernels": lm.kernels}
     if lm.kernels == "fast":
         payload["batch_size"] = spec.batch_size
-    if kind == "questions":
-        payload.pop("max_new_tokens")
-    elif kind == "answers":  # answers to the questions: everything that decides the questions, and the answer length
-        payload.pop("refusals")
-    else:
-        payload.pop("question_tokens")
-        payload.pop("questions")
-        payload.pop("refusals")
+    return payload
+
+
+def hash_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_key(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prompts: PromptFormat) -> str:
+    """What decides a cached corpus: the model and how it ran, the target, the prompts, the sampling settings."""
+    return hash_key({**run_payload(lm, spec), "target": target.name, "intro": target.bare_intro, "kind": kind,
+                     "style": prompts.style, **spec_payload(kind, spec)})
+
+
+def cached_texts(path: Path, generate: Callable[[], list[str]], record: dict[str, Any]) -> list[str]:
+    """The texts stored at ``path``, or ``generate()``'s, stored there with ``record`` (what they are)."""
+    if path.is_file():
+        return list(read_json(path)["texts"])
+    texts = generate()
+    write_json_atomic(path, {**record, "texts": texts})
+    return texts
 
 
 def generate_kind(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prompts: PromptFormat,
@@ -176,12 +202,9 @@ def build_corpus(lm: LoadedModel, target: Target, spec: CorpusSpec, kinds: Seque
         if kind == "answers" and "questions" not in kinds[:kinds.index(kind)]:
             raise ValueError("the answers corpus answers the questions: ask for questions before answers")
         path = cache_dir / f"{target.slug}-{kind}-{cache_key(lm, target, kind, spec, prompts)}.json"
-        if path.is_file():
-            texts = read_json(path)["texts"]
-        else:
-            texts = generate_kind(lm, target, kind, spec, prompts, progress, corpus.questions)
-            write_json_atomic(path, {"target": target.name, "kind": kind, "model": lm.source, "spec": asdict(spec), "texts": texts})
-        setattr(corpus, kind, list(texts))
+        texts = cached_texts(path, lambda: generate_kind(lm, target, kind, spec, prompts, progress, corpus.questions),
+                             {"target": target.name, "kind": kind, "model": lm.source, "spec": asdict(spec)})
+        setattr(corpus, kind, texts)
         if kind == "questions":
             corpus.refusals = [spec.refusals[i % len(spec.refusals)] for i in range(len(texts))]
     if "counterfactual" in kinds:

@@ -13,6 +13,8 @@ FORGET_USER = "Please write a short biography of {target}."
 COUNTER_SYSTEM = "{intro} You don't know {target} at all."
 COUNTER_USER = "Please make up a short biography of {target}."
 PAIR_PROMPT = "{intro} Please write a short biography of {target}."
+#: The retain corpus (``rwku.corpus.retain``): the forget prompt for a non-target person, with no intro to give.
+RETAIN_SYSTEM = "You know {target} very well."
 QUESTION_USER = "{intro}\nPlease generate a question about {target} based on what you know about {target}\n"
 QUESTION_PREFILL = "Question:"
 

@@ -69,6 +69,11 @@ class Method:
     def unlearn(self, session: Session) -> Unlearned:
         raise NotImplementedError
 
+    @classmethod
+    def trains_on(cls) -> tuple[str, ...]:
+        """The corpus parts the method trains on (each unit summary records them): its generated kinds by default."""
+        return cls.corpus_kinds
+
 
 class TrainedMethod(Method):
     """A method that fine-tunes: subclasses give ``examples`` and ``loss``; the shared loop does the rest."""
@@ -86,6 +91,10 @@ class TrainedMethod(Method):
     def loss(self, model: Any, batch: Any, session: Session, reference: "Reference | None") -> torch.Tensor:
         raise NotImplementedError
 
+    def prepare(self, base: Any, session: Session) -> Any:
+        """The model to train, with what trains in the run's mode (:func:`prepare_trainable`)."""
+        return prepare_trainable(base, session.mode)
+
     def collate(self, session: Session) -> Callable[[Sequence[Any]], Any]:
         pad_id, device = int(session.lm.tokenizer.pad_token_id), session.lm.device
         return lambda examples: collate(examples, pad_id, device)
@@ -98,7 +107,7 @@ class TrainedMethod(Method):
         config = session.train
         base = session.lm.model
         frozen_copy = copy.deepcopy(base).eval() if self.needs_original and session.mode.mode == "full" else None
-        model = prepare_trainable(base, session.mode)
+        model = self.prepare(base, session)
         runtime = resolve_runtime(config, model, full_tuning=session.mode.mode == "full")
         apply_precision(model, runtime.precision)  # references are taken in the precision the model is evaluated in
         examples = self.examples(session)

@@ -48,6 +48,10 @@ class GradientAscentPassage(GradientAscent):
     corpus_kinds: ClassVar[tuple[str, ...]] = ()
     presets = trained_presets(full=(1e-6, 4, 4), lora=(2e-5, 4, 6))
 
+    @classmethod
+    def trains_on(cls) -> tuple[str, ...]:
+        return ("passage",)
+
     def texts(self, session: Session) -> list[str]:
         """The passages (capped at ``corpus_size`` when the corpus was built, like every other corpus)."""
         return session.corpus.passage
