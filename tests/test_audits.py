@@ -1,0 +1,130 @@
+"""Audits on tiny models: quantization error bounds and exactness, the logit lens against the model's own logits,
+the recovered % on hand-made numbers, and each audit's result on a tiny model (scores on the same probes, the
+model still to be evaluated left untouched)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from rwku.audits import AUDITS, audit_key, parse_audits, resolve_audit_settings
+from rwku.audits.base import AuditSubject, plain_copy, recovered_percent
+from rwku.audits.logit_lens import first_informative_token, frequent_token_ids, layer_logits
+from rwku.audits.quantization import quantize_model, quantize_weight, quantized_linears
+from rwku.data import RwkuData
+from rwku.errors import RwkuError
+from rwku.evaluation.sets import load_target
+
+
+def test_recovered_percent_on_hand_made_numbers():
+    assert recovered_percent(30.0, 10.0, 50.0) == pytest.approx(50.0)  # half of the 40 points removed come back
+    assert recovered_percent(50.0, 10.0, 50.0) == pytest.approx(100.0)
+    assert recovered_percent(5.0, 10.0, 50.0) == pytest.approx(-12.5)  # the attack removed more
+    assert recovered_percent(60.0, 10.0, 50.0) == pytest.approx(125.0)
+    assert recovered_percent(12.0, 10.0, 14.9) is None  # under 5 points between original and unlearned: n/a
+    assert recovered_percent(12.0, 10.0, 15.0) == pytest.approx(40.0)  # exactly 5 points is measurable
+    assert recovered_percent(12.0, 20.0, 10.0) is None  # unlearning raised the score: nothing to recover
+    assert recovered_percent(None, 10.0, 50.0) is None
+
+
+def test_quantization_error_is_within_half_a_step_per_group():
+    torch.manual_seed(0)
+    weight = torch.randn(6, 300)  # 300 inputs: two full groups of 128 and a padded one of 44
+    for bits in (8, 4):
+        quantized = quantize_weight(weight, bits, 128)
+        levels = 2 ** (bits - 1) - 1
+        for start in (0, 128, 256):
+            group = weight[:, start:start + 128]
+            step = group.abs().amax(dim=1, keepdim=True) / levels
+            assert ((quantized[:, start:start + 128] - group).abs() <= step / 2 + 1e-6).all()
+        assert len(torch.unique(quantized[0, :128])) <= 2 * levels + 1
+    assert (quantize_weight(weight, 4, 128) - weight).abs().mean() > (quantize_weight(weight, 8, 128) - weight).abs().mean()
+
+
+def test_int8_of_an_int8_representable_weight_is_exact():
+    torch.manual_seed(1)
+    integers = torch.randint(-127, 128, (4, 256)).float()
+    integers[:, ::128] = 127  # every group reaches the largest level, so its scale is exactly the step
+    weight = integers * 0.0123
+    assert torch.equal(quantize_weight(weight, 8, 128), weight)
+
+
+def test_quantize_model_merges_lora_into_a_copy_and_leaves_the_model_untouched(tiny_lm):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(copy.deepcopy(tiny_lm.model), LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    before = {name: p.clone() for name, p in model.named_parameters()}
+    quantized = quantize_model(model, 4, 16)
+    assert all(torch.equal(before[name], p) for name, p in model.named_parameters())
+    assert not hasattr(quantized, "peft_config")
+    merged = plain_copy(model)
+    linears, originals = quantized_linears(quantized), quantized_linears(merged)
+    assert len(linears) == 2 * 7  # q, k, v, o, gate, up, down in each of the 2 layers
+    for mine, reference in zip(linears, originals):
+        assert torch.equal(mine.weight, quantize_weight(reference.weight, 4, 16))
+    assert torch.equal(quantized.lm_head.weight, merged.lm_head.weight)  # the head stays at full precision
+
+
+def test_logit_lens_at_the_last_layer_is_the_models_own_logits(tiny_lm):
+    ids = tiny_lm.tokenizer("Isaac Newton was an English physicist", add_special_tokens=True)["input_ids"]
+    lens = layer_logits(tiny_lm.model, ids)
+    with torch.no_grad():
+        logits = tiny_lm.model(input_ids=torch.tensor([ids])).logits[0, -1]
+    assert lens.shape == (2, logits.shape[-1])
+    assert torch.allclose(lens[-1], logits, atol=1e-5)
+    assert not torch.allclose(lens[0], logits, atol=1e-3)
+
+
+def test_first_informative_token_skips_frequent_and_single_character_tokens(tiny_lm):
+    tokenizer = tiny_lm.tokenizer
+    frequent = frequent_token_ids(tokenizer, 10)
+    assert len(frequent) == 10  # the tokens of the 10 earliest merges
+    the = tokenizer(" the", add_special_tokens=False)["input_ids"]
+    token = first_informative_token(tokenizer, "the Newton", frequent | frozenset(the))
+    assert token is not None and token not in the and len(tokenizer.decode([token]).strip()) > 1
+    assert token == tokenizer(" the Newton", add_special_tokens=False)["input_ids"][len(the)]
+    assert first_informative_token(tokenizer, ".", frequent) is None
+    everything = frozenset(tokenizer.get_vocab().values())
+    assert first_informative_token(tokenizer, "Newton", everything) is None
+
+
+def test_audit_names_settings_and_key():
+    assert parse_audits("logit_lens, quant8") == ("quant8", "logit_lens")
+    assert parse_audits("all") == tuple(AUDITS)
+    with pytest.raises(RwkuError, match="unknown audit"):
+        parse_audits("quant3")
+    settings, sources = resolve_audit_settings("small", {"lens_top_k": "5"})
+    assert settings.lens_top_k == 5 and sources["lens_top_k"] == "--audit-set"
+    assert audit_key(["quant4"], settings) == {"names": ["quant4"], "settings": {"group_size": 128, "quant_backend": "torch"}}
+    with pytest.raises(RwkuError, match="unknown audit setting"):
+        resolve_audit_settings("small", {"bits": "3"})
+    with pytest.raises(RwkuError, match="whole number"):
+        resolve_audit_settings("small", {"lens_top_k": "many"})
+
+
+def make_subject(lm, model=None, preamble=None, method="ga", **overrides):
+    data = RwkuData.open(["demo"])
+    target = data.select("1")[0]
+    settings, _ = resolve_audit_settings("small", overrides)
+    return AuditSubject(lm=lm, model=model if model is not None else lm.model, preamble=preamble, method=method,
+                        data=load_target(data, target, ("forget", "neighbor"), 1), settings=settings,
+                        load_original=lambda: lm.model, batch_size=4,
+                        control_probes=lambda: list(load_target(data, data.select("2")[0], ("forget",), 1)["forget"]))
+
+
+@pytest.mark.parametrize("name", ["quant8", "quant4", "logit_lens"])
+def test_each_audit_reports_its_scores_on_the_same_probes(tiny_lm, name):
+    subject = make_subject(tiny_lm, lens_frequent="10")  # the tiny tokenizer has few merges
+    result = AUDITS[name].run(subject)
+    forget = result.summary["forget"]
+    assert set(forget) == {"attack", "unlearned", "original", "recovered"}
+    assert "attack" in result.summary["neighbor"]
+    assert len(result.items["forget"]) == len(subject.forget) == result.summary["n_probes"]
+    if name == "logit_lens":  # the unlearned model is the original here: the lens finds the same on both
+        assert forget["attack"] == forget["original"]
+        assert forget["attack"] is not None and forget["attack"] >= forget["unlearned"]
+    else:
+        assert forget["unlearned"] == forget["original"]
+        assert result.summary["controls"]["original_quantized"]["forget"] == forget["attack"]
