@@ -128,3 +128,77 @@ def test_each_audit_reports_its_scores_on_the_same_probes(tiny_lm, name):
     else:
         assert forget["unlearned"] == forget["original"]
         assert result.summary["controls"]["original_quantized"]["forget"] == forget["attack"]
+
+
+# ------------------------------------------------------------------ audits inside rwku unlearn
+
+
+def audited_job(model_dir, out, audits=("quant8", "logit_lens"), methods=("icu", "ga")):
+    from test_unlearn import make_job
+
+    job = make_job(model_dir, methods=methods)
+    job.audits, job.audit_overrides, job.out = audits, {"lens_frequent": 10}, out
+    job.sets = ("forget", "neighbor")
+    return job
+
+
+def test_unlearn_stores_each_audit_like_an_epoch_point_and_resumes(tiny_model_dir, tmp_path, monkeypatch):
+    import json
+
+    import rwku.unlearn as unlearn_module
+    from rwku.unlearn import run_unlearn
+
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    run_unlearn(audited_job(tiny_model_dir, out))
+    unit = out / "ga-lora" / "1_Isaac_Newton"
+    summary = json.loads((unit / "summary.json").read_text())
+    assert summary["audit_points"] == ["quant8", "logit_lens"] and summary["key"]["audits"]["names"] == ["quant8", "logit_lens"]
+    assert summary["key"]["unit"]["audits"]["data"] and summary["seconds"]["audit_quant8"] > 0
+    for name in ("quant8", "logit_lens"):
+        audit = json.loads((unit / "audits" / name / "summary.json").read_text())
+        assert audit["audit"] == name and audit["key"]["audit"] == name and audit["method"] == "ga"
+        items = json.loads((unit / "audits" / name / "items.json").read_text())
+        assert len(items["forget"]) == audit["n_probes"]
+    quant = json.loads((unit / "audits" / "quant8" / "summary.json").read_text())
+    assert quant["forget"]["unlearned"] == summary["forget"]["All"]  # the unit's own evaluation is the baseline
+    assert "note" in json.loads((out / "icu" / "1_Isaac_Newton" / "audits" / "quant8" / "summary.json").read_text())
+    assert not (out / "before" / "1_Isaac_Newton" / "audits").exists()
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a stored unit was recomputed")
+
+    monkeypatch.setattr(unlearn_module, "evaluate_target", must_not_run)
+    run_unlearn(audited_job(tiny_model_dir, out))  # the same audits: stored
+    run_unlearn(audited_job(tiny_model_dir, out, audits=()))  # no audits asked: the audited units serve it
+    monkeypatch.undo()
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    from rwku.execution.plan import build_plan
+
+    plan = build_plan(out, audited_job(tiny_model_dir, out, audits=("quant4",)).tasks())
+    assert plan.status["ga-lora/1_Isaac_Newton"].startswith("stale: audits")
+    assert plan.status["before/1_Isaac_Newton"] == "stored"
+
+
+def test_cli_unlearn_with_audits_then_rwku_audit_of_the_saved_adapter(tiny_model_dir, tmp_path, monkeypatch, cli):
+    import json
+
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    out, audited = tmp_path / "run", tmp_path / "audited"
+    small = ["--set", "corpus_size=2", "--set", "corpus_max_new_tokens=4", "--set", "epochs=1", "--set", "batch_size=2",
+             "--set", "warmup_steps=0", "--set", "max_length=32"]
+    code, stdout, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "ga", "--sets", "forget,neighbor",
+                            "--limit", "1", "--device", "cpu", "--preset", "small", *small, "--save-model", "--out", str(out),
+                            "--audit", "quant4,logit_lens", "--audit-set", "lens_frequent=10")
+    assert code == 0, err
+    assert "audits · forget All under the attack" in stdout and "quant4" in stdout
+    saved = out / "ga-lora" / "1_Isaac_Newton" / "model"
+    code, stdout, err = cli("audit", "--model", str(saved), "--original", str(tiny_model_dir), "--data", "demo", "--targets", "1",
+                            "--limit", "1", "--device", "cpu", "--audit", "quant4", "--out", str(audited))
+    assert code == 0, err
+    first = json.loads((out / "ga-lora" / "1_Isaac_Newton" / "audits" / "quant4" / "summary.json").read_text())
+    again = json.loads((audited / "1_Isaac_Newton" / "audits" / "quant4" / "summary.json").read_text())
+    assert again["method"] == "ga" and again["forget"] == first["forget"]  # the saved adapter audits as the unit did
+    code, _, err = cli("audit", "--model", str(saved), "--original", str(tiny_model_dir), "--data", "demo", "--audit", "quant3",
+                       "--out", str(audited))
+    assert code == 2 and "unknown audit quant3" in err
