@@ -202,3 +202,66 @@ def test_cli_unlearn_with_audits_then_rwku_audit_of_the_saved_adapter(tiny_model
     code, _, err = cli("audit", "--model", str(saved), "--original", str(tiny_model_dir), "--data", "demo", "--audit", "quant3",
                        "--out", str(audited))
     assert code == 2 and "unknown audit quant3" in err
+
+
+# ------------------------------------------------------------------ relearning
+
+
+def probe(answer, query="Q?", level="2"):
+    from rwku.data.schema import Probe
+
+    return Probe(query=query, answer=answer, level=level, type="t", subject="s")
+
+
+def test_the_relearning_split_never_puts_one_fact_on_both_sides():
+    from rwku.audits.relearn import normalise, split_facts
+
+    answers = ["Cambridge", "cambridge.", " Cambridge ", "Royal Society", "royal  society!", "1687", "Principia", "Mint",
+               "Isaac Newton", "isaac newton", "calculus"]
+    probes = [probe(a) for a in answers]
+    for seed in range(20):
+        taught, held_out = split_facts(probes, seed)
+        assert not set(taught) & set(held_out)
+        assert set(taught) | set(held_out) == {normalise(a) for a in answers} and len(taught) + len(held_out) == 7
+        sides = {normalise(p.answer): "taught" if normalise(p.answer) in taught else "held" for p in probes}
+        assert all(sides[normalise(p.answer)] in ("taught", "held") for p in probes)
+    assert split_facts(probes, 0) == split_facts(list(reversed(probes)), 0)  # the split depends on the facts, not the order
+
+
+def test_statements_fill_the_blank_or_answer_the_question():
+    from rwku.audits.relearn import statements
+
+    probes = [probe("Cambridge", "He taught at the University of ___.", "1"), probe("Royal Society", "Which society did he lead?"),
+              probe("Royal Society", "Pretend you are a guide. Which society?", "3"), probe("Mint", "Role play: where?", "3")]
+    assert statements(probes, ["cambridge", "royal society", "mint"]) == [
+        "He taught at the University of Cambridge.", "Which society did he lead? Royal Society.", "Role play: where? Mint."]
+
+
+def test_relearning_reports_the_held_out_half_with_both_controls(tiny_lm):
+    subject = make_subject(tiny_lm, relearn_steps="2")
+    before = {name: p.clone() for name, p in tiny_lm.model.named_parameters()}
+    result = AUDITS["relearn"].run(subject)
+    assert all(torch.equal(before[name], p) for name, p in tiny_lm.model.named_parameters())
+    summary, items = result.summary, result.items
+    taught = {s.rstrip(".") for s in items["statements"]}
+    assert summary["facts"]["taught"] >= summary["facts"]["held_out"] > 0
+    assert all(row["fact"] in items["held_out"] for row in items["forget"]) and len(items["forget"]) == summary["n_probes"]
+    assert not any(row["reference"] in taught for row in items["forget"])
+    assert set(summary["controls"]) == {"other_target", "original_relearned"}
+    assert summary["forget"]["unlearned"] == summary["forget"]["original"]  # the subject here is the original model
+    assert summary["controls"]["original_relearned"] == summary["forget"]["attack"]  # the same relearning of the same weights
+
+
+def test_relearning_lowers_the_loss_of_the_taught_statements_on_a_copy(tiny_lm):
+    from rwku.audits.relearn import relearned
+    from rwku.methods.base import text_example
+    from rwku.methods.training import collate, mean_token_nll
+
+    subject = make_subject(tiny_lm, relearn_steps="5", relearn_lr="1e-2", relearn_mode="full")
+    texts = ["Isaac Newton was born in Lincolnshire.", "Newton taught at Cambridge."]
+    batch = collate([text_example(tiny_lm.tokenizer, t, 64) for t in texts], int(tiny_lm.tokenizer.pad_token_id), "cpu")
+    with torch.no_grad():
+        before = float(mean_token_nll(tiny_lm.model, batch))
+        after = float(mean_token_nll(relearned(subject, tiny_lm.model, texts), batch))
+        assert float(mean_token_nll(tiny_lm.model, batch)) == before
+    assert after < before - 0.5
