@@ -265,3 +265,44 @@ def test_relearning_lowers_the_loss_of_the_taught_statements_on_a_copy(tiny_lm):
         after = float(mean_token_nll(relearned(subject, tiny_lm.model, texts), batch))
         assert float(mean_token_nll(tiny_lm.model, batch)) == before
     assert after < before - 0.5
+
+
+# ------------------------------------------------------------------ optimised suffix
+
+
+def test_the_suffix_optimiser_lowers_the_answers_loss_without_using_the_answer(tiny_lm):
+    from rwku.audits.suffix import answer_losses, banned_tokens, optimise_suffix, suffix_prompt
+    from rwku.evaluation.sets.probes import probe_prompt
+
+    subject = make_subject(tiny_lm, suffix_steps="6", suffix_candidates="16", suffix_top_k="8", suffix_tokens="4")
+    probe = next(p for p in subject.forget if p.level == "2")
+    ctx = subject.context(tiny_lm.model, None)
+    prompt = suffix_prompt(ctx, probe)
+    assert tiny_lm.tokenizer.decode(prompt.with_suffix([])) == tiny_lm.tokenizer.decode(ctx.prompts.encode(probe_prompt(ctx, probe)))
+    found = optimise_suffix(tiny_lm.model, tiny_lm.tokenizer, prompt, probe.answer, subject.settings, seed=0, batch_size=8)
+    assert found.loss_end < found.loss_start
+    again = float(answer_losses(tiny_lm.model, prompt, torch.tensor([found.suffix]), 8)[0])
+    assert again == pytest.approx(found.loss_end, abs=1e-5)
+    assert len(found.suffix) == 4 and not set(found.suffix) & banned_tokens(tiny_lm.tokenizer, probe.answer)
+    assert probe.answer.lower() not in found.text.lower()
+
+
+def test_banned_tokens_cover_case_and_space_variants(tiny_lm):
+    from rwku.audits.suffix import banned_tokens
+
+    tokenizer = tiny_lm.tokenizer
+    banned = banned_tokens(tokenizer, "Isaac Newton")
+    for text in ("Newton", " newton", " NEWTON", "isaac", " Isaac Newton"):
+        assert set(tokenizer(text, add_special_tokens=False)["input_ids"]) <= banned
+    assert set(tokenizer.all_special_ids) <= banned
+
+
+def test_suffix_audit_reports_controls_and_neighbours(tiny_lm):
+    subject = make_subject(tiny_lm, suffix_steps="2", suffix_candidates="8", suffix_top_k="8", suffix_tokens="3", suffix_probes="1")
+    result = AUDITS["suffix"].run(subject)
+    summary, rows = result.summary, result.items["forget"]
+    assert summary["n_probes"] == 1 == len(rows) and rows[0]["level"] == "QA" and rows[0]["suffix"]
+    assert set(summary["controls"]) == {"original_suffix", "random_suffix"}
+    assert summary["controls"]["original_suffix"] == summary["forget"]["attack"]  # the same weights, the same search
+    assert summary["loss"]["end"] <= summary["loss"]["start"]
+    assert len(result.items["neighbor"]) == sum(p.level == "2" for p in subject.neighbor)

@@ -15,9 +15,10 @@ from rwku.audits.logit_lens import LOGIT_LENS
 from rwku.audits.quantization import QUANT4, QUANT8
 from rwku.audits.relearn import RELEARN
 from rwku.audits.settings import AuditSettings, resolve_audit_settings
+from rwku.audits.suffix import SUFFIX
 from rwku.errors import RwkuError
 
-AUDITS: dict[str, Audit] = {a.name: a for a in (QUANT8, QUANT4, RELEARN, LOGIT_LENS)}
+AUDITS: dict[str, Audit] = {a.name: a for a in (QUANT8, QUANT4, RELEARN, SUFFIX, LOGIT_LENS)}
 
 
 def parse_audits(spec: str | Sequence[str] | None) -> tuple[str, ...]:
