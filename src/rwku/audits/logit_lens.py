@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import torch
 
 from rwku.audits.base import Audit, AuditResult, AuditSubject, scores
-from rwku.data.schema import Probe
+from rwku.data.schema import LEVEL_NAMES, Probe
 from rwku.evaluation.metrics import mean_or_none
 from rwku.evaluation.sets.probes import probe_prompt
 from rwku.methods.repe import decoder_layers
@@ -95,7 +95,7 @@ def lens_items(subject: AuditSubject, model: Any, probes: Sequence[Probe], pream
     with subject.progress("logit lens", len(probes)) as advance:
         for probe in probes:
             token = first_informative_token(tokenizer, probe.answer, frequent)
-            item: dict[str, Any] = {"level": probe.level, "type": probe.type, "query": probe.query, "reference": probe.answer,
+            item: dict[str, Any] = {"level": LEVEL_NAMES[probe.level], "type": probe.type, "query": probe.query, "reference": probe.answer,
                                     "token": None if token is None else tokenizer.decode([token])}
             if token is not None:
                 logits = layer_logits(model, ctx.prompts.encode(probe_prompt(ctx, probe)))

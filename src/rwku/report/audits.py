@@ -62,9 +62,10 @@ def audit_cell(run: Run, name: str, slugs: Sequence[str]) -> AuditCell:
 
 
 def build_audit_table(runs: Sequence[Run]) -> AuditTable | None:
-    """One row per run whose units hold audits (None when no run does), over the targets those runs share."""
+    """One row per run whose units hold audits (None when no run does), over the targets all of them audited."""
     audited = [r for r in runs if not r.is_before and any(u.audits for u in r.units.values())]
-    slugs = common_slugs(audited)
+    order = common_slugs(audited)
+    slugs = [s for s in order if all(r.units[s].audits for r in audited)]  # the targets every audited run audited
     if not slugs:
         return None
     names = [name for name in AUDITS if any(name in r.units[s].audits for r in audited for s in slugs)]
@@ -112,3 +113,21 @@ def to_latex(table: AuditTable) -> str:
     lines += [latex_escape(run.label) + " & " + " & ".join(latex_escape(cells[n].text) for n in table.audits) + r" \\"
               for run, cells in table.rows]
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
+
+
+def section_html(table: AuditTable) -> str:
+    """The report page's Audits section: the table, its notes and its downloads."""
+    import html
+
+    heads = "".join(f"<th>{html.escape(n)}</th>" for n in table.audits)
+    rows = "".join(f"<tr><td>{html.escape(run.label)}</td>" + "".join(f'<td class="num">{html.escape(cells[n].text)}</td>'
+                                                                     for n in table.audits) + "</tr>"
+                   for run, cells in table.rows)
+    shown_notes = "".join(f'<p class="note">{html.escape(note)}</p>' for note in notes(table))
+    return f"""<section id="audits"><h2>Audits · does the forgotten knowledge come back? (mean over {len(table.slugs)} target(s))</h2>
+<p class="meta">Forget All under each audit, and in brackets the recovered % of what unlearning removed (n/a: the original
+model is under 5 points above the unlearned one); logit_lens: share of probes ×100 whose answer token is in the top 10 at some
+layer. Downloads: <a href="audits.md">Markdown</a> · <a href="audits.csv">CSV</a> · <a href="audits.json">JSON</a> ·
+<a href="audits.tex">LaTeX</a></p>{shown_notes}
+<div class="scroll"><table id="audits-table"><thead><tr><th>Run</th>{heads}</tr></thead><tbody>{rows}</tbody></table></div></section>
+"""
