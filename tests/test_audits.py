@@ -306,3 +306,21 @@ def test_suffix_audit_reports_controls_and_neighbours(tiny_lm):
     assert summary["controls"]["original_suffix"] == summary["forget"]["attack"]  # the same weights, the same search
     assert summary["loss"]["end"] <= summary["loss"]["start"]
     assert len(result.items["neighbor"]) == sum(p.level == "2" for p in subject.neighbor)
+
+
+def test_experiment_grids_take_an_audit_key(tmp_path):
+    import json
+
+    from rwku.experiment import load_experiment
+
+    spec = {"model": "smollm2-135m", "data": "demo", "targets": "1", "out": str(tmp_path / "exp"), "preset": "small",
+            "audit_set": {"suffix_steps": 3},
+            "grids": [{"name": "audited", "methods": ["ga"], "audit": ["suffix", "quant4"]}, {"name": "plain", "methods": ["npo"]}]}
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps(spec))
+    jobs = load_experiment(path).jobs
+    assert jobs[0].job.audits == ("quant4", "suffix") and jobs[0].job.audit_settings.suffix_steps == 3
+    assert jobs[1].job.audits == ()
+    path.write_text(json.dumps({**spec, "grids": [{"name": "bad", "methods": ["ga"], "audit": "quant2"}]}))
+    with pytest.raises(RwkuError, match=r"grids\[0\] \(bad\).*unknown audit quant2"):
+        load_experiment(path)

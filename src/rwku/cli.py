@@ -200,6 +200,13 @@ def print_settings(job: Any) -> None:
         if rows:
             console.print(f"  {job.run_name(method)}: " + ", ".join(f"{key} {value} [dim]({where})[/]" for key, value, where in rows),
                           highlight=False)
+    if job.audits:
+        from rwku.audits import audit_key, resolve_audit_settings
+
+        settings, sources = resolve_audit_settings(job.preset, job.audit_overrides)
+        used = audit_key(job.audits, settings)["settings"]
+        console.print(f"  audits {', '.join(job.audits)}: " + ", ".join(f"{key} {value} [dim]({sources[key]})[/]" for key, value in used.items()),
+                      highlight=False)
 
 
 @app.command("eval")

@@ -90,8 +90,11 @@ def bitsandbytes_quantizer(bits: int) -> Callable[[torch.Tensor], torch.Tensor]:
     return quantize
 
 
+#: Methods that leave the weights as they were: quantizing them is no reversal of what the method did.
 NOT_WEIGHTS = {"icu": "ICU changes only the prompt: this quantizes the original weights and keeps the preamble, "
-                      "so it measures quantization of the base model under ICU, not a reversal of unlearning"}
+                      "so it measures quantization of the base model under ICU, not a reversal of unlearning",
+               "repe": "RepE changes no weight: this quantizes the original weights and keeps the steering hooks "
+                       "(at full precision), so it measures quantization of the base model under steering"}
 
 
 def run_quantization(subject: AuditSubject, bits: int) -> AuditResult:
