@@ -324,3 +324,14 @@ def test_experiment_grids_take_an_audit_key(tmp_path):
     path.write_text(json.dumps({**spec, "grids": [{"name": "bad", "methods": ["ga"], "audit": "quant2"}]}))
     with pytest.raises(RwkuError, match=r"grids\[0\] \(bad\).*unknown audit quant2"):
         load_experiment(path)
+
+
+def test_dry_run_memory_counts_the_audits_copies(tmp_path):
+    from rwku.execution.resources import unit_memory_gib
+
+    job = audited_job("smollm2-135m", tmp_path / "out", audits=("quant4",), methods=("ga",))
+    plain = audited_job("smollm2-135m", tmp_path / "out", audits=(), methods=("ga",))
+    weights = unit_memory_gib(plain.tasks()[0])
+    assert unit_memory_gib(job.tasks()[1]) == pytest.approx(3 * weights)
+    job.audits, job.audit_overrides = ("relearn",), {"relearn_mode": "full"}
+    assert unit_memory_gib(job.tasks()[1]) == pytest.approx(6 * weights)

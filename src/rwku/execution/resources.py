@@ -3,7 +3,8 @@ unit should ask Ray for (``--gpus-per-unit``).
 
 The estimate counts what dominates on a large model: the weights in their dtype; for full tuning their gradients
 and AdamW's two moment buffers (in the weights' dtype, as the training loop keeps them) and, for methods with a
-reference model (NPO, DPO), a frozen copy; LoRA adds its small adapter and its optimiser state. Activations and
+reference model (NPO, DPO), a frozen copy; LoRA adds its small adapter and its optimiser state; audits hold the
+original model and an attacked copy beside the unlearned one (and full relearning trains that copy). Activations and
 the KV cache come on top (about a tenth more at RWKU's sequence lengths and batch sizes), so the figure is a floor.
 """
 
@@ -85,4 +86,8 @@ def unit_memory_gib(task: UnitTask) -> float | None:
                 total += weights
         else:
             total += 0.02 * weights  # adapter, its gradients and optimiser state: a few percent at most
+    audits = task.key.get("audits")
+    if audits:  # after training: the unlearned model, the original and an attacked copy (training too, to relearn fully)
+        relearn_full = "relearn" in audits["names"] and audits["settings"].get("relearn_mode") == "full"
+        total = max(total, (6 if relearn_full else 3) * weights)
     return total / 2**30
