@@ -206,6 +206,11 @@ def audit_recovery(runs: Sequence[Run], table: Any) -> Figure | None:
                          size=(max(6.0, 1.3 * len(table.audits) + 2), 4.2))
     _grouped_bars(ax, table.audits, [(run.label, colors[run.label], {name: cell.recovered for name, cell in cells.items()})
                                      for run, cells in table.rows])
+    width = 0.8 / len(table.rows)
+    for i, (_, cells) in enumerate(table.rows):  # an empty slot says why: nothing measurable was removed
+        for j, name in enumerate(table.audits):
+            if cells[name].recovered is None:
+                ax.text(j - 0.4 + width * (i + 0.5), 0, "n/a", rotation=90, ha="center", va="bottom", fontsize=NOTE_FONT)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.axhline(100, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlabel("audit")
