@@ -87,6 +87,19 @@ MAX_RETRIES_OPTION = typer.Option(1, "--max-retries", min=0, help="Retries of a 
 #: How the model's kernels run: the same option for rwku eval, unlearn, memorization (experiment files: "kernels")
 KERNELS_OPTION = typer.Option("invariant", "--kernels", help="invariant (float32, no TF32, one row per forward pass: every output and score the same at any --batch-size and --limit) or fast (batched; bf16 on a GPU with --dtype auto: outputs may change with the batch, whose size then joins the cache key).")
 DTYPE_OPTION = typer.Option("auto", "--dtype", help="auto (float32 under --kernels invariant; under fast bf16 on a GPU, fp32 on a CPU), float32, bfloat16, float16 (half precision needs --kernels fast).")
+AUDIT_OPTION = typer.Option("", "--audit", help="Audits of each unlearned model, comma-separated: quant8, quant4, relearn, suffix, logit_lens, all.")
+AUDIT_SET_OPTION = typer.Option([], "--audit-set", help="Override an audit setting key=value (suffix_steps=50, relearn_lr=1e-4 ...); repeatable.")
+
+
+def key_values(items: list[str], option: str) -> dict[str, str]:
+    """``["lr=1e-5", "epochs=2"]`` -> a dict; an item without ``=`` is a one-line error naming ``option``."""
+    parsed: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise RwkuError(f"{option} {item}: expected key=value")
+        key, value = item.split("=", 1)
+        parsed[key.strip()] = value.strip()
+    return parsed
 
 
 def unit_printer(progress: Any) -> Any:
@@ -164,6 +177,24 @@ def fail_on(outcome: Any, out: Path) -> None:
                         "every other unit is stored: run the same command again to retry the failed ones")
 
 
+def print_audits(*folders: Path) -> None:
+    """The Audits table of the runs under ``folders``: forget All under each audit and the recovered %."""
+    from rwku.report.audits import build_audit_table, notes
+    from rwku.report.collect import collect_runs
+
+    table = build_audit_table(collect_runs(list(folders)))
+    if table is None:
+        return
+    shown = Table(title=f"audits · forget All under the attack (recovered %) · mean over {len(table.slugs)} target(s)",
+                  title_justify="left", caption="\n".join(notes(table)) or None, caption_justify="left")
+    shown.add_column("run", no_wrap=True)
+    for name in table.audits:
+        shown.add_column(name, justify="right")
+    for run, cells in table.rows:
+        shown.add_row(run.label, *[cells[name].text for name in table.audits])
+    console.print(shown)
+
+
 def print_settings(job: Any) -> None:
     """Each run's settings with the source of every value, and which preset was chosen and why."""
     console.print(f"preset [bold]{job.preset}[/] ({job.preset_reason})")
@@ -172,6 +203,13 @@ def print_settings(job: Any) -> None:
         if rows:
             console.print(f"  {job.run_name(method)}: " + ", ".join(f"{key} {value} [dim]({where})[/]" for key, value, where in rows),
                           highlight=False)
+    if job.audits:
+        from rwku.audits import audit_key, resolve_audit_settings
+
+        settings, sources = resolve_audit_settings(job.preset, job.audit_overrides)
+        used = audit_key(job.audits, settings)["settings"]
+        console.print(f"  audits {', '.join(job.audits)}: " + ", ".join(f"{key} {value} [dim]({sources[key]})[/]" for key, value in used.items()),
+                      highlight=False)
 
 
 @app.command("eval")
@@ -266,6 +304,8 @@ def unlearn_command(
     seed: Optional[int] = typer.Option(None, "--seed", help="Training seed; the runs are named by it (ga-lora-seed1), so several seeds share one --out and rwku report pools them."),
     threads: Optional[int] = THREADS_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the settings and the plan (stored units, units to run and why) and stop."),
+    audit: str = AUDIT_OPTION,
+    audit_set: list[str] = AUDIT_SET_OPTION,
     executor: str = EXECUTOR_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
     gpus_per_unit: float = GPUS_PER_UNIT_OPTION,
@@ -273,6 +313,7 @@ def unlearn_command(
     max_retries: int = MAX_RETRIES_OPTION,
 ) -> None:
     """Unlearn each target with each method, evaluate, and print Before vs. after (Table-1 rows)."""
+    from rwku.audits import parse_audits
     from rwku.data.loader import RwkuData
     from rwku.evaluation import Protocol
     from rwku.evaluation.sets import parse_sets
@@ -280,12 +321,7 @@ def unlearn_command(
     from rwku.methods.config import ModeConfig, choose_preset, parse_range
     from rwku.unlearn import UnlearnJob, check_job, parse_methods, write_comparison
 
-    parsed: dict[str, str] = {}
-    for item in overrides:
-        if "=" not in item:
-            raise RwkuError(f"--set {item}: expected key=value")
-        key, value = item.split("=", 1)
-        parsed[key.strip()] = value.strip()
+    parsed = key_values(overrides, "--set")
     mode_config = ModeConfig(mode=mode, lora_r=lora_r, lora_alpha=lora_alpha,
                              lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()),
                              train_layers=parse_range(train_layers) if train_layers else None)
@@ -297,6 +333,7 @@ def unlearn_command(
         corpus_source=corpus, sets=parse_sets(sets), limit=limit, batch_size=batch_size,
         protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device, dtype=dtype,
         kernels=kernels, save_model=save_model, eval_epochs=eval_epochs, out=out, sweep={"seed": seed} if seed is not None else {},
+        audits=parse_audits(audit), audit_overrides=key_values(audit_set, "--audit-set"),
     )
     check_job(job)
     print_settings(job)
@@ -316,6 +353,8 @@ def unlearn_command(
         table.caption = (f"RWKU score: harmonic mean of efficacy, locality and utility; {left_out} target(s) with forget All "
                          "before under 5 have no efficacy and are left out")
     Console(width=max(console.width, 150)).print(table)
+    if job.audits:
+        print_audits(out)
     console.print(f"results: {out}/<run>/<unit>/summary.json, items.json, train_log.json; table: {out / 'comparison.json'}")
     fail_on(outcome, out)
 
@@ -354,6 +393,49 @@ def experiment_command(
     outcome = execute_plan(plan, make_executor(executor, ray_address, gpus_per_unit, cpus_per_unit, max_retries, threads))
     console.print(f"done: {experiment.out}; make the report with: rwku report {experiment.out} --out <folder>")
     fail_on(outcome, experiment.out)
+
+
+@app.command("audit")
+def audit_command(
+    model: str = typer.Option(..., "--model", "-m", help="A model saved by rwku unlearn --save-model (full weights or a LoRA adapter), a folder or hub id."),
+    original: str = typer.Option("smollm2-135m", "--original", help="The model before unlearning (the adapter's base, and the reference)."),
+    data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
+    targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (one sub-folder per target, its audits in audits/<name>/)."),
+    audit: str = typer.Option("all", "--audit", help="Comma-separated: quant8, quant4, relearn, suffix, logit_lens, all."),
+    audit_set: list[str] = AUDIT_SET_OPTION,
+    preset: str = typer.Option("auto", "--preset", help="Audit settings: small (135M on a CPU), paper (8B on a GPU), auto (by --original)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N probes of every level."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = DTYPE_OPTION,
+    kernels: str = KERNELS_OPTION,
+    prompt_format: str = typer.Option("chat", "--prompt-format"),
+    fix: list[str] = typer.Option([], "--fix"),
+    threads: Optional[int] = THREADS_OPTION,
+    force: bool = typer.Option(False, "--force", help="Recompute targets already stored with the same settings."),
+) -> None:
+    """Audit a saved unlearned model: quantization, relearning, optimised suffixes and the logit lens, per target."""
+    from rwku.audits import parse_audits
+    from rwku.data.loader import RwkuData
+    from rwku.evaluation import Protocol
+    from rwku.execution.plan import build_plan
+    from rwku.methods.config import choose_preset
+    from rwku.saved_audit import AuditJob
+    from rwku.unlearn import check_audits
+
+    dataset = RwkuData.open(split_values(data))
+    job = AuditJob(model=model, original=original, data=dataset, targets=dataset.select(targets), audits=parse_audits(audit),
+                   preset=choose_preset(preset, original)[0], audit_overrides=key_values(audit_set, "--audit-set"),
+                   limit=limit, protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device,
+                   dtype=dtype, kernels=kernels, batch_size=batch_size)
+    check_audits(job.audits, job.audit_settings)
+    plan = build_plan(out, job.tasks(), force=force)
+    set_threads(threads)
+    outcome = execute_plan(plan, make_executor("local", None, 0, 1, 1, threads))
+    print_audits(out)
+    console.print(f"results: {out}/<target>/summary.json, audits/<name>/summary.json, items.json")
+    fail_on(outcome, out)
 
 
 @app.command("report")
@@ -567,13 +649,7 @@ def plant_command(
     from rwku.models.planting import PlantRecipe, plant
     from rwku.progress import make_progress, task_factory
 
-    parsed: dict[str, str] = {}
-    for item in overrides:
-        if "=" not in item:
-            raise RwkuError(f"--set {item}: expected key=value")
-        key, value = item.split("=", 1)
-        parsed[key.strip()] = value.strip()
-    recipe = PlantRecipe.with_overrides(parsed)
+    recipe = PlantRecipe.with_overrides(key_values(overrides, "--set"))
     measured = () if sets.strip().lower() == "none" else parse_sets(sets)
     dataset = RwkuData.open(split_values(data))
     chosen = dataset.select(targets)

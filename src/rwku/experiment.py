@@ -16,7 +16,9 @@ reused when the experiment is run again (resume); all jobs' units form one plan 
 ``seeds`` runs each job once per training seed (``ga-lora-seed1`` ...; the report pools them into one row with its
 interval over seeds × targets); ``batch_sizes`` runs the batch setting on the first N selected targets for each N (paper Fig. 5);
 ``layer_windows`` trains only those decoder layers (Fig. 7); ``sweep`` runs one job per value, named by it
-(``repe-alpha0.5``: Fig. 3's RepE strengths); ``eval_epochs`` stores an evaluation after every epoch (Fig. 3).
+(``repe-alpha0.5``: Fig. 3's RepE strengths); ``eval_epochs`` stores an evaluation after every epoch (Fig. 3);
+``audit`` runs audits on each unit's unlearned model (``["quant4", "relearn"]``, see :mod:`rwku.audits`), with the
+file's ``audit_set`` overriding their settings.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from rwku.audits import parse_audits
 from rwku.data.loader import RwkuData
 from rwku.errors import RwkuError
 from rwku.evaluation.context import no_progress
@@ -47,12 +50,12 @@ REQUIRED = object()  # marks a key without a default
 EXPERIMENT_KEYS: dict[str, Any] = {
     "model": "smollm2-135m", "data": REQUIRED, "targets": "all", "out": REQUIRED, "preset": "auto", "limit": None,
     "sets": "all", "batch_size": 32, "fix": [], "prompt_format": "chat", "corpus": "generated",
-    "device": "auto", "dtype": "auto", "kernels": "invariant", "set": {}, "mode_options": {}, "grids": REQUIRED,
+    "device": "auto", "dtype": "auto", "kernels": "invariant", "set": {}, "mode_options": {}, "audit_set": {}, "grids": REQUIRED,
 }
 #: Keys of one grid and their defaults.
 GRID_KEYS: dict[str, Any] = {
     "name": REQUIRED, "methods": REQUIRED, "modes": ["lora"], "setting": "single", "targets": None, "eval_epochs": False,
-    "set": {}, "sweep": {}, "seeds": None, "batch_sizes": None, "layer_windows": None,
+    "set": {}, "sweep": {}, "seeds": None, "batch_sizes": None, "layer_windows": None, "audit": [],
 }
 
 
@@ -166,6 +169,7 @@ def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) 
             batch_size=int(settings["batch_size"]), protocol=Protocol.from_names(as_list(settings["fix"])),
             prompt_format=settings["prompt_format"], device=settings["device"], dtype=settings["dtype"],
             kernels=settings["kernels"], eval_epochs=bool(grid["eval_epochs"]), sweep=dict(zip(sweep_keys, values)), out=Path(settings["out"]),
+            audits=parse_audits(grid["audit"]), audit_overrides=dict(settings["audit_set"]),
         )
         check_job(job, check_keys=False)
         runs = ", ".join(job.run_name(m) for m in methods)

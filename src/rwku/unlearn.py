@@ -6,6 +6,7 @@ Layout of an ``--out`` folder::
     <out>/before/<unit>/{summary,items}.json               the original model, evaluated once per unit
     <out>/<run>/<unit>/{summary,items,train_log}.json       run = <method>[-<mode>][-<sweep>][-batch]
     <out>/<run>/<unit>/epochs/<k>/{summary,items}.json      after epoch k < last, with ``eval_epochs``
+    <out>/<run>/<unit>/audits/<name>/{summary,items}.json   each audit of the unlearned model, with ``audits``
     <out>/<run>/summary.json                                mean over every stored unit with the run's settings
     <out>/comparison.json                                   Before and every method, over the units they share
     <out>/failures.json                                     units that failed, with their errors (a rerun retries them)
@@ -13,8 +14,8 @@ Layout of an ``--out`` folder::
 A unit is a target (``<N>_<Name>``) in the single-target setting, or all selected targets pooled
 (``batch_<first>-<last>``) in the batch setting. :meth:`UnlearnJob.tasks` compiles the job into unit tasks with
 declared keys (:mod:`rwku.execution.plan`); a unit stored with the same key is never recomputed, so an interrupted
-run continues where it stopped. :meth:`UnlearnJob.compute` computes one unit in five steps: load, corpus, unlearn,
-evaluate, and the output the driver stores.
+run continues where it stopped. :meth:`UnlearnJob.compute` computes one unit in six steps: load, corpus, unlearn,
+evaluate, audit (:mod:`rwku.audits`, when asked), and the output the driver stores.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from rwku import __version__
+from rwku.audits import AuditSettings, AuditSubject, resolve_audit_settings
+from rwku.audits.run import AUDIT_SETS, add_audit_key, audit_data, audit_files, control_probes, control_target
 from rwku.corpus.build import RETAIN, Corpus, CorpusSpec, build_corpus, official_corpus
 from rwku.corpus.retain import build_retain, excluded_names, people_fingerprint
 from rwku.data.loader import RwkuData
@@ -82,7 +85,14 @@ class UnlearnJob:
     save_model: bool = False
     eval_epochs: bool = False
     sweep: dict[str, Any] = field(default_factory=dict)
+    audits: Sequence[str] = ()  # registry names of the audits run on each unit's unlearned model
+    audit_overrides: dict[str, Any] = field(default_factory=dict)
     out: Path = Path("runs/unlearn")
+
+    @property
+    def audit_settings(self) -> AuditSettings:
+        """The audits' values for the run's preset, with ``--audit-set`` overrides."""
+        return resolve_audit_settings(self.preset, self.audit_overrides)[0]
 
     def units(self) -> list[list[Target]]:
         return [[t] for t in self.targets] if self.setting == "single" else [list(self.targets)]
@@ -120,6 +130,8 @@ class UnlearnJob:
             config["sweep"] = self.swept(method)
         if epochs:
             config["eval_epochs"] = True
+        if self.audits:
+            config["audits"] = {"names": list(self.audits), **dataclasses.asdict(self.audit_settings)}
         return config
 
     def method_key(self, method: str) -> dict[str, Any]:
@@ -145,7 +157,7 @@ class UnlearnJob:
             for method in self.methods:
                 settings = self.settings(method)
                 tasks.append(UnitTask(run=self.run_name(method), slug=slug, targets=tuple(unit), job=self, method=method,
-                                      key=unit_key(self, unit, self.method_key(method)),
+                                      key=add_audit_key(self, unit, unit_key(self, unit, self.method_key(method))),
                                       defaults=settings_defaults(settings), epochs=self.eval_epochs and METHODS[method].trains))
         return tasks
 
@@ -182,6 +194,8 @@ def check_job(job: UnlearnJob, check_keys: bool = True) -> None:
         check_known_keys([METHODS[m] for m in job.methods], layers)
     for method in job.methods:
         job.settings(method)
+    if job.audits:
+        check_audits(job.audits, job.audit_settings)
     for unit in job.units():
         for target in unit:
             job.data.load(target, parts_of(job.sets))
@@ -193,6 +207,15 @@ def check_retain_available(methods: Sequence[str]) -> None:
     if needing:
         raise RwkuError(f"method {', '.join(needing)}: trains on a retain corpus and --corpus official has none (the RWKU "
                         "release ships no retain texts); use --corpus generated (the model writes biographies of other people)")
+
+
+def check_audits(names: Sequence[str], settings: AuditSettings) -> None:
+    """Refuse audit settings this machine cannot run (bitsandbytes without its package or a GPU) before any work."""
+    from rwku.audits.quantization import bitsandbytes_missing
+
+    missing = bitsandbytes_missing() if settings.quant_backend == "bitsandbytes" else None
+    if missing and {"quant8", "quant4"} & set(names):
+        raise RwkuError(f"--audit-set quant_backend=bitsandbytes: {missing}; use quant_backend=torch (the default)")
 
 
 def unit_slug(unit: Sequence[Target]) -> str:
@@ -317,6 +340,7 @@ def unlearn_unit(job: UnlearnJob, task: UnitTask, progress: Any) -> UnitOutput:
     unlearned, unlearn_seconds = timed(lambda: apply_method(job, method, session))
     try:
         result = evaluate_model(job, lm, unlearned.model, unlearned.preamble, data, progress)
+        audits = audit_unlearned(job, task, lm, unlearned, result, progress) if job.audits else {}
     finally:
         unlearned.close()
     summary = unit_summary(job, task, result.summary, lm)
@@ -328,12 +352,31 @@ def unlearn_unit(job: UnlearnJob, task: UnitTask, progress: Any) -> UnitOutput:
         summary["corpora"] = trained_corpora(corpus, method)
     if task.epochs:
         summary["epoch_points"] = sorted(int(name.split("/")[1]) for name in epoch_files if name.endswith("summary.json"))
+    if audits:
+        summary["audit_points"] = list(job.audits)
+        summary["seconds"].update({f"audit_{name}": audits[f"audits/{name}/summary.json"]["seconds"] for name in job.audits})
     if job.save_model:  # weights are written by the process that trained them (a shared --out with Ray)
         folder = task.store(job.out).target_dir(task.slug) / "model"
         unlearned.model.save_pretrained(folder)
         lm.tokenizer.save_pretrained(folder)
-    extra = {**epoch_files, "train_log.json": train_log(corpus, unlearned)}
+    extra = {**epoch_files, **audits, "train_log.json": train_log(corpus, unlearned)}
     return UnitOutput(summary=summary, items={"config": summary["config"], **result.items}, extra=extra)
+
+
+def audit_unlearned(job: UnlearnJob, task: UnitTask, lm: LoadedModel, unlearned: Unlearned, result: EvalResult,
+                    progress: Any) -> dict[str, Any]:
+    """The chosen audits on the unit's unlearned model as it was evaluated (weights, preamble, hooks), before it
+    is discarded; the original model for comparison is loaded afresh (``lm.model`` may have been trained in place)."""
+    control = control_target(job.data, task.targets)
+    subject = AuditSubject(lm=lm, model=unlearned.model, preamble=unlearned.preamble, method=task.method,
+                           data=audit_data(job.data, task.targets, job.limit), settings=job.audit_settings,
+                           load_original=lambda: load_model(job.model, device=job.device, dtype=job.dtype, kernels=job.kernels).model,
+                           control_probes=lambda: control_probes(job.data, control, job.limit),
+                           prompt_format=job.prompt_format, protocol=job.protocol, batch_size=job.batch_size, progress=progress)
+    for name in AUDIT_SETS:
+        if name in result.items:  # the unit's own evaluation: the same probes, the same model
+            subject.seed_baseline(name, result.items[name])
+    return audit_files(subject, job.audits, unit_summary(job, task, {}, lm))
 
 
 def evaluate_epoch(job: UnlearnJob, task: UnitTask, lm: LoadedModel, model: Any, data: TargetData, epoch: int,

@@ -55,7 +55,11 @@ class EvalContext:
 
     def generate(self, description: str, prompts: Sequence[str], max_new_tokens: int, stop_ids: Sequence[int]) -> list[str]:
         """Greedy continuations (decoded, unstripped) of rendered prompts, with a progress bar."""
-        encoded = [self.prompts.encode(p) for p in prompts]
+        return self.generate_ids(description, [self.prompts.encode(p) for p in prompts], max_new_tokens, stop_ids)
+
+    def generate_ids(self, description: str, encoded: Sequence[Sequence[int]], max_new_tokens: int,
+                     stop_ids: Sequence[int]) -> list[str]:
+        """Greedy continuations of prompts given as token ids (an audit's optimised suffix is tokens, not text)."""
         with self.progress(description, len(encoded)) as advance:
             tokens = self.backend.generate(description, encoded, max_new_tokens, stop_ids, on_batch=advance)
         return [decode_continuation(self.lm.tokenizer, p, t) for p, t in zip(encoded, tokens)]

@@ -16,6 +16,9 @@ fields, never from "whatever a config dict holds":
 * ``method`` (method units): the method, the setting, the mode only for methods that train (ICU and RepE ignore
   it), and the method's own parameters, the training loop's settings (seed included) and the corpus's settings,
   with the corpus's own inputs.
+* ``audits`` (only when audits are asked): which audits ran and the settings they read; ``unit.audits`` holds their
+  per-unit inputs (probe fingerprint, relearning's control target). A unit stored with audits also serves a request
+  without them (its scores are the same); a request with audits recomputes a unit stored without.
 
 What is recorded but not part of the key (versions, host, device name, timings) lives beside it in the summary.
 A field added to a settings section later does not make stored results stale: a stored key that lacks a field
@@ -100,6 +103,19 @@ def resolved_placement(device: str, dtype: str, kernels: str = "invariant") -> t
     return chosen.split(":")[0], str(pick_dtype(dtype, chosen, kernels)).removeprefix("torch.")
 
 
+def without_audits(key: Mapping[str, Any]) -> dict[str, Any]:
+    """``key`` without the audits' sections: what a request that asks for no audits compares."""
+    stripped = {k: v for k, v in key.items() if k != "audits"}
+    if isinstance(stripped.get("unit"), Mapping):
+        stripped["unit"] = {k: v for k, v in stripped["unit"].items() if k != "audits"}
+    return stripped
+
+
+def comparable(stored: Mapping[str, Any], asked: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored key as JSON, its audits left out when the request asks for none."""
+    return json.loads(json.dumps(json_safe(stored if "audits" in asked else without_audits(stored))))
+
+
 def strip_defaults(stored: Mapping[str, Any], asked: Mapping[str, Any], defaults: Mapping[str, Mapping[str, Any]]) -> dict:
     """``asked`` without the settings fields that ``stored`` lacks and that are at their default (see :func:`same_key`)."""
     result = json.loads(json.dumps(json_safe(asked)))
@@ -121,14 +137,14 @@ def same_key(stored: Mapping[str, Any] | None, asked: Mapping[str, Any], default
     """
     if not isinstance(stored, Mapping):
         return False
-    return json.loads(json.dumps(json_safe(stored))) == strip_defaults(stored, asked, defaults)
+    return comparable(stored, asked) == strip_defaults(stored, asked, defaults)
 
 
 def differences(stored: Mapping[str, Any] | None, asked: Mapping[str, Any], defaults: Mapping[str, Mapping[str, Any]] = {}) -> str:
     """Why a stored unit is stale, for ``--dry-run``: the first few differing dotted paths."""
     if not isinstance(stored, Mapping):
         return "stored before keys were declared" if stored is None else "no key"
-    flat_stored, flat_asked = flat(json.loads(json.dumps(json_safe(stored)))), flat(strip_defaults(stored, asked, defaults))
+    flat_stored, flat_asked = flat(comparable(stored, asked)), flat(strip_defaults(stored, asked, defaults))
     changed = sorted(k for k in set(flat_stored) | set(flat_asked) if flat_stored.get(k, "∅") != flat_asked.get(k, "∅"))
     shown = [f"{k}: {flat_stored.get(k, '∅')} → {flat_asked.get(k, '∅')}" for k in changed[:3]]
     return "; ".join(shown) + (f" (+{len(changed) - 3} more)" if len(changed) > 3 else "")

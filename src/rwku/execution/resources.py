@@ -16,7 +16,8 @@ A unit's peak is the larger of its training peak and its evaluation peak. Traini
   and vocabulary entry), for ``batch × rows per example`` sequences of ``max_length`` tokens (an upper bound: most
   texts are shorter).
 
-Evaluation counts the weights in the evaluation dtype, the KV cache of a batch of ``EVAL_TOKENS``-token sequences and
+Audits (``--audit``) hold the original model and an attacked copy beside the unlearned one (full relearning
+trains that copy: six copies' worth). Evaluation counts the weights in the evaluation dtype, the KV cache of a batch of ``EVAL_TOKENS``-token sequences and
 the float32 logits of a scoring batch. Allocator fragmentation and CUDA's context (about 0.5 GiB) come on top.
 """
 
@@ -229,10 +230,14 @@ def unit_memory(task: UnitTask) -> dict[str, Memory] | None:
     method = METHODS[task.method] if task.method else None
     if method is not None and method.trains:
         memory["training"] = training_memory(shape, width, unit_training(task, method))
+    audits = task.key.get("audits")
+    if audits:  # after training: the unlearned model, the original and an attacked copy (training too, to relearn fully)
+        relearn_full = "relearn" in audits["names"] and audits["settings"].get("relearn_mode") == "full"
+        memory["audits"] = Memory(weights=(6 if relearn_full else 3) * shape.parameters * width)
     return memory
 
 
 def unit_memory_gib(task: UnitTask) -> float | None:
-    """Estimated peak GPU memory of one unit in GiB (the larger of training and evaluation), or None when unknown."""
+    """Estimated peak GPU memory of one unit in GiB (the larger of training, evaluation and audits), or None when unknown."""
     memory = unit_memory(task)
     return None if memory is None else max(m.total for m in memory.values()) / 2**30

@@ -29,10 +29,11 @@ class UnitOutput:
 
 
 def write_unit(out: Path, task: UnitTask, output: UnitOutput) -> None:
-    """Replace the unit's stored result: older per-epoch points go, extra files first, the summary last."""
+    """Replace the unit's stored result: older per-epoch points and audits go, extra files first, the summary last."""
     store = task.store(out)
     folder = store.target_dir(task.slug)
     shutil.rmtree(folder / "epochs", ignore_errors=True)
+    shutil.rmtree(folder / "audits", ignore_errors=True)
     for relative, payload in output.extra.items():
         write_json_atomic(folder / relative, payload)
     store.save(task.slug, output.summary, output.items)

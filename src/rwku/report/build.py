@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from rwku import __version__
 from rwku.evaluation.sets import TABLE1_COLUMNS
-from rwku.report import figures, knowledge
+from rwku.report import audits, figures, knowledge
 from rwku.report.collect import Run, collect_runs, has_runs
 from rwku.report.html import case_studies, figure_html, render_report
 from rwku.report.table import Table1, build_table1, common_slugs, to_csv, to_json, to_latex, to_markdown
@@ -103,6 +103,10 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     report = Report(table=table)
     texts = {"table1.md": to_markdown(table), "table1.csv": to_csv(table), "table1.tex": to_latex(table),
              "per_target.csv": per_target_csv(rows, table.slugs)} if table else {}
+    audit_table = audits.build_audit_table(runs) if table else None
+    if audit_table is not None:
+        texts.update({"audits.md": audits.to_markdown(audit_table), "audits.csv": audits.to_csv(audit_table),
+                      "audits.tex": audits.to_latex(audit_table)})
     if memorization:
         texts["knowledge.csv"] = knowledge.knowledge_csv(memorization)
     for name, text in texts.items():
@@ -111,8 +115,15 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     if table:
         write_json_atomic(out / "table1.json", to_json(table))
         report.files.append(out / "table1.json")
+    if audit_table is not None:
+        write_json_atomic(out / "audits.json", audits.to_json(audit_table))
+        report.files.append(out / "audits.json")
     drawn = []
-    for name, caption, draw in figure_plan(runs, table, options) if table else []:
+    plan = figure_plan(runs, table, options) if table else []
+    if audit_table is not None:
+        plan.append(("audits", f"Recovered % of what unlearning removed, per audit and run; mean over {len(audit_table.slugs)} target(s).",
+                     lambda: figures.audit_recovery(runs, audit_table)))
+    for name, caption, draw in plan:
         if progress is not None:
             progress(f"figure {name}")
         fig = draw()
@@ -139,7 +150,8 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     case_slugs = slugs[: options.case_targets] if options.case_targets else slugs
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = render_report(options.title, runs, table, drawn, case_studies(rows, case_slugs), generated,
-                         memorization=memorization_section, knowledge=knowledge.knowledge_by_label(memorization))
+                         memorization=memorization_section, knowledge=knowledge.knowledge_by_label(memorization),
+                         audits=audits.section_html(audit_table) if audit_table else "")
     write_text_atomic(out / "index.html", page)
     report.files.append(out / "index.html")
     write_json_atomic(out / "report.json", {

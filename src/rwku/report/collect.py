@@ -6,6 +6,8 @@ Two layouts are read:
   per-epoch points ``<dir>/<run>/<unit>/epochs/<k>/summary.json``;
 * ``rwku eval`` folders: ``<dir>/<N_Name>/summary.json``: the folder is one run, named after the folder.
 
+Audits of a unit (``rwku unlearn --audit``, ``rwku audit``) are read from ``<unit>/audits/<name>/``.
+
 Only unit summaries are read (never the folder means), so a report always averages exactly what it shows.
 """
 
@@ -17,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
+from rwku.audits import AUDITS
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import PROBE_SETS
 from rwku.methods import METHODS
@@ -55,6 +58,18 @@ class Unit:
                                 for part in PROBE_SETS}
         kept["mia"] = [{"set": text.get("set"), "attacks": text.get("attacks") or {}} for text in stored.get("mia") or []]
         return kept
+
+    @cached_property
+    def audits(self) -> dict[str, dict[str, Any]]:
+        """The unit's stored audit summaries by audit name, in registry order."""
+        folder = self.path / "audits"
+        paths = {name: folder / name / "summary.json" for name in AUDITS}
+        return {name: read_json(path) for name, path in paths.items() if path.is_file()}
+
+    def audit_items(self, name: str) -> dict[str, Any]:
+        """An audit's per-probe items (``forget``: each probe's output and score under the attack)."""
+        path = self.path / "audits" / name / "items.json"
+        return read_json(path) if path.is_file() else {}
 
 
 @dataclass

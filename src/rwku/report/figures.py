@@ -1,5 +1,5 @@
 """Figures of the RWKU paper drawn from stored runs: attack types (Fig. 4), trade-off curves (Fig. 3), batch sizes
-(Fig. 5), layer windows (Fig. 7), MIA ROC curves and per-target spreads.
+(Fig. 5), layer windows (Fig. 7), MIA ROC curves and per-target spreads; and the recovered % of each audit.
 
 Every figure function takes the runs (and the unit slugs to average over) and returns a matplotlib ``Figure``, or
 ``None`` when the runs hold nothing for it, so a report can draw whatever its folders support. Colours come from
@@ -191,6 +191,32 @@ def _grouped_bars(ax: Axes, categories: Sequence[str], groups: Sequence[tuple[st
         ax.bar(xs, [v for _, v in present], width=width, color=color, label=label)
     ax.set_xticks(range(len(categories)), categories, rotation=25, ha="right")
     ax.grid(axis="y", alpha=0.3)
+
+
+# ---------------------------------------------------------------- audits: how much comes back
+
+
+def audit_recovery(runs: Sequence[Run], table: Any) -> Figure | None:
+    """Recovered % per audit, a bar per run (an :class:`rwku.report.audits.AuditTable`); a run whose original model
+    is under 5 points above it (n/a) leaves its slot empty."""
+    if table is None or all(cell.recovered is None for _, cells in table.rows for cell in cells.values()):
+        return None
+    colors = run_colors(r.label for r in runs)
+    fig, (ax,) = _panels(1, "How much of the forgotten knowledge each audit brings back",
+                         size=(max(6.0, 1.3 * len(table.audits) + 2), 4.2))
+    _grouped_bars(ax, table.audits, [(run.label, colors[run.label], {name: cell.recovered for name, cell in cells.items()})
+                                     for run, cells in table.rows])
+    width = 0.8 / len(table.rows)
+    for i, (_, cells) in enumerate(table.rows):  # an empty slot says why: nothing measurable was removed
+        for j, name in enumerate(table.audits):
+            if cells[name].recovered is None:
+                ax.text(j - 0.4 + width * (i + 0.5), 0, "n/a", rotation=90, ha="center", va="bottom", fontsize=NOTE_FONT)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.axhline(100, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("audit")
+    ax.set_ylabel(f"recovered % (mean over {len(table.slugs)} targets)")
+    _figure_legend(fig, [ax])
+    return fig
 
 
 # ---------------------------------------------------------------- Fig. 4: adversarial attack types

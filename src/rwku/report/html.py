@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rwku import __version__
+from rwku.audits import AUDITS
 from rwku.evaluation.sets import PROBE_SETS
 from rwku.report.collect import Run, method_legend
 from rwku.report.table import COLUMNS, Table1, header
@@ -113,9 +114,22 @@ render();
 """
 
 
+def audit_columns(rows: Sequence[Run], slugs: Sequence[str]) -> list[tuple[Run, str]]:
+    """(run, audit) of every audit stored for some shown unit, in run then registry order: one case-study column each."""
+    return [(run, name) for run in rows for name in AUDITS if any(name in run.units[s].audits for s in slugs if s in run.units)]
+
+
+def audit_output(row: dict[str, Any]) -> str:
+    """A probe's output under an audit, with the suffix that produced it when there is one."""
+    output = str(row.get("output") or "")
+    return f"{output}  ⟨suffix: {row['suffix']}⟩" if row.get("suffix") else output
+
+
 def case_studies(rows: Sequence[Run], slugs: Sequence[str]) -> dict[str, Any]:
-    """Per target, every forget/neighbour probe with its answer and each Table-1 row's output and score (Tables 7, 11)."""
+    """Per target, every forget/neighbour probe with its answer and each Table-1 row's output and score (Tables 7, 11),
+    and each forget probe's output under each audit of those rows (``run · audit``)."""
     cases: dict[str, list[dict[str, Any]]] = {}
+    columns = audit_columns(rows, slugs)
     for slug in slugs:
         probes: dict[tuple, dict[str, Any]] = {}
         for run in rows:
@@ -126,8 +140,14 @@ def case_studies(rows: Sequence[Run], slugs: Sequence[str]) -> dict[str, Any]:
                     probe = probes.setdefault(key, {"set": set_name, "level": item.get("level"), "type": item.get("type"),
                                                     "query": item.get("query"), "answer": item.get("reference"), "outputs": {}})
                     probe["outputs"][run.label] = [item.get("output", ""), item.get("score")]
+        for run, name in columns:
+            unit = run.units.get(slug)
+            for row in unit.audit_items(name).get("forget", []) if unit else []:
+                probe = probes.get(("forget", row.get("level"), row.get("type"), row.get("query")))
+                if probe is not None:
+                    probe["outputs"][f"{run.label} · {name}"] = [audit_output(row), row.get("score")]
         cases[slug] = list(probes.values())
-    return {"runs": [r.label for r in rows], "cases": cases}
+    return {"runs": [r.label for r in rows] + [f"{run.label} · {name}" for run, name in columns], "cases": cases}
 
 
 def table1_html(table: Table1) -> str:
@@ -175,7 +195,7 @@ def figure_html(name: str, caption: str, svg: Path) -> str:
 
 def render_report(title: str, runs: Sequence[Run], table: Table1 | None, figures: Sequence[tuple[str, str, Path]],
                   cases: dict[str, Any], generated: str, memorization: str = "",
-                  knowledge: dict[str, dict[str, Any]] | None = None) -> str:
+                  knowledge: dict[str, dict[str, Any]] | None = None, audits: str = "") -> str:
     """The whole page; ``figures`` are (name, caption, svg path); ``memorization`` the memorization section's HTML
     (``knowledge``: label -> target -> its knowledge score, shown in the per-target table). Without ``table`` (only
     memorization results were given) the page holds the memorization section alone."""
@@ -183,8 +203,8 @@ def render_report(title: str, runs: Sequence[Run], table: Table1 | None, figures
     slugs = table.slugs if table else []
     meta = (f"{len(runs)} run(s) · model {', '.join(models) or '-'} · {len(slugs)} shared target(s) · "
             f"made {generated} by rwku {__version__}")
-    nav = ('<a href="#table1">Table 1</a><a href="#figures">Figures</a><a href="#per-target">Per target</a>'
-           '<a href="#cases">Case studies</a>') if table else ""
+    nav = ('<a href="#table1">Table 1</a>' + ('<a href="#audits">Audits</a>' if audits else "")
+           + '<a href="#figures">Figures</a><a href="#per-target">Per target</a><a href="#cases">Case studies</a>') if table else ""
     nav += '<a href="#memorization">Memorization</a>' if memorization else ""
     body = ""
     if table:
@@ -197,7 +217,7 @@ def render_report(title: str, runs: Sequence[Run], table: Table1 | None, figures
 Downloads: <a href="table1.md">Markdown</a> · <a href="table1.csv">CSV</a> · <a href="table1.json">JSON</a> · <a href="table1.tex">LaTeX</a></p>
 {note}<div class="scroll">{table1_html(table)}</div>
 <h3>Methods</h3>{legend_html(table)}</section>
-<section id="figures"><h2>Figures</h2><div class="figs">{figs}</div></section>
+{audits}<section id="figures"><h2>Figures</h2><div class="figs">{figs}</div></section>
 <section id="per-target"><h2>Per target</h2>
 <p class="meta">Forget All and neighbour All of every Table-1 row on every shared target{known}; click a header to sort;
 every column in <a href="per_target.csv">per_target.csv</a>.</p>

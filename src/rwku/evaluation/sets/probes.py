@@ -48,25 +48,31 @@ def clean_output(ctx: "EvalContext", raw: str) -> str:
     return raw.strip() or NO_ANSWER
 
 
+#: The official stop list of probe answers (``convert_tokens_to_ids`` of each, see ``EvalContext.official_stop_ids``).
+PROBE_STOPS = ("<|eot_id|>", " \n", "\n")
+
+
+def probe_item(ctx: "EvalContext", probe: Probe, prompt: str, raw: str) -> dict[str, Any]:
+    """One answered probe: what was asked, the raw and cleaned output, the reference and its ROUGE-L recall."""
+    output = clean_output(ctx, raw)
+    return {
+        "level": LEVEL_NAMES[probe.level],
+        "type": probe.type,
+        **({"neighbor": probe.neighbor} if probe.neighbor else {}),
+        "query": probe.query,
+        "prompt": prompt,
+        "raw_output": raw,
+        "output": output,
+        "reference": probe.answer,
+        "score": rouge_l_recall(output, probe.answer, strip_punctuation=ctx.protocol.has("rouge-strip-punctuation")),
+    }
+
+
 def evaluate_probes(ctx: "EvalContext", probes: Sequence[Probe], set_name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Answer and score every probe; summary per level (FB/QA/AA), probe-weighted All, AA by attack type."""
     prompts = [probe_prompt(ctx, p) for p in probes]
-    stop_ids = ctx.official_stop_ids("<|eot_id|>", " \n", "\n")
-    raw = ctx.generate(f"{set_name} probes", prompts, PROBE_MAX_NEW_TOKENS, stop_ids)
-    items = []
-    for probe, prompt, text in zip(probes, prompts, raw):
-        output = clean_output(ctx, text)
-        items.append({
-            "level": LEVEL_NAMES[probe.level],
-            "type": probe.type,
-            **({"neighbor": probe.neighbor} if probe.neighbor else {}),
-            "query": probe.query,
-            "prompt": prompt,
-            "raw_output": text,
-            "output": output,
-            "reference": probe.answer,
-            "score": rouge_l_recall(output, probe.answer, strip_punctuation=ctx.protocol.has("rouge-strip-punctuation")),
-        })
+    raw = ctx.generate(f"{set_name} probes", prompts, PROBE_MAX_NEW_TOKENS, ctx.official_stop_ids(*PROBE_STOPS))
+    items = [probe_item(ctx, probe, prompt, text) for probe, prompt, text in zip(probes, prompts, raw)]
     summary: dict[str, Any] = {}
     for label in ("FB", "QA", "AA") if set_name == "forget" else ("FB", "QA"):
         summary[label] = mean_or_none([i["score"] for i in items if i["level"] == label], 100)
