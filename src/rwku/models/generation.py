@@ -5,6 +5,12 @@ its KV cache) as soon as it emits a stop token or reaches its token limit. Posit
 mask, so padding never shifts a row's positions and a prompt gets the same continuation at any batch size (up
 to floating-point noise). Each step's token is picked by a *choice*: the argmax (greedy evaluation) or a draw
 from the row's own seeded generator (corpus sampling), so a sampled row never depends on its batch either.
+
+One row at a time (invariant kernels), greedy decoding can verify *prompt-lookup drafts*: the tokens that followed
+the latest earlier occurrence of the text's last few tokens (BBH's chain of thought and the few-shot answers copy
+much of their prompts) are checked in one forward pass, and only those the model would have chosen greedily are
+kept. It is opt-in (``draft``): the verifying pass computes several positions at once, so its numbers are equal
+to one-token steps only up to floating-point noise.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from rwku.models.batching import prefill, prefix_sorted_batches
+from rwku.models.batching import Prefill, RowPrefiller, prefix_sorted_batches, run_prefill
 
 #: ``choose(rows, logits)``: the next token of each row (``rows`` are the prompts' indices, ``logits`` [rows, vocab]).
 Choice = Callable[[Sequence[int], torch.Tensor], torch.Tensor]
@@ -46,14 +52,24 @@ def nucleus_choice(generators: Sequence[torch.Generator], temperature: float, to
     return choose
 
 
+#: Prompt-lookup drafting matches the text's last ``n`` tokens, ``n`` from this down to 1.
+DRAFT_NGRAM = 3
+
+
 @torch.no_grad()
 def decode_batch(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, stop_ids: Iterable[int], pad_id: int,
-                 choose: Choice = argmax_choice, index: Sequence[int] | None = None) -> list[list[int]]:
+                 choose: Choice = argmax_choice, index: Sequence[int] | None = None,
+                 prefiller: RowPrefiller | None = None, draft: int = 0) -> list[list[int]]:
     """Continuations of one batch of tokenised prompts, each cut before its first stop token; ``index`` names the
-    prompts for ``choose`` (their positions in the whole request; default 0..n-1)."""
+    prompts for ``choose`` (their positions in the whole request; default 0..n-1). With a ``prefiller`` the batch
+    is one row, prefilled by it; ``draft`` > 0 (greedy, one row) verifies prompt-lookup drafts of that many tokens."""
     stops = set(stop_ids)
     index = list(index) if index is not None else list(range(len(prompts)))
-    state = prefill(model, prompts, pad_id, keep=1, needed_from_end=[0] * len(prompts), extra=max_new_tokens)
+    state = run_prefill(model, prompts, pad_id, 1, [0] * len(prompts), extra=max_new_tokens, prefiller=prefiller)
+    if draft:
+        if len(prompts) != 1 or choose is not argmax_choice:
+            raise ValueError("prompt-lookup drafting decodes one row greedily")
+        return [decode_drafted(model, state, prompts[0], max_new_tokens, stops, draft)]
     cache, mask, last_position = state.cache, state.mask, state.last_position
     alive = list(range(len(prompts)))
     next_tokens = choose(index, state.logits[:, -1, :])
@@ -81,6 +97,58 @@ def decode_batch(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: i
     return generated
 
 
+def lookup_draft(text: Sequence[int], length: int, max_ngram: int = DRAFT_NGRAM) -> list[int]:
+    """Up to ``length`` tokens that followed the latest earlier occurrence of the text's last ``n`` tokens, for the
+    largest ``n`` <= ``max_ngram`` that occurs earlier; none when nothing matches."""
+    for n in range(min(max_ngram, len(text) - 1), 0, -1):
+        tail = list(text[-n:])
+        for start in range(len(text) - n - 1, -1, -1):
+            if text[start + n - 1] == tail[-1] and list(text[start:start + n]) == tail:
+                return list(text[start + n: start + n + length])
+    return []
+
+
+@torch.no_grad()
+def decode_drafted(model: Any, state: Prefill, prompt: Sequence[int], max_new_tokens: int, stops: set[int],
+                   draft: int) -> list[int]:
+    """Greedy continuation of one prefilled row, ``draft`` looked-up tokens verified per forward pass.
+
+    The pass feeds the newest token and the draft; position i's argmax is what greedy decoding would choose after
+    the draft's first i tokens, so the draft is kept up to its first disagreement, the model's own choice there
+    follows, and the cache drops the entries of the rejected tail.
+    """
+    device = state.logits.device
+    text, generated = list(prompt), []
+    in_cache = len(prompt)
+    token = int(state.logits[0, -1].argmax())
+    while True:
+        if token in stops:
+            return generated
+        generated.append(token)
+        text.append(token)
+        if len(generated) >= max_new_tokens:
+            return generated
+        guess = lookup_draft(text, min(draft, max_new_tokens - len(generated)))
+        fed = [token] + guess
+        out = model(input_ids=torch.tensor([fed], device=device), position_ids=torch.arange(in_cache, in_cache + len(fed), device=device)[None],
+                    use_cache=True, logits_to_keep=len(fed), **state.cache_kw)
+        greedy = out.logits[0].argmax(-1).tolist()
+        accepted = 0
+        while accepted < len(guess) and guess[accepted] == greedy[accepted]:
+            accepted += 1
+        if accepted < len(guess):
+            state.cache.crop(accepted - len(guess))
+        in_cache += 1 + accepted
+        for kept in guess[:accepted]:
+            if kept in stops:
+                return generated
+            generated.append(kept)
+            text.append(kept)
+            if len(generated) >= max_new_tokens:
+                return generated
+        token = greedy[accepted]
+
+
 def generate_tokens(
     model: Any,
     prompts: Sequence[Sequence[int]],
@@ -91,12 +159,17 @@ def generate_tokens(
     batch_size: int,
     choose: Choice = argmax_choice,
     on_batch: Callable[[int], None] | None = None,
+    prefiller: RowPrefiller | None = None,
+    draft: int = 0,
 ) -> list[list[int]]:
-    """Continuations of all ``prompts`` (in input order), batched by shared prefix; greedy unless ``choose`` says."""
+    """Continuations of all ``prompts`` (in input order), batched by shared prefix; greedy unless ``choose`` says.
+    With a ``prefiller`` one row at a time through it (``batch_size`` 1), verifying ``draft``-token prompt-lookup
+    drafts when ``draft`` > 0."""
     stops = list(stop_ids)
     results: list[list[int]] = [[] for _ in prompts]
     for batch in prefix_sorted_batches(prompts, batch_size):
-        rows = decode_batch(model, [prompts[i] for i in batch], max_new_tokens, stops, pad_id, choose, index=batch)
+        rows = decode_batch(model, [prompts[i] for i in batch], max_new_tokens, stops, pad_id, choose, index=batch,
+                            prefiller=prefiller, draft=draft)
         for row, tokens in zip(batch, rows):
             results[row] = tokens
         if on_batch is not None:
