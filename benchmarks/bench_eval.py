@@ -5,7 +5,8 @@ the official fixed batches, MMLU one prompt at a time on full-length logits, Tru
 text at a time); the engine is the default ``hf`` backend. Both build the same prompts and score with the same
 metric functions; only the model execution differs, so the scores must agree. Prints both times, the speed-up,
 the largest score difference and how many probe outputs differ; ``--json`` also writes them to a file. Runs on
-the GPU when there is one (``--device``).
+the GPU when there is one (``--device``). ``--draft N`` also runs the engine with N-token prompt-lookup drafting
+(opt-in) and counts the generated outputs (probes, BBH, TriviaQA, fluency) that differ from the undrafted engine's.
 
     python benchmarks/bench_eval.py --data ../shared/rwku-data/strzar-purge --target 1 --limit 12
 """
@@ -38,6 +39,14 @@ def largest_difference(a: dict, b: dict) -> tuple[float, str]:
     return worst, where
 
 
+def generated_outputs(result) -> list[str]:
+    """Every generated text of a run: probe outputs, then BBH, TriviaQA and fluency generations."""
+    texts = [i["output"] for i in result.items["forget"] + result.items["neighbor"]]
+    utility = result.items["utility"]
+    texts += [i["raw_output"] for i in utility.get("bbh", [])] + [i["output"] for i in utility.get("triviaqa", [])]
+    return texts + [i["output"] for i in utility.get("fluency", [])]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/rwku-data/strzar-purge")
@@ -48,6 +57,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, cuda:1 ...")
     parser.add_argument("--kernels", default="invariant", choices=("invariant", "fast"))
+    parser.add_argument("--draft", type=int, default=0, help="also run the engine with prompt-lookup drafts of this many tokens")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -62,8 +72,12 @@ def main() -> None:
 
     timings = {}
     results = {}
-    for name, context in (("official", EvalContext(lm=lm, prompts=prompts, backend=official)),
-                          ("engine", EvalContext(lm=lm, prompts=prompts, batch_size=args.batch_size))):
+    contexts = [("official", EvalContext(lm=lm, prompts=prompts, backend=official)),
+                ("engine", EvalContext(lm=lm, prompts=prompts, batch_size=args.batch_size))]
+    if args.draft:
+        drafted = make_backend(lm, batch_size=args.batch_size, draft=args.draft)
+        contexts.append(("drafted", EvalContext(lm=lm, prompts=prompts, batch_size=args.batch_size, backend=drafted)))
+    for name, context in contexts:
         start = time.perf_counter()
         results[name] = evaluate_target(context, target_data, sets)
         timings[name] = time.perf_counter() - start
@@ -78,8 +92,15 @@ def main() -> None:
           f"items {results['engine'].summary['n_items']}")
     print(f"speed-up (official / engine): {timings['official'] / timings['engine']:.2f}x")
     print(f"largest score difference: {diff:.2e} ({key or 'none'}); probe outputs differing: {differing}/{len(outputs_engine)}")
+    measured = {}
+    if args.draft:
+        plain, drafted_outputs = generated_outputs(results["engine"]), generated_outputs(results["drafted"])
+        measured = {"drafted_speedup": timings["engine"] / timings["drafted"], "drafted_outputs": len(plain),
+                    "drafted_outputs_differing": sum(a != b for a, b in zip(plain, drafted_outputs))}
+        print(f"drafting {args.draft} tokens: {measured['drafted_speedup']:.2f}x the engine; generated outputs differing from "
+              f"the undrafted engine's: {measured['drafted_outputs_differing']}/{len(plain)}")
     if args.json:
-        write_json_atomic(args.json, {"device": str(lm.device), "dtype": str(lm.dtype).removeprefix("torch."), "kernels": lm.kernels,
+        write_json_atomic(args.json, {**measured, "device": str(lm.device), "dtype": str(lm.dtype).removeprefix("torch."), "kernels": lm.kernels,
                                       "limit": args.limit, "seconds": timings, "speedup": timings["official"] / timings["engine"],
                                       "largest_difference": diff, "largest_difference_at": key,
                                       "outputs_differing": differing, "outputs": len(outputs_engine)})

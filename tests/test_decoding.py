@@ -116,3 +116,21 @@ def test_drafting_is_refused_where_rows_share_a_pass_or_the_backend_does_not_dra
     invariant = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
     with pytest.raises(RwkuError, match="no prompt-lookup drafting"):
         make_backend(invariant, "official", draft=4)
+
+
+def test_the_8b_benchmark_runs_its_static_cache_path_on_a_tiny_shape_and_agrees_with_eager():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu", path)
+    bench = sys.modules["bench_gpu"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model = bench.build_model(bench.TINY, torch.float32, torch.device("cpu"))
+    timing = bench.measure(model, batch=2, context=16, steps=4, warmup=1, bandwidth=1e10, compiled=False)
+    assert timing.eager_ms > 0 and timing.fast_ms > 0 and timing.largest_logit_difference < 1e-4
+    weights = sum(p.numel() for p in model.parameters()) * 4
+    kv = 2 * 2 * 2 * 16 * 4 * 2 * 20  # layers x (K, V) x KV heads x head size x bytes x rows x tokens
+    assert timing.floor_ms == pytest.approx((weights + kv) / 1e10 * 1e3)
+    assert "| 2 |" in bench.table([timing], "static cache")
