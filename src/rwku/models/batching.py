@@ -251,8 +251,11 @@ def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: int, n
 
 
 #: Under invariant kernels a row's prompt runs through the model in blocks of this many tokens, so that rows
-#: sharing a prefix can share the blocks inside it (see :class:`RowPrefiller`).
-PREFIX_BLOCK = 64
+#: sharing a prefix can share the blocks inside it (see :class:`RowPrefiller`). Measured on the default model
+#: (CPU, one thread, a 684-token prompt, the mean MMLU prompt of real target 1): blocks of 64 cost 1.15x one pass,
+#: of 128 1.05x, of 256 0.98x; on target 1's MMLU prompts 128-token blocks still share 51% of all prompt tokens
+#: (64: 54%, 256: 46%), its BBH prompts 60%.
+PREFIX_BLOCK = 128
 
 
 class RowPrefiller:
