@@ -97,16 +97,17 @@ def test_drafted_decoding_keeps_only_the_tokens_greedy_decoding_chooses(tiny_lm,
     assert counting.passes < len(rows) + sum(len(tokens) for tokens in plain)  # drafts were accepted
 
 
-def test_drafting_through_the_backend_gives_the_same_evaluation(tiny_model_dir):
+def test_drafting_through_the_backend_is_the_same_at_any_batch_size_and_keeps_the_probe_outputs(tiny_model_dir):
     lm = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
     data = RwkuData.open(["demo"])
-    target = load_target(data, data.select("1")[0], ("forget", "neighbor", "utility"), 3)
+    sets = ("forget", "neighbor", "utility")
+    target = load_target(data, data.select("1")[0], sets, 3)
     prompts = PromptFormat(lm.tokenizer)
-    runs = [evaluate_target(EvalContext(lm=lm, prompts=prompts, backend=make_backend(lm, draft=draft)), target,
-                            ("forget", "neighbor", "utility")) for draft in (0, 8)]
-    for part in ("forget", "neighbor"):
-        assert [i["output"] for i in runs[0].items[part]] == [i["output"] for i in runs[1].items[part]]
-    assert runs[0].items["utility"]["bbh"] == runs[1].items["utility"]["bbh"]
+    plain, *drafted = [evaluate_target(EvalContext(lm=lm, prompts=prompts, backend=make_backend(lm, batch_size=size, draft=draft)),
+                                       target, sets) for draft, size in ((0, 4), (8, 1), (8, 32))]
+    assert drafted[0].items == drafted[1].items
+    for part in ("forget", "neighbor"):  # short answers: equal to fixed-shape decoding here (not guaranteed: float noise)
+        assert [i["output"] for i in plain.items[part]] == [i["output"] for i in drafted[0].items[part]]
 
 
 def test_drafting_is_refused_where_rows_share_a_pass_or_the_backend_does_not_draft(tiny_model_dir):

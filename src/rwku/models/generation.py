@@ -15,11 +15,14 @@ to one-token steps only up to floating-point noise.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from rwku.models.batching import Prefill, RowPrefiller, prefix_sorted_batches, run_prefill
+from rwku.models.batching import Prefill, RowPrefiller, merge_prefills, prefix_sorted_batches, run_prefill
 
 #: ``choose(rows, logits)``: the next token of each row (``rows`` are the prompts' indices, ``logits`` [rows, vocab]).
 Choice = Callable[[Sequence[int], torch.Tensor], torch.Tensor]
@@ -50,6 +53,75 @@ def nucleus_choice(generators: Sequence[torch.Generator], temperature: float, to
         return torch.cat([torch.multinomial(probs[local], 1, generator=generators[row]) for local, row in enumerate(rows)])
 
     return choose
+
+
+#: Under invariant kernels every greedy decoding step runs exactly this many rows (rows that are missing or done
+#: are fed anyway, their tokens ignored): a matmul's row then comes out the same whichever rows share the step
+#: (measured: at 4, 8 and 16 rows a row's bits do not depend on its place or its neighbours; they do on the
+#: row count), and attention runs row by row on each row's own keys.
+DECODE_ROWS = 8
+ROWWISE_ATTENTION = "rwku_rowwise"
+
+
+def rowwise_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                      rwku_key_starts: Sequence[int] = (), **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Attention of each row over its own keys only (from ``rwku_key_starts[row]`` on: the batch's cache is
+    right-aligned), unpadded: the same reductions as the row would run alone, whatever the cache's width."""
+    outputs = []
+    for row, start in enumerate(rwku_key_starts):
+        output, _ = sdpa_attention_forward(module, query[row: row + 1], key[row: row + 1, :, start:].contiguous(),
+                                           value[row: row + 1, :, start:].contiguous(), None, scaling=scaling, is_causal=False)
+        outputs.append(output)
+    return torch.cat(outputs), None
+
+
+AttentionInterface.register(ROWWISE_ATTENTION, rowwise_attention)
+
+
+@contextmanager
+def attention_by_row(model: Any) -> Iterator[None]:
+    """The model's attention replaced by :func:`rowwise_attention` for the duration (restored afterwards)."""
+    config = model.config
+    saved = config._attn_implementation
+    config._attn_implementation = ROWWISE_ATTENTION
+    try:
+        yield
+    finally:
+        config._attn_implementation = saved
+
+
+@torch.no_grad()
+def decode_fixed_rows(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, stops: set[int],
+                      prefiller: RowPrefiller) -> list[list[int]]:
+    """Greedy continuations of up to :data:`DECODE_ROWS` prompts, each prefilled alone, decoded together in steps
+    of exactly ``DECODE_ROWS`` rows (the last prompt repeated to fill them) with row-wise attention; every row
+    stays in the step until all are done, as the official batches do."""
+    states = [prefiller(prompt, 1, 0, extra=max_new_tokens) for prompt in prompts]
+    states += [states[-1]] * (DECODE_ROWS - len(states))
+    state = merge_prefills(model, states, max_new_tokens)
+    mask, last_position = state.mask, state.last_position
+    key_starts = (mask.shape[1] - mask.sum(dim=1)).tolist()
+    tokens = state.logits[:, -1, :].argmax(dim=-1)
+    generated: list[list[int]] = [[] for _ in prompts]
+    done = [False] * len(prompts)
+    with attention_by_row(model):
+        while True:
+            for row, token in enumerate(tokens.tolist()[: len(prompts)]):
+                if done[row]:
+                    continue
+                if token in stops:
+                    done[row] = True
+                    continue
+                generated[row].append(token)
+                done[row] = len(generated[row]) >= max_new_tokens
+            if all(done):
+                return generated
+            mask = torch.cat([mask, mask.new_ones((DECODE_ROWS, 1))], dim=1)
+            last_position = last_position + 1
+            out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=last_position[:, None], use_cache=True,
+                        rwku_key_starts=key_starts, **state.cache_kw)
+            tokens = out.logits[:, -1, :].argmax(dim=-1)
 
 
 #: Prompt-lookup drafting matches the text's last ``n`` tokens, ``n`` from this down to 1.
@@ -163,13 +235,18 @@ def generate_tokens(
     draft: int = 0,
 ) -> list[list[int]]:
     """Continuations of all ``prompts`` (in input order), batched by shared prefix; greedy unless ``choose`` says.
-    With a ``prefiller`` one row at a time through it (``batch_size`` 1), verifying ``draft``-token prompt-lookup
-    drafts when ``draft`` > 0."""
+    With a ``prefiller`` (invariant kernels) each prompt is prefilled alone by it; greedy rows then decode
+    :data:`DECODE_ROWS` at a time in fixed-shape steps, or, with ``draft`` > 0, one at a time verifying
+    ``draft``-token prompt-lookup drafts; sampled rows decode one at a time (``batch_size`` 1)."""
     stops = list(stop_ids)
     results: list[list[int]] = [[] for _ in prompts]
-    for batch in prefix_sorted_batches(prompts, batch_size):
-        rows = decode_batch(model, [prompts[i] for i in batch], max_new_tokens, stops, pad_id, choose, index=batch,
-                            prefiller=prefiller, draft=draft)
+    fixed_rows = prefiller is not None and not draft and choose is argmax_choice
+    for batch in prefix_sorted_batches(prompts, DECODE_ROWS if fixed_rows else batch_size):
+        if fixed_rows:
+            rows = decode_fixed_rows(model, [prompts[i] for i in batch], max_new_tokens, set(stops), prefiller)
+        else:
+            rows = decode_batch(model, [prompts[i] for i in batch], max_new_tokens, stops, pad_id, choose, index=batch,
+                                prefiller=prefiller, draft=draft)
         for row, tokens in zip(batch, rows):
             results[row] = tokens
         if on_batch is not None:
