@@ -6,7 +6,8 @@ mask, so padding never shifts a row's positions and a prompt gets the same conti
 to floating-point noise). Each step's token is picked by a *choice*: the argmax (greedy evaluation) or a draw
 from the row's own seeded generator (corpus sampling), so a sampled row never depends on its batch either.
 
-One row at a time (invariant kernels), greedy decoding can verify *prompt-lookup drafts*: the tokens that followed
+Under invariant kernels greedy rows are prefilled alone and decoded in fixed-shape steps (:func:`decode_fixed_rows`),
+so a row's bits never depend on the rows beside it. One row at a time, greedy decoding can instead verify *prompt-lookup drafts*: the tokens that followed
 the latest earlier occurrence of the text's last few tokens (BBH's chain of thought and the few-shot answers copy
 much of their prompts) are checked in one forward pass, and only those the model would have chosen greedily are
 kept. It is opt-in (``draft``): the verifying pass computes several positions at once, so its numbers are equal

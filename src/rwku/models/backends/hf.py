@@ -23,7 +23,10 @@ class HfBackend(Backend):
     changes with the number of rows even in float32 on a CPU (measured: the output projection at 1 and 4 rows),
     so nothing weaker guarantees the same numbers at any ``--batch-size`` and ``--limit``. What does not depend on
     the batch is still shared: a row's prompt runs in fixed blocks, and the blocks an earlier row of the same
-    request computed for the same tokens are copied (a function of the row alone, so still invariant).
+    request computed for the same tokens are copied (a function of the row alone, so still invariant); greedy
+    decode steps run a fixed number of rows with attention row by row
+    (:func:`rwku.models.generation.decode_fixed_rows`), since at a fixed row count a row's bits do not depend on
+    the rows beside it.
 
     ``draft`` > 0 (invariant kernels only, opt-in) verifies prompt-lookup drafts of that many tokens when
     generating (:func:`rwku.models.generation.decode_drafted`): still one row per pass, so still the same at any
