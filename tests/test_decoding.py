@@ -135,3 +135,17 @@ def test_the_8b_benchmark_runs_its_static_cache_path_on_a_tiny_shape_and_agrees_
     kv = 2 * 2 * 2 * 16 * 4 * 2 * 20  # layers x (K, V) x KV heads x head size x bytes x rows x tokens
     assert timing.floor_ms == pytest.approx((weights + kv) / 1e10 * 1e3)
     assert "| 2 |" in bench.table([timing], "static cache")
+
+
+def test_models_with_sliding_window_layers_decode_row_by_row_without_merging_caches(rows):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from rwku.models.batching import caches_merge
+
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, sliding_window=16, initializer_range=0.5)
+    model = MistralForCausalLM(config).eval()
+    assert not caches_merge(model)
+    by_row = generate_tokens(model, rows, max_new_tokens=6, stop_ids=[], pad_id=2, batch_size=1, prefiller=RowPrefiller(model, block=8))
+    assert by_row == [generate_tokens(model, [row], max_new_tokens=6, stop_ids=[], pad_id=2, batch_size=1)[0] for row in rows]

@@ -192,6 +192,11 @@ def prefill_group(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: 
     return Prefill(cache=cache, cache_kw=cache_kw, mask=mask, logits=out.logits.float(), last_position=positions[:, -1])
 
 
+def caches_merge(model: Any) -> bool:
+    """Whether :func:`merge_prefills` can stack this model's caches: every layer full attention (no sliding window)."""
+    return all(isinstance(layer, PreallocatedLayer) for layer in make_cache(model, 1).layers)
+
+
 def merge_prefills(model: Any, parts: Sequence[Prefill], extra: int) -> Prefill:
     """Stack groups into one batch for decoding: each group's cache and mask right-aligned, zeros masked on the left."""
     width = max(p.mask.shape[1] for p in parts)

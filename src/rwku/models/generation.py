@@ -23,7 +23,7 @@ import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from rwku.models.batching import Prefill, RowPrefiller, merge_prefills, prefix_sorted_batches, run_prefill
+from rwku.models.batching import Prefill, RowPrefiller, caches_merge, merge_prefills, prefix_sorted_batches, run_prefill
 
 #: ``choose(rows, logits)``: the next token of each row (``rows`` are the prompts' indices, ``logits`` [rows, vocab]).
 Choice = Callable[[Sequence[int], torch.Tensor], torch.Tensor]
@@ -238,10 +238,11 @@ def generate_tokens(
     """Continuations of all ``prompts`` (in input order), batched by shared prefix; greedy unless ``choose`` says.
     With a ``prefiller`` (invariant kernels) each prompt is prefilled alone by it; greedy rows then decode
     :data:`DECODE_ROWS` at a time in fixed-shape steps, or, with ``draft`` > 0, one at a time verifying
-    ``draft``-token prompt-lookup drafts; sampled rows decode one at a time (``batch_size`` 1)."""
+    ``draft``-token prompt-lookup drafts; sampled rows, and models with sliding-window layers (whose caches do not
+    merge), decode one at a time (``batch_size`` 1)."""
     stops = list(stop_ids)
     results: list[list[int]] = [[] for _ in prompts]
-    fixed_rows = prefiller is not None and not draft and choose is argmax_choice
+    fixed_rows = prefiller is not None and not draft and choose is argmax_choice and caches_merge(model)
     for batch in prefix_sorted_batches(prompts, DECODE_ROWS if fixed_rows else batch_size):
         if fixed_rows:
             rows = decode_fixed_rows(model, [prompts[i] for i in batch], max_new_tokens, set(stops), prefiller)
