@@ -109,12 +109,16 @@ def test_requests_run_under_their_kernel_mode_and_restore_it(tiny_lm):
             pass
 
 
-def test_invariant_kernels_run_one_row_per_pass_and_fast_ones_batch(tiny_lm):
+def test_invariant_kernels_run_one_row_per_pass_or_fixed_shape_decode_steps_and_fast_ones_batch(tiny_lm):
+    """Invariant: prompts and scored texts alone; greedy decode steps of exactly DECODE_ROWS one-token rows."""
     import dataclasses
 
+    from rwku.models.generation import DECODE_ROWS
+
     rows_seen = []
-    hook = tiny_lm.model.register_forward_pre_hook(lambda module, args, kwargs: rows_seen.append(kwargs["input_ids"].shape[0]),
-                                                   with_kwargs=True)
+    hook = tiny_lm.model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows_seen.append(kwargs["input_ids"].shape[0] if kwargs["input_ids"].shape[0] == 1
+                                                      else tuple(kwargs["input_ids"].shape)), with_kwargs=True)
     prompts = [tiny_lm.tokenizer(t)["input_ids"] for t in ("Who wrote the book?", "Stephen King is", "Isaac Newton was an")]
     try:
         for kernels in ("invariant", "fast"):
@@ -126,4 +130,5 @@ def test_invariant_kernels_run_one_row_per_pass_and_fast_ones_batch(tiny_lm):
     finally:
         hook.remove()
     split = rows_seen.index("invariant")
-    assert set(rows_seen[:split]) == {1} and max(rows_seen[split + 1:-1]) == 3
+    assert set(rows_seen[:split]) == {1, (DECODE_ROWS, 1)}
+    assert {(3, 1), 1} <= set(rows_seen[split + 1:-1]) and (DECODE_ROWS, 1) not in rows_seen[split + 1:]

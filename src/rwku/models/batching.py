@@ -192,6 +192,11 @@ def prefill_group(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: 
     return Prefill(cache=cache, cache_kw=cache_kw, mask=mask, logits=out.logits.float(), last_position=positions[:, -1])
 
 
+def caches_merge(model: Any) -> bool:
+    """Whether :func:`merge_prefills` can stack this model's caches: every layer full attention (no sliding window)."""
+    return all(isinstance(layer, PreallocatedLayer) for layer in make_cache(model, 1).layers)
+
+
 def merge_prefills(model: Any, parts: Sequence[Prefill], extra: int) -> Prefill:
     """Stack groups into one batch for decoding: each group's cache and mask right-aligned, zeros masked on the left."""
     width = max(p.mask.shape[1] for p in parts)
@@ -248,3 +253,72 @@ def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: int, n
         return merge_prefills(model, parts, extra)
     return Prefill(cache=None, cache_kw={}, mask=parts[0].mask, logits=torch.cat([p.logits for p in parts]),
                    last_position=torch.cat([p.last_position for p in parts]))
+
+
+#: Under invariant kernels a row's prompt runs through the model in blocks of this many tokens, so that rows
+#: sharing a prefix can share the blocks inside it (see :class:`RowPrefiller`). Measured on the default model
+#: (CPU, one thread, a 684-token prompt, the mean MMLU prompt of real target 1): blocks of 64 cost 1.15x one pass,
+#: of 128 1.05x, of 256 0.98x; on target 1's MMLU prompts 128-token blocks still share 51% of all prompt tokens
+#: (64: 54%, 256: 46%), its BBH prompts 60%.
+PREFIX_BLOCK = 128
+
+
+class RowPrefiller:
+    """Prefill for one row per forward pass: the prompt in fixed blocks, the blocks the previous row already
+    computed for the same tokens copied from its cache instead of recomputed.
+
+    A row's numbers depend on the row alone. Its blocks always start at multiples of ``block`` up to the first
+    position whose logits are needed, and the rest runs in one pass; each block sees exactly the cache of the
+    blocks before it. A block copied from an earlier row therefore holds the very bits this row would have
+    computed itself, and every output is the same whichever rows come before it (any batch size, any
+    ``--limit``, any order). Rows sorted by tokens (same few-shot demonstrations, the chat template's system turn)
+    then skip most of their prompts. The cache has room for ``extra`` generated tokens (preallocated).
+    """
+
+    def __init__(self, model: Any, block: int = PREFIX_BLOCK):
+        self.model, self.block = model, block
+        self.device = next(model.parameters()).device
+        self.previous_row: Sequence[int] = ()
+        self.previous_blocks = 0
+        self.previous_cache: DynamicCache | None = None
+
+    def reusable_blocks(self, row: Sequence[int], blocks: int) -> int:
+        """How many of this row's leading blocks the previous row computed for the same tokens."""
+        if self.previous_cache is None or not all(isinstance(layer, PreallocatedLayer) for layer in self.previous_cache.layers):
+            return 0
+        shared = common_prefix_length([self.previous_row, row])
+        return min(shared // self.block, blocks, self.previous_blocks)
+
+    @torch.no_grad()
+    def __call__(self, row: Sequence[int], keep: int, needed_from_end: int, extra: int = 0) -> Prefill:
+        """Row ``row`` through the model, keeping the logits of its last ``keep`` positions (``needed_from_end``
+        positions before the last one need logits, so no block may hold them)."""
+        first_needed = len(row) - 1 - needed_from_end
+        blocks = first_needed // self.block
+        if not blocks and not extra:  # nothing to block and no cache to keep: one plain pass, as the official code
+            out = self.model(input_ids=torch.tensor([list(row)], device=self.device), logits_to_keep=keep)
+            return Prefill(cache=None, cache_kw={}, mask=torch.ones((1, len(row)), dtype=torch.long, device=self.device),
+                           logits=out.logits.float(), last_position=torch.tensor([len(row) - 1], device=self.device))
+        cache = make_cache(self.model, len(row) + extra)
+        cache_kw = {cache_argument(self.model): cache}
+        reused = self.reusable_blocks(row, blocks)
+        if reused:
+            for layer, source in zip(cache.layers, self.previous_cache.layers):
+                layer.update(source.keys[..., : reused * self.block, :], source.values[..., : reused * self.block, :])
+        bounds = [(j * self.block, (j + 1) * self.block) for j in range(reused, blocks)] + [(blocks * self.block, len(row))]
+        for start, end in bounds:
+            out = self.model(input_ids=torch.tensor([list(row[start:end])], device=self.device),
+                             position_ids=torch.arange(start, end, device=self.device)[None], use_cache=True,
+                             logits_to_keep=keep if end == len(row) else 1, **cache_kw)
+        self.previous_row, self.previous_blocks, self.previous_cache = row, blocks, cache
+        return Prefill(cache=cache, cache_kw=cache_kw, mask=torch.ones((1, len(row)), dtype=torch.long, device=self.device),
+                       logits=out.logits.float(), last_position=torch.tensor([len(row) - 1], device=self.device))
+
+
+def run_prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: int, needed_from_end: Sequence[int],
+                extra: int = 0, prefiller: RowPrefiller | None = None) -> Prefill:
+    """:func:`prefill` of a batch, or, with a row prefiller (one row per pass), of its one row."""
+    if prefiller is None:
+        return prefill(model, rows, pad_id, keep, needed_from_end, extra)
+    (row,), (needed,) = rows, needed_from_end
+    return prefiller(row, keep, needed, extra)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from rwku.models.batching import prefill, prefix_sorted_batches
+from rwku.models.batching import RowPrefiller, prefix_sorted_batches, run_prefill
 
 
 @dataclass
@@ -41,13 +41,16 @@ def score_tokens(
     vocab_moments: bool = False,
     greedy: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    prefiller: RowPrefiller | None = None,
 ) -> list[TokenScores]:
     """Log-probs of the last ``n_scored[i]`` tokens of ``sequences[i]`` (each at most ``len - 1``); with ``greedy``
-    also whether each of them is the argmax of the model's next-token distribution at its position."""
+    also whether each of them is the argmax of the model's next-token distribution at its position. With a
+    ``prefiller`` rows run one at a time through it (``batch_size`` 1)."""
     results: list[TokenScores | None] = [None] * len(sequences)
     for batch in prefix_sorted_batches(sequences, batch_size):
         keep = max(n_scored[i] for i in batch) + 1
-        logits = prefill(model, [sequences[i] for i in batch], pad_id, keep, [n_scored[i] for i in batch]).logits
+        logits = run_prefill(model, [sequences[i] for i in batch], pad_id, keep, [n_scored[i] for i in batch],
+                             prefiller=prefiller).logits
         for row, i in enumerate(batch):
             n = n_scored[i]
             if n <= 0:
@@ -80,13 +83,15 @@ def next_token_probs(
     pad_id: int,
     batch_size: int,
     on_batch: Callable[[int], None] | None = None,
+    prefiller: RowPrefiller | None = None,
 ) -> list[list[float]]:
-    """Next-token probabilities (softmax over the full vocabulary) of ``candidates`` after each prompt."""
+    """Next-token probabilities (softmax over the full vocabulary) of ``candidates`` after each prompt; with a
+    ``prefiller`` one prompt at a time through it (``batch_size`` 1)."""
     results: list[list[float]] = [[] for _ in prompts]
     index = torch.tensor(list(candidates))
     for batch in prefix_sorted_batches(prompts, batch_size):
         rows = [prompts[i] for i in batch]
-        logits = prefill(model, rows, pad_id, keep=1, needed_from_end=[0] * len(rows)).logits[:, -1, :]
+        logits = run_prefill(model, rows, pad_id, 1, [0] * len(rows), prefiller=prefiller).logits[:, -1, :]
         probs = torch.softmax(logits, dim=-1)[:, index.to(logits.device)]
         for row, i in enumerate(batch):
             results[i] = probs[row].tolist()

@@ -1,5 +1,6 @@
 """The default backend: transformers models run by rwku's batching (shared-prefix prefill, rows that leave the
-batch when done, only the logits that are needed; see :mod:`rwku.models.batching`)."""
+batch when done, only the logits that are needed; see :mod:`rwku.models.batching`), or, under invariant kernels,
+one row per pass with its prompt's shared blocks computed once (:class:`rwku.models.batching.RowPrefiller`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from typing import Any, Sequence
 
 import torch
 
+from rwku.errors import RwkuError
 from rwku.models.backends.base import Backend, OnBatch, under_kernels
+from rwku.models.batching import RowPrefiller
 from rwku.models.generation import generate_tokens, nucleus_choice
+from rwku.models.loading import LoadedModel
 from rwku.models.scoring import TokenScores, next_token_probs, score_tokens
 
 
@@ -17,9 +21,28 @@ class HfBackend(Backend):
     ``invariant`` kernels, one row per forward pass, unpadded: every tensor shape, and so every kernel choice and
     every reduction order, depends on that row alone, never on the rows around it; a matmul's result for one row
     changes with the number of rows even in float32 on a CPU (measured: the output projection at 1 and 4 rows),
-    so nothing weaker guarantees the same numbers at any ``--batch-size`` and ``--limit``."""
+    so nothing weaker guarantees the same numbers at any ``--batch-size`` and ``--limit``. What does not depend on
+    the batch is still shared: a row's prompt runs in fixed blocks, and the blocks an earlier row of the same
+    request computed for the same tokens are copied (a function of the row alone, so still invariant); greedy
+    decode steps run a fixed number of rows with attention row by row
+    (:func:`rwku.models.generation.decode_fixed_rows`), since at a fixed row count a row's bits do not depend on
+    the rows beside it.
+
+    ``draft`` > 0 (invariant kernels only, opt-in) verifies prompt-lookup drafts of that many tokens when
+    generating (:func:`rwku.models.generation.decode_drafted`): still one row per pass, so still the same at any
+    batch size, but equal to undrafted decoding only up to floating-point noise."""
 
     name = "hf"
+
+    def __init__(self, lm: LoadedModel, batch_size: int = 16, device: Any = None, draft: int = 0):
+        super().__init__(lm, batch_size=batch_size, device=device)
+        if draft and self.kernels != "invariant":
+            raise RwkuError(f"prompt-lookup drafting ({draft} tokens) runs one row per pass: use --kernels invariant")
+        self.draft = draft
+
+    def row_prefiller(self) -> RowPrefiller | None:
+        """A fresh prefiller for one request under invariant kernels (blocks are shared within a request only)."""
+        return RowPrefiller(self.model) if self.kernels == "invariant" else None
 
     @property
     def rows_per_pass(self) -> int:
@@ -29,19 +52,20 @@ class HfBackend(Backend):
     def generate(self, task: str, prompts: Sequence[Sequence[int]], max_new_tokens: int, stop_ids: Sequence[int],
                  on_batch: OnBatch = None) -> list[list[int]]:
         return generate_tokens(self.model, prompts, max_new_tokens=max_new_tokens, stop_ids=stop_ids, pad_id=self.pad_id,
-                               batch_size=self.rows_per_pass, on_batch=on_batch)
+                               batch_size=self.rows_per_pass, on_batch=on_batch, prefiller=self.row_prefiller(),
+                               draft=self.draft)
 
     @under_kernels
     def score(self, task: str, sequences: Sequence[Sequence[int]], n_scored: Sequence[int], vocab_moments: bool = False,
               greedy: bool = False, on_batch: OnBatch = None) -> list[TokenScores]:
         return score_tokens(self.model, sequences, n_scored, pad_id=self.pad_id, batch_size=self.rows_per_pass,
-                            vocab_moments=vocab_moments, greedy=greedy, on_batch=on_batch)
+                            vocab_moments=vocab_moments, greedy=greedy, on_batch=on_batch, prefiller=self.row_prefiller())
 
     @under_kernels
     def next_token_probs(self, task: str, prompts: Sequence[Sequence[int]], candidates: Sequence[int],
                          on_batch: OnBatch = None) -> list[list[float]]:
         return next_token_probs(self.model, prompts, candidates, pad_id=self.pad_id, batch_size=self.rows_per_pass,
-                                on_batch=on_batch)
+                                on_batch=on_batch, prefiller=self.row_prefiller())
 
     @under_kernels
     def sample(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, stop_ids: Sequence[int],

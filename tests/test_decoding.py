@@ -1,0 +1,151 @@
+"""Fast decoding under invariant kernels: a row's prompt in fixed blocks with earlier rows' blocks reused (the
+same numbers whatever came before), and exact prompt-lookup drafting (the same tokens as undrafted decoding)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rwku.data import RwkuData
+from rwku.errors import RwkuError
+from rwku.evaluation import EvalContext, evaluate_target
+from rwku.evaluation.sets import load_target
+from rwku.models.backends import make_backend
+from rwku.models.batching import RowPrefiller
+from rwku.models.generation import generate_tokens, lookup_draft
+from rwku.models.loading import load_model
+from rwku.models.prompting import PromptFormat
+from rwku.models.scoring import next_token_probs, score_tokens
+
+
+@pytest.fixture(scope="module")
+def rows():
+    """Prompts that share a long prefix (as few-shot sets do), then differ; and one that shares nothing."""
+    torch.manual_seed(1)
+    prefix = torch.randint(3, 300, (45,)).tolist()
+    return [prefix + torch.randint(3, 300, (n,)).tolist() for n in (7, 12, 3)] + [torch.randint(3, 300, (30,)).tolist()]
+
+
+class Counting:
+    """Counts the forward passes of a model and the token positions they are fed."""
+
+    def __init__(self, model):
+        self.fed = self.passes = 0
+        self.hook = model.register_forward_pre_hook(self.count, with_kwargs=True)
+
+    def count(self, module, args, kwargs):
+        self.fed += kwargs["input_ids"].numel()
+        self.passes += 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.hook.remove()
+
+
+def test_a_row_gets_the_same_bits_alone_as_after_rows_sharing_its_prefix(tiny_lm, rows):
+    model = tiny_lm.model
+    alone = [RowPrefiller(model, block=8)(row, keep=3, needed_from_end=2).logits for row in rows]
+    shared = RowPrefiller(model, block=8)
+    with Counting(model) as counting:
+        together = [shared(row, keep=3, needed_from_end=2).logits for row in rows]
+    for a, b in zip(alone, together):
+        assert torch.equal(a, b)
+    assert counting.fed < sum(len(r) for r in rows) - 60  # rows 2 and 3 reused five blocks of the 45 shared tokens
+    whole = [model(input_ids=torch.tensor([row])).logits[:, -3:].float() for row in rows]
+    for a, w in zip(alone, whole):  # blocks change float noise only
+        assert torch.allclose(a, w, atol=1e-4)
+
+
+def test_row_prefilled_requests_match_batched_ones_in_any_order(tiny_lm, rows):
+    model, pad = tiny_lm.model, tiny_lm.tokenizer.pad_token_id
+    batched = generate_tokens(model, rows, max_new_tokens=12, stop_ids=[2], pad_id=pad, batch_size=4)
+    by_row = generate_tokens(model, rows, max_new_tokens=12, stop_ids=[2], pad_id=pad, batch_size=1,
+                             prefiller=RowPrefiller(model, block=8))
+    assert by_row == batched
+    reversed_rows = generate_tokens(model, rows[::-1], max_new_tokens=12, stop_ids=[2], pad_id=pad, batch_size=1,
+                                    prefiller=RowPrefiller(model, block=8))
+    assert reversed_rows[::-1] == by_row
+    scored = score_tokens(model, rows, [5] * len(rows), pad_id=pad, batch_size=1, vocab_moments=True,
+                          prefiller=RowPrefiller(model, block=8))
+    alone = [score_tokens(model, [row], [5], pad_id=pad, batch_size=1, vocab_moments=True,
+                          prefiller=RowPrefiller(model, block=8))[0] for row in rows]
+    assert scored == alone
+    probs = next_token_probs(model, rows, [5, 6, 7], pad_id=pad, batch_size=1, prefiller=RowPrefiller(model, block=8))
+    assert probs == [next_token_probs(model, [row], [5, 6, 7], pad_id=pad, batch_size=1,
+                                      prefiller=RowPrefiller(model, block=8))[0] for row in rows]
+
+
+def test_lookup_draft_continues_the_latest_earlier_occurrence_of_the_longest_matching_tail():
+    text = [1, 2, 3, 9, 9, 5, 2, 3, 7, 8, 4, 2, 3]
+    assert lookup_draft(text, 2) == [7, 8]  # "2 3" last seen before the tail at positions 6-7
+    assert lookup_draft(text, 2, max_ngram=1) == [7, 8]
+    assert lookup_draft([4, 5, 6], 3) == []
+    assert lookup_draft([5, 1, 2, 5], 4) == [1, 2, 5]
+
+
+def test_drafted_decoding_keeps_only_the_tokens_greedy_decoding_chooses(tiny_lm, rows):
+    model, pad = tiny_lm.model, tiny_lm.tokenizer.pad_token_id
+    repetitive = [row + row[-20:] + row[-20:] for row in rows]  # prompts whose text the model can copy
+    plain = generate_tokens(model, repetitive, max_new_tokens=40, stop_ids=[2], pad_id=pad, batch_size=1,
+                            prefiller=RowPrefiller(model))
+    with Counting(model) as counting:
+        drafted = generate_tokens(model, repetitive, max_new_tokens=40, stop_ids=[2], pad_id=pad, batch_size=1,
+                                  prefiller=RowPrefiller(model), draft=6)
+    assert drafted == plain
+    assert counting.passes < len(rows) + sum(len(tokens) for tokens in plain)  # drafts were accepted
+
+
+def test_drafting_through_the_backend_is_the_same_at_any_batch_size_and_keeps_the_probe_outputs(tiny_model_dir):
+    lm = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    data = RwkuData.open(["demo"])
+    sets = ("forget", "neighbor", "utility")
+    target = load_target(data, data.select("1")[0], sets, 3)
+    prompts = PromptFormat(lm.tokenizer)
+    plain, *drafted = [evaluate_target(EvalContext(lm=lm, prompts=prompts, backend=make_backend(lm, batch_size=size, draft=draft)),
+                                       target, sets) for draft, size in ((0, 4), (8, 1), (8, 32))]
+    assert drafted[0].items == drafted[1].items
+    for part in ("forget", "neighbor"):  # short answers: equal to fixed-shape decoding here (not guaranteed: float noise)
+        assert [i["output"] for i in plain.items[part]] == [i["output"] for i in drafted[0].items[part]]
+
+
+def test_drafting_is_refused_where_rows_share_a_pass_or_the_backend_does_not_draft(tiny_model_dir):
+    fast = load_model(str(tiny_model_dir), device="cpu", dtype="float32", kernels="fast")
+    with pytest.raises(RwkuError, match="one row per pass"):
+        make_backend(fast, draft=4)
+    invariant = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    with pytest.raises(RwkuError, match="no prompt-lookup drafting"):
+        make_backend(invariant, "official", draft=4)
+
+
+def test_the_8b_benchmark_runs_its_static_cache_path_on_a_tiny_shape_and_agrees_with_eager():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu", path)
+    bench = sys.modules["bench_gpu"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model = bench.build_model(bench.TINY, torch.float32, torch.device("cpu"))
+    timing = bench.measure(model, batch=2, context=16, steps=4, warmup=1, bandwidth=1e10, compiled=False)
+    assert timing.eager_ms > 0 and timing.fast_ms > 0 and timing.largest_logit_difference < 1e-4
+    weights = sum(p.numel() for p in model.parameters()) * 4
+    kv = 2 * 2 * 2 * 16 * 4 * 2 * 20  # layers x (K, V) x KV heads x head size x bytes x rows x tokens
+    assert timing.floor_ms == pytest.approx((weights + kv) / 1e10 * 1e3)
+    assert "| 2 |" in bench.table([timing], "static cache")
+
+
+def test_models_with_sliding_window_layers_decode_row_by_row_without_merging_caches(rows):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from rwku.models.batching import caches_merge
+
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, sliding_window=16, initializer_range=0.5)
+    model = MistralForCausalLM(config).eval()
+    assert not caches_merge(model)
+    by_row = generate_tokens(model, rows, max_new_tokens=6, stop_ids=[], pad_id=2, batch_size=1, prefiller=RowPrefiller(model, block=8))
+    assert by_row == [generate_tokens(model, [row], max_new_tokens=6, stop_ids=[], pad_id=2, batch_size=1)[0] for row in rows]
