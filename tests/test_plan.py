@@ -13,6 +13,7 @@ import pytest
 import rwku.unlearn as unlearn_module
 from rwku.data import RwkuData
 from rwku.data.sources import DEMO_ROOT
+from rwku.execution.key import KEY_VERSION
 from rwku.execution.plan import build_plan
 from rwku.experiment import experiment_plan, load_experiment, run_experiment
 from rwku.methods.config import ModeConfig
@@ -230,7 +231,7 @@ def test_every_unit_records_its_key_and_provenance(tiny_model_dir, tmp_path, pri
     run_unlearn(unlearn_job(tiny_model_dir, out, methods=("icu", "ga")))
     for run in ("before", "icu", "ga-lora"):
         summary = json.loads((out / run / "1_Isaac_Newton" / "summary.json").read_text())
-        assert summary["key"]["version"] == 1 and summary["key"]["eval"]["dtype"] == "float32"
+        assert summary["key"]["version"] == KEY_VERSION and summary["key"]["eval"]["dtype"] == "float32"
         assert {"rwku", "torch", "transformers", "host", "device", "executor"} <= set(summary["provenance"])
     icu = json.loads((out / "icu" / "1_Isaac_Newton" / "summary.json").read_text())["key"]["method"]
     ga = json.loads((out / "ga-lora" / "1_Isaac_Newton" / "summary.json").read_text())["key"]["method"]

@@ -37,7 +37,9 @@ from rwku.data.loader import RwkuData
 from rwku.data.schema import Part, Target
 from rwku.results import json_safe
 
-KEY_VERSION = 1
+#: Raised when stored results stop being comparable. 2: invariant kernels compute prompts in shared blocks and
+#: decode in fixed 8-row steps, which moves scores by float noise against units stored before.
+KEY_VERSION = 2
 HEAD_BYTES = 1 << 20
 
 
