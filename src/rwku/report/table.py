@@ -167,7 +167,7 @@ def build_table1(runs: Sequence[Run], variants: bool = False) -> Table1:
                 + "; ".join(f"{label}: {', '.join(left)}" for label, left in extra.items()) + ".")
     if scored and min(scored) < len(slugs):
         note = (f"{note} RWKU score: {len(slugs) - min(scored)} of {len(slugs)} target(s) left out (forget All before "
-                "under 5: nothing to forget).").strip()
+                "under 5, nothing to forget; or forget, neighbour or utility not evaluated).").strip()
     return Table1(rows=[(run, [col[i] for col in columns]) for i, run in enumerate(rows)], slugs=slugs, note=note, extra=extra)
 
 
