@@ -15,9 +15,9 @@ import torch
 
 from rwku.corpus.build import RETAIN
 from rwku.methods.base import Session
-from rwku.methods.config import source
+from rwku.methods.config import beyond_presets, source
 from rwku.methods.ga import GradientAscent
-from rwku.methods.retained import RetainedMethod, beyond_presets, rwku_values
+from rwku.methods.retained import RetainedMethod, rwku_values
 from rwku.methods.training import mean_token_nll
 
 TOFU = "Maini et al. 2024 (TOFU), grad_diff: the two terms summed with weight 1"
@@ -41,7 +41,7 @@ class GradientDifference(RetainedMethod, GradientAscent):
     paper: ClassVar[str] = "Liu et al. 2022, GradDiff"
     corpus_kinds: ClassVar[tuple[str, ...]] = ("forget", RETAIN)
     params_type = GradDiffParams
-    presets = beyond_presets(full=rwku_values(6e-8, 8, 3, "GA"), lora=rwku_values(1e-5, 8, 3, "GA"))
+    presets = beyond_presets({"full": rwku_values(6e-8, 8, 3, "GA"), "lora": rwku_values(1e-5, 8, 3, "GA")})
 
     def loss(self, model: Any, batch: Any, session: Session, reference: Any) -> torch.Tensor:
         forget, retain = batch

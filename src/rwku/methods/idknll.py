@@ -15,8 +15,8 @@ import torch
 
 from rwku.corpus.build import RETAIN
 from rwku.methods.base import Session
-from rwku.methods.config import source
-from rwku.methods.retained import RetainedMethod, beyond_presets, rwku_values
+from rwku.methods.config import beyond_presets, source
+from rwku.methods.retained import RetainedMethod, rwku_values
 from rwku.methods.rt import RejectionTuning
 from rwku.methods.training import mean_token_nll
 
@@ -32,7 +32,7 @@ class IdkNll(RetainedMethod, RejectionTuning):
     paper: ClassVar[str] = "Maini et al. 2024, TOFU"
     corpus_kinds: ClassVar[tuple[str, ...]] = ("questions", RETAIN)
     params_type = IdkNllParams
-    presets = beyond_presets(full=rwku_values(4e-7, 8, 3, "RT"), lora=rwku_values(3e-5, 8, 3, "RT"))
+    presets = beyond_presets({"full": rwku_values(4e-7, 8, 3, "RT"), "lora": rwku_values(3e-5, 8, 3, "RT")})
 
     def loss(self, model: Any, batch: Any, session: Session, reference: Any) -> torch.Tensor:
         refusals, retain = batch

@@ -16,9 +16,9 @@ import torch
 
 from rwku.corpus.build import RETAIN
 from rwku.methods.base import Session
-from rwku.methods.config import source
+from rwku.methods.config import beyond_presets, source
 from rwku.methods.npo import NegativePreference, npo_loss
-from rwku.methods.retained import RetainedMethod, beyond_presets, rwku_values
+from rwku.methods.retained import RetainedMethod, rwku_values
 from rwku.methods.training import mean_token_nll, sequence_logprob
 
 NPO_PAPER = "Zhang et al. 2024 (NPO), TOFU"
@@ -36,7 +36,7 @@ def npo_forget_term(model: Any, forget: Any, session: Session, reference: Any) -
 
 
 #: Paper-scale values: the RWKU paper's NPO values (Zhang et al. tuned on TOFU's fine-tuned Llama-2-7B, another regime).
-NPO_PRESETS = beyond_presets(full=rwku_values(2e-6, 16, 3, "NPO"), lora=rwku_values(5e-5, 16, 3, "NPO"))
+NPO_PRESETS = beyond_presets({"full": rwku_values(2e-6, 16, 3, "NPO"), "lora": rwku_values(5e-5, 16, 3, "NPO")})
 
 
 class NpoGradDiff(RetainedMethod, NegativePreference):

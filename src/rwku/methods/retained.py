@@ -16,7 +16,7 @@ import torch
 from rwku.corpus.build import RETAIN
 from rwku.errors import RwkuError
 from rwku.methods.base import Session, TrainedMethod, text_example
-from rwku.methods.config import PAPER, RWKU_DEFAULT, Preset, small
+from rwku.methods.config import PAPER, RWKU_DEFAULT, Preset, sourced
 from rwku.methods.training import Batch, Example, collate
 
 
@@ -79,19 +79,6 @@ class RetainedMethod(TrainedMethod):
         return super().reference_examples([pair.forget for pair in examples])
 
 
-def beyond_presets(full: Preset | None, lora: Preset | None) -> dict[tuple[str, str, str], Preset]:
-    """A method's presets: the paper-scale ones given (its own paper's values, or the RWKU paper's for a method it
-    extends, each saying which), and ``small`` for both modes (calibrated on the demo like the paper's methods)."""
-    presets = {("paper", mode, "single"): preset for mode, preset in (("full", full), ("lora", lora)) if preset is not None}
-    return {**presets, **{("small", mode, "single"): small(mode) for mode in ("full", "lora")}}
-
-
 def rwku_values(lr: float, batch: int, epochs: int, method: str) -> Preset:
     """The RWKU paper's appendix-H values of the method this one extends (its own paper gives none for this mode)."""
-    return Preset({"lr": lr, "batch_size": batch, "grad_accum": 1, "epochs": epochs},
-                  f"{RWKU_DEFAULT}: the RWKU paper's {method} values ({PAPER})")
-
-
-def source_values(lr: float, batch: int, epochs: int, source: str) -> Preset:
-    """Values from the method's own paper (its effective batch, no accumulation)."""
-    return Preset({"lr": lr, "batch_size": batch, "grad_accum": 1, "epochs": epochs}, source)
+    return sourced(f"{RWKU_DEFAULT}: the RWKU paper's {method} values ({PAPER})", lr, batch, epochs)

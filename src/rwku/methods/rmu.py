@@ -30,10 +30,10 @@ import torch
 from rwku.corpus.build import RETAIN
 from rwku.errors import RwkuError
 from rwku.methods.base import Session
-from rwku.methods.config import Preset, small, source
+from rwku.methods.config import Preset, small, source, sourced
 from rwku.methods.ga import GradientAscent
 from rwku.methods.repe import decoder_layers
-from rwku.methods.retained import RetainedMethod, source_values
+from rwku.methods.retained import RetainedMethod
 from rwku.methods.training import Batch, num_layers, prepare_trainable
 
 WMDP = "Li et al. 2024 (WMDP), Zephyr-7B"
@@ -114,7 +114,7 @@ class RepresentationMisdirection(RetainedMethod, GradientAscent):
     needs_original: ClassVar[bool] = True
     params_type = RmuParams
     presets: ClassVar[dict[tuple[str, str, str], Preset]] = {
-        ("paper", "full", "single"): source_values(5e-5, 4, 1, WMDP + ": lr 5e-5, batch 4, one pass"),
+        ("paper", "full", "single"): sourced(WMDP + ": lr 5e-5, batch 4, one pass", 5e-5, 4, 1),
         **{("small", mode, "single"): small_rmu(mode) for mode in ("full", "lora")},
     }
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ContextManager, Sequence
 
 import torch
@@ -135,7 +135,7 @@ class Runtime:
     optimizer: str  # adamw | adamw8bit
 
     def as_log(self) -> dict[str, Any]:
-        return {"precision": self.precision, "gradient_checkpointing": self.gradient_checkpointing, "optimizer": self.optimizer}
+        return asdict(self)
 
 
 def resolve_runtime(config: TrainConfig, model: Any, full_tuning: bool) -> Runtime:
