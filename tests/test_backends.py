@@ -109,16 +109,15 @@ def test_requests_run_under_their_kernel_mode_and_restore_it(tiny_lm):
             pass
 
 
-def test_invariant_kernels_run_one_row_per_pass_or_fixed_shape_decode_steps_and_fast_ones_batch(tiny_lm):
-    """Invariant: prompts and scored texts alone; greedy decode steps of exactly DECODE_ROWS one-token rows."""
+def test_invariant_kernels_run_one_row_per_pass_or_fixed_shape_decode_passes_and_fast_ones_batch(tiny_lm):
+    """Invariant: every pass holds one row (prompts, scored texts) or exactly DECODE_SLOTS decode positions."""
     import dataclasses
 
-    from rwku.models.generation import DECODE_ROWS
+    from rwku.models.generation import DECODE_SLOTS
 
-    rows_seen = []
+    shapes = []
     hook = tiny_lm.model.register_forward_pre_hook(
-        lambda module, args, kwargs: rows_seen.append(kwargs["input_ids"].shape[0] if kwargs["input_ids"].shape[0] == 1
-                                                      else tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
     prompts = [tiny_lm.tokenizer(t)["input_ids"] for t in ("Who wrote the book?", "Stephen King is", "Isaac Newton was an")]
     try:
         for kernels in ("invariant", "fast"):
@@ -126,9 +125,10 @@ def test_invariant_kernels_run_one_row_per_pass_or_fixed_shape_decode_steps_and_
             backend.generate("forget probes", prompts, 3, [])
             backend.score("MIA FM", prompts, [2, 2, 2])
             backend.next_token_probs("MMLU", prompts, [5])
-            rows_seen.append(kernels)
+            shapes.append(kernels)
     finally:
         hook.remove()
-    split = rows_seen.index("invariant")
-    assert set(rows_seen[:split]) == {1, (DECODE_ROWS, 1)}
-    assert {(3, 1), 1} <= set(rows_seen[split + 1:-1]) and (DECODE_ROWS, 1) not in rows_seen[split + 1:]
+    split = shapes.index("invariant")
+    invariant, fast = shapes[:split], shapes[split + 1:-1]
+    assert {rows for rows, _ in invariant} == {1} and (1, DECODE_SLOTS) in invariant
+    assert any(rows == 3 for rows, _ in fast) and (1, DECODE_SLOTS) not in fast

@@ -1,7 +1,10 @@
 """Fast decoding under invariant kernels: a row's prompt in fixed blocks with earlier rows' blocks reused (the
-same numbers whatever came before), and exact prompt-lookup drafting (the same tokens as undrafted decoding)."""
+same numbers whatever came before), greedy passes of a fixed number of slots from any rows (a slot's bits the same
+wherever it sits), and prompt-lookup drafting in free slots (the very tokens of undrafted decoding)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
@@ -12,7 +15,7 @@ from rwku.evaluation import EvalContext, evaluate_target
 from rwku.evaluation.sets import load_target
 from rwku.models.backends import make_backend
 from rwku.models.batching import RowPrefiller
-from rwku.models.generation import generate_tokens, lookup_draft
+from rwku.models.generation import DRAFT_TOKENS, generate_tokens, lookup_draft
 from rwku.models.loading import load_model
 from rwku.models.prompting import PromptFormat
 from rwku.models.scoring import next_token_probs, score_tokens
@@ -85,34 +88,102 @@ def test_lookup_draft_continues_the_latest_earlier_occurrence_of_the_longest_mat
     assert lookup_draft([5, 1, 2, 5], 4) == [1, 2, 5]
 
 
-def test_drafted_decoding_keeps_only_the_tokens_greedy_decoding_chooses(tiny_lm, rows):
+def assert_slots_independent(model, rows, targets=None):
+    """The property invariant decoding rests on: a position's logits and its key/value are a function of its own
+    row, whatever else the fixed-shape pass holds (padding, other rows, drafts) and at whichever slot it sits."""
+    from rwku.models.generation import DECODE_SLOTS, Slot, attention_by_slot, start_row
+
+    def fresh(index):
+        prompt = rows[index]
+        return start_row(index, prompt, RowPrefiller(model, block=8)(prompt, 1, 0, extra=8), set(), 8)
+
+    def logits_of(slots, row):
+        slots = slots + [Slot(None, 0, 0)] * (DECODE_SLOTS - len(slots))
+        with attention_by_slot(model), torch.no_grad():
+            out = model(input_ids=torch.tensor([[s.token for s in slots]]), use_cache=False,
+                        position_ids=torch.tensor([[s.position for s in slots]]), rwku_slots=slots)
+        j = next(j for j, s in enumerate(slots) if s.row is row and s.position == row.length)
+        return out.logits[0, j], row.keys[0][:, :, row.length].clone()
+
+    for target in targets if targets is not None else range(len(rows)):
+        alone_row = fresh(target)
+        alone = logits_of([Slot(alone_row, alone_row.length, alone_row.text[-1])], alone_row)
+        for place in (0, 3):
+            others = [fresh(i) for i in range(len(rows)) if i != target]
+            crowd = [Slot(r, r.length, r.text[-1]) for r in others] + [Slot(others[0], others[0].length + 1 + k, 7 + k) for k in range(3)]
+            row = fresh(target)
+            crowd[place:place] = [Slot(row, row.length, row.text[-1]), Slot(row, row.length + 1, 9)]
+            crowded = logits_of(crowd, row)
+            assert torch.equal(alone[0], crowded[0]) and torch.equal(alone[1], crowded[1]), (target, place)
+
+
+def test_a_slot_computes_the_same_bits_wherever_it_sits_and_whatever_shares_its_pass(tiny_lm, rows):
+    assert_slots_independent(tiny_lm.model, rows)
+
+
+@pytest.mark.integration
+def test_a_slot_of_the_default_model_computes_the_same_bits_in_any_company(rows):
+    torch.set_num_threads(1)
+    lm = load_model("smollm2-135m", device="cpu")
+    torch.manual_seed(4)
+    assert_slots_independent(lm.model, rows + [torch.randint(100, 40000, (300,)).tolist()], targets=(1, 4))
+
+
+def test_drafting_keeps_the_very_tokens_of_undrafted_decoding_in_fewer_passes(tiny_lm, rows):
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = tiny_lm.model.config.to_dict() | {"initializer_range": 0.02}  # small weights: text that repeats itself
+    model = LlamaForCausalLM(type(tiny_lm.model.config).from_dict(config)).eval()
+    pad = tiny_lm.tokenizer.pad_token_id
+
+    def decode(prompts, draft):
+        with Counting(model) as counting:
+            tokens = generate_tokens(model, prompts, max_new_tokens=40, stop_ids=[2], pad_id=pad, batch_size=1,
+                                     prefiller=RowPrefiller(model), draft=draft)
+        return tokens, counting.passes
+
+    for prompts in (rows, rows[:1]):
+        (plain, plain_passes), (drafted, drafted_passes) = decode(prompts, 0), decode(prompts, 6)
+        assert drafted == plain and max(map(len, plain)) == 40
+        assert drafted_passes < 0.75 * plain_passes  # drafts were accepted
+
+
+def test_rows_join_the_passes_as_others_finish_with_the_same_tokens_as_alone(tiny_lm, rows, monkeypatch):
+    """More prompts than slots: a finished row's place goes to the next prompt, and every prompt still gets the
+    tokens it gets decoded alone, at any token limit and stop set."""
+    from rwku.models import generation
+
+    monkeypatch.setattr(generation, "DECODE_SLOTS", 4)
     model, pad = tiny_lm.model, tiny_lm.tokenizer.pad_token_id
-    repetitive = [row + row[-20:] + row[-20:] for row in rows]  # prompts whose text the model can copy
-    plain = generate_tokens(model, repetitive, max_new_tokens=40, stop_ids=[2], pad_id=pad, batch_size=1,
-                            prefiller=RowPrefiller(model))
-    with Counting(model) as counting:
-        drafted = generate_tokens(model, repetitive, max_new_tokens=40, stop_ids=[2], pad_id=pad, batch_size=1,
-                                  prefiller=RowPrefiller(model), draft=6)
-    assert drafted == plain
-    assert counting.passes < len(rows) + sum(len(tokens) for tokens in plain)  # drafts were accepted
+    torch.manual_seed(3)
+    prompts = rows + [torch.randint(3, 300, (n,)).tolist() for n in (5, 9, 14, 20, 33, 4)]
+    finished = []
+    together = generate_tokens(model, prompts, max_new_tokens=15, stop_ids=[2, 17, 40], pad_id=pad, batch_size=1,
+                               prefiller=RowPrefiller(model, block=8), on_batch=finished.append)
+    alone = [generate_tokens(model, [p], max_new_tokens=15, stop_ids=[2, 17, 40], pad_id=pad, batch_size=1,
+                             prefiller=RowPrefiller(model, block=8))[0] for p in prompts]
+    assert together == alone and sum(finished) == len(prompts)
+    assert len({len(tokens) for tokens in together}) > 1  # rows did finish at different times
+    batched = generate_tokens(model, prompts, max_new_tokens=15, stop_ids=[2, 17, 40], pad_id=pad, batch_size=4)
+    assert together == batched  # and the tiny model's greedy tokens are those of ordinary batched decoding
 
 
-def test_drafting_through_the_backend_is_the_same_at_any_batch_size_and_keeps_the_probe_outputs(tiny_model_dir):
+def test_drafting_through_the_backend_is_the_same_at_any_batch_size_and_with_or_without_drafts(tiny_model_dir):
     lm = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
     data = RwkuData.open(["demo"])
     sets = ("forget", "neighbor", "utility")
     target = load_target(data, data.select("1")[0], sets, 3)
     prompts = PromptFormat(lm.tokenizer)
-    plain, *drafted = [evaluate_target(EvalContext(lm=lm, prompts=prompts, backend=make_backend(lm, batch_size=size, draft=draft)),
-                                       target, sets) for draft, size in ((0, 4), (8, 1), (8, 32))]
-    assert drafted[0].items == drafted[1].items
-    for part in ("forget", "neighbor"):  # short answers: equal to fixed-shape decoding here (not guaranteed: float noise)
-        assert [i["output"] for i in plain.items[part]] == [i["output"] for i in drafted[0].items[part]]
+    runs = [evaluate_target(EvalContext(lm=lm, prompts=prompts, backend=make_backend(lm, batch_size=size, draft=draft)),
+                            target, sets) for draft, size in ((0, 4), (None, 1), (8, 32))]
+    assert make_backend(lm).draft == DRAFT_TOKENS and make_backend(dataclasses.replace(lm, kernels="fast")).draft == 0
+    assert runs[0].items == runs[1].items == runs[2].items
 
 
 def test_drafting_is_refused_where_rows_share_a_pass_or_the_backend_does_not_draft(tiny_model_dir):
     fast = load_model(str(tiny_model_dir), device="cpu", dtype="float32", kernels="fast")
-    with pytest.raises(RwkuError, match="one row per pass"):
+    with pytest.raises(RwkuError, match="use --kernels invariant"):
         make_backend(fast, draft=4)
     invariant = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
     with pytest.raises(RwkuError, match="no prompt-lookup drafting"):

@@ -6,24 +6,23 @@ mask, so padding never shifts a row's positions and a prompt gets the same conti
 to floating-point noise). Each step's token is picked by a *choice*: the argmax (greedy evaluation) or a draw
 from the row's own seeded generator (corpus sampling), so a sampled row never depends on its batch either.
 
-Under invariant kernels greedy rows are prefilled alone and decoded in fixed-shape steps (:func:`decode_fixed_rows`),
-so a row's bits never depend on the rows beside it. One row at a time, greedy decoding can instead verify *prompt-lookup drafts*: the tokens that followed
-the latest earlier occurrence of the text's last few tokens (BBH's chain of thought and the few-shot answers copy
-much of their prompts) are checked in one forward pass, and only those the model would have chosen greedily are
-kept. It is opt-in (``draft``): the verifying pass computes several positions at once, so its numbers are equal
-to one-token steps only up to floating-point noise.
+Under invariant kernels greedy rows are prefilled alone and decoded in passes of a fixed number of positions taken
+from any rows (:func:`decode_slots`): a row's bits never depend on the rows beside it, rows come and go as they
+finish, and the positions no row needs verify *prompt-lookup drafts*, which changes how fast a row finishes but
+never its tokens.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from rwku.models.batching import Prefill, RowPrefiller, caches_merge, merge_prefills, prefix_sorted_batches, run_prefill
+from rwku.models.batching import Prefill, RowPrefiller, caches_merge, prefix_sorted_batches, run_prefill
 
 #: ``choose(rows, logits)``: the next token of each row (``rows`` are the prompts' indices, ``logits`` [rows, vocab]).
 Choice = Callable[[Sequence[int], torch.Tensor], torch.Tensor]
@@ -56,73 +55,166 @@ def nucleus_choice(generators: Sequence[torch.Generator], temperature: float, to
     return choose
 
 
-#: Under invariant kernels every greedy decoding step runs exactly this many rows (rows that are missing or done
-#: are fed anyway, their tokens ignored): a matmul's row then comes out the same whichever rows share the step
-#: (measured: at 4, 8 and 16 rows a row's bits do not depend on its place or its neighbours; they do on the
-#: row count), and attention runs row by row on each row's own keys.
-DECODE_ROWS = 8
-ROWWISE_ATTENTION = "rwku_rowwise"
+#: Under invariant kernels every greedy decoding pass feeds exactly this many token positions ("slots"), taken from
+#: any rows and any places in them (a missing slot is padding): a matmul's row comes out the same whichever rows
+#: share the pass and wherever it sits in it (measured on CPU for SmolLM2's shapes and the test model's at 4, 8, 16,
+#: 32 and 64 rows; the bits do depend on the row count), and attention runs slot by slot over the slot's own row.
+#: On this CPU a pass of 32 positions costs 5.6 ms per position against 11.7 at 8 and 44 at 1.
+DECODE_SLOTS = 32
+#: The most draft tokens one row gets in a pass (when slots are free; see :func:`decode_slots`).
+DRAFT_TOKENS = 8
+SLOT_ATTENTION = "rwku_slots"
 
 
-def rowwise_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                      attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
-                      rwku_key_starts: Sequence[int] = (), **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """Attention of each row over its own keys only (from ``rwku_key_starts[row]`` on: the batch's cache is
-    right-aligned), unpadded: the same reductions as the row would run alone, whatever the cache's width."""
+@dataclass
+class SlotRow:
+    """One prompt being decoded greedily: its text so far, its own preallocated KV buffers (one key and one value
+    tensor [1, kv heads, capacity, head size] per layer) and how many positions they hold."""
+
+    index: int
+    text: list[int]  # prompt and generated tokens; the last one is the newest, not yet fed
+    generated: list[int]
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    length: int  # positions the buffers hold: the newest token goes to this one
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One fed position of a pass: a row's token at ``position`` (``row`` None: padding)."""
+
+    row: SlotRow | None
+    position: int
+    token: int
+
+
+def slot_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                   attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                   rwku_slots: Sequence[Slot] = (), **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Attention of a pass of slots: every slot's key and value are written into its row's buffer at its
+    position first (so a draft slot sees the slots before it in its row), then each slot attends alone, one query
+    over exactly positions 0..position of its own row: the same call, on the same numbers, whatever else the pass
+    holds. Padding slots give zeros."""
+    layer = module.layer_idx
+    for j, slot in enumerate(rwku_slots):
+        if slot.row is not None:
+            slot.row.keys[layer][:, :, slot.position] = key[:, :, j]
+            slot.row.values[layer][:, :, slot.position] = value[:, :, j]
     outputs = []
-    for row, start in enumerate(rwku_key_starts):
-        output, _ = sdpa_attention_forward(module, query[row: row + 1], key[row: row + 1, :, start:].contiguous(),
-                                           value[row: row + 1, :, start:].contiguous(), None, scaling=scaling, is_causal=False)
-        outputs.append(output)
-    return torch.cat(outputs), None
+    for j, slot in enumerate(rwku_slots):
+        if slot.row is None:
+            outputs.append(query.new_zeros((1, query.shape[1], 1, query.shape[-1])))
+            continue
+        end = slot.position + 1
+        outputs.append(F.scaled_dot_product_attention(query[:, :, j: j + 1], slot.row.keys[layer][:, :, :end],
+                                                      slot.row.values[layer][:, :, :end], scale=scaling, enable_gqa=True))
+    return torch.cat(outputs, dim=2).transpose(1, 2), None
 
 
-AttentionInterface.register(ROWWISE_ATTENTION, rowwise_attention)
+AttentionInterface.register(SLOT_ATTENTION, slot_attention)
 
 
 @contextmanager
-def attention_by_row(model: Any) -> Iterator[None]:
-    """The model's attention replaced by :func:`rowwise_attention` for the duration (restored afterwards)."""
+def attention_by_slot(model: Any) -> Iterator[None]:
+    """The model's attention replaced by :func:`slot_attention` for the duration (restored afterwards)."""
     config = model.config
     saved = config._attn_implementation
-    config._attn_implementation = ROWWISE_ATTENTION
+    config._attn_implementation = SLOT_ATTENTION
     try:
         yield
     finally:
         config._attn_implementation = saved
 
 
+def plan_slots(live: Sequence[SlotRow], max_new_tokens: int, draft: int, pad_id: int) -> list[Slot]:
+    """A pass's :data:`DECODE_SLOTS` slots: every live row's newest token, then, while slots are free, prompt-lookup
+    drafts (up to ``draft`` tokens a row, never past its token limit), then padding."""
+    slots = [Slot(row, row.length, row.text[-1]) for row in live]
+    for row in live:
+        free = DECODE_SLOTS - len(slots)
+        if free <= 0 or not draft:
+            break
+        guess = lookup_draft(row.text, min(draft, free, max_new_tokens - len(row.generated)))
+        slots += [Slot(row, row.length + 1 + i, token) for i, token in enumerate(guess)]
+    return slots + [Slot(None, 0, pad_id)] * (DECODE_SLOTS - len(slots))
+
+
+def take(row: SlotRow, tokens: Sequence[int], stops: set[int], max_new_tokens: int) -> bool:
+    """Append greedy tokens to ``row`` up to a stop token (not kept) or its token limit. Whether the row is done."""
+    for token in tokens:
+        if token in stops:
+            return True
+        row.generated.append(token)
+        row.text.append(token)
+        if len(row.generated) >= max_new_tokens:
+            return True
+    return False
+
+
+def accept(row: SlotRow, drafted: Sequence[int], greedy: Sequence[int], stops: set[int], max_new_tokens: int) -> bool:
+    """After a pass: the drafts greedy decoding would have chosen (up to the first disagreement), then the model's
+    own choice, go into ``row``; its buffers keep the fed token and the kept drafts (the rejected ones are
+    overwritten later). Whether the row is done."""
+    kept = 0
+    while kept < len(drafted) and drafted[kept] == greedy[kept]:
+        kept += 1
+    row.length += 1 + kept
+    return take(row, [*drafted[:kept], greedy[kept]], stops, max_new_tokens)
+
+
+def start_row(index: int, prompt: Sequence[int], state: Prefill, stops: set[int], max_new_tokens: int) -> SlotRow | None:
+    """A prefilled prompt as a row holding its first greedy token, or None when that token already ends it."""
+    layers = state.cache.layers
+    row = SlotRow(index=index, text=list(prompt), generated=[], keys=[layer.key_buffer for layer in layers],
+                  values=[layer.value_buffer for layer in layers], length=len(prompt))
+    return None if take(row, [int(state.logits[0, -1].argmax())], stops, max_new_tokens) else row
+
+
 @torch.no_grad()
-def decode_fixed_rows(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, stops: set[int],
-                      prefiller: RowPrefiller) -> list[list[int]]:
-    """Greedy continuations of up to :data:`DECODE_ROWS` prompts, each prefilled alone, decoded together in steps
-    of exactly ``DECODE_ROWS`` rows (the last prompt repeated to fill them) with row-wise attention; every row
-    stays in the step until all are done, as the official batches do."""
-    states = [prefiller(prompt, 1, 0, extra=max_new_tokens) for prompt in prompts]
-    states += [states[-1]] * (DECODE_ROWS - len(states))
-    state = merge_prefills(model, states, max_new_tokens)
-    mask, last_position = state.mask, state.last_position
-    key_starts = (mask.shape[1] - mask.sum(dim=1)).tolist()
-    tokens = state.logits[:, -1, :].argmax(dim=-1)
-    generated: list[list[int]] = [[] for _ in prompts]
-    done = [False] * len(prompts)
-    with attention_by_row(model):
-        while True:
-            for row, token in enumerate(tokens.tolist()[: len(prompts)]):
-                if done[row]:
-                    continue
-                if token in stops:
-                    done[row] = True
-                    continue
-                generated[row].append(token)
-                done[row] = len(generated[row]) >= max_new_tokens
-            if all(done):
-                return generated
-            mask = torch.cat([mask, mask.new_ones((DECODE_ROWS, 1))], dim=1)
-            last_position = last_position + 1
-            out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=last_position[:, None], use_cache=True,
-                        rwku_key_starts=key_starts, **state.cache_kw)
-            tokens = out.logits[:, -1, :].argmax(dim=-1)
+def decode_slots(model: Any, prompts: Sequence[Sequence[int]], order: Sequence[int], max_new_tokens: int,
+                 stops: set[int], pad_id: int, prefiller: RowPrefiller, draft: int = DRAFT_TOKENS,
+                 on_done: Callable[[int], None] | None = None) -> list[list[int]]:
+    """Greedy continuations under invariant kernels: rows decode together in passes of exactly
+    :data:`DECODE_SLOTS` positions (:func:`plan_slots`); a row that finishes leaves at once and the next prompt (in
+    ``order``, prefilled alone by ``prefiller``) takes its place. Slots no row needs verify prompt-lookup drafts:
+    the tokens that followed the latest earlier occurrence of the row's last few tokens (BBH's chain of thought and
+    the few-shot answers copy much of their prompts); a drafted position computes exactly what the same position
+    computes when fed alone, so only the tokens greedy decoding would choose are kept and the output is the same
+    bits with or without drafting, in any company."""
+    results: list[list[int]] = [[] for _ in prompts]
+    queue, live = list(order), []
+    while queue or live:
+        while queue and len(live) < DECODE_SLOTS:
+            index = queue.pop(0)
+            row = start_row(index, prompts[index], prefiller(prompts[index], 1, 0, extra=max_new_tokens), stops, max_new_tokens)
+            if row is not None:
+                live.append(row)
+            elif on_done is not None:
+                on_done(1)
+        if not live:
+            continue
+        slots = plan_slots(live, max_new_tokens, draft, pad_id)
+        greedy = run_slots(model, slots)
+        still = []
+        for row in live:
+            mine = [j for j, s in enumerate(slots) if s.row is row]
+            if accept(row, [slots[j].token for j in mine[1:]], [greedy[j] for j in mine], stops, max_new_tokens):
+                results[row.index] = row.generated
+                if on_done is not None:
+                    on_done(1)
+            else:
+                still.append(row)
+        live = still
+    return results
+
+
+def run_slots(model: Any, slots: Sequence[Slot]) -> list[int]:
+    """One pass over ``slots`` (their keys and values written into their rows): each slot's greedy next token."""
+    device = next(model.parameters()).device
+    with attention_by_slot(model):
+        out = model(input_ids=torch.tensor([[s.token for s in slots]], device=device), use_cache=False,
+                    position_ids=torch.tensor([[s.position for s in slots]], device=device), rwku_slots=slots)
+    return out.logits[0].argmax(dim=-1).tolist()
 
 
 #: Prompt-lookup drafting matches the text's last ``n`` tokens, ``n`` from this down to 1.
@@ -132,17 +224,13 @@ DRAFT_NGRAM = 3
 @torch.no_grad()
 def decode_batch(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, stop_ids: Iterable[int], pad_id: int,
                  choose: Choice = argmax_choice, index: Sequence[int] | None = None,
-                 prefiller: RowPrefiller | None = None, draft: int = 0) -> list[list[int]]:
+                 prefiller: RowPrefiller | None = None) -> list[list[int]]:
     """Continuations of one batch of tokenised prompts, each cut before its first stop token; ``index`` names the
     prompts for ``choose`` (their positions in the whole request; default 0..n-1). With a ``prefiller`` the batch
-    is one row, prefilled by it; ``draft`` > 0 (greedy, one row) verifies prompt-lookup drafts of that many tokens."""
+    is one row, prefilled by it."""
     stops = set(stop_ids)
     index = list(index) if index is not None else list(range(len(prompts)))
     state = run_prefill(model, prompts, pad_id, 1, [0] * len(prompts), extra=max_new_tokens, prefiller=prefiller)
-    if draft:
-        if len(prompts) != 1 or choose is not argmax_choice:
-            raise ValueError("prompt-lookup drafting decodes one row greedily")
-        return [decode_drafted(model, state, prompts[0], max_new_tokens, stops, draft)]
     cache, mask, last_position = state.cache, state.mask, state.last_position
     alive = list(range(len(prompts)))
     next_tokens = choose(index, state.logits[:, -1, :])
@@ -181,47 +269,6 @@ def lookup_draft(text: Sequence[int], length: int, max_ngram: int = DRAFT_NGRAM)
     return []
 
 
-@torch.no_grad()
-def decode_drafted(model: Any, state: Prefill, prompt: Sequence[int], max_new_tokens: int, stops: set[int],
-                   draft: int) -> list[int]:
-    """Greedy continuation of one prefilled row, ``draft`` looked-up tokens verified per forward pass.
-
-    The pass feeds the newest token and the draft; position i's argmax is what greedy decoding would choose after
-    the draft's first i tokens, so the draft is kept up to its first disagreement, the model's own choice there
-    follows, and the cache drops the entries of the rejected tail.
-    """
-    device = state.logits.device
-    text, generated = list(prompt), []
-    in_cache = len(prompt)
-    token = int(state.logits[0, -1].argmax())
-    while True:
-        if token in stops:
-            return generated
-        generated.append(token)
-        text.append(token)
-        if len(generated) >= max_new_tokens:
-            return generated
-        guess = lookup_draft(text, min(draft, max_new_tokens - len(generated)))
-        fed = [token] + guess
-        out = model(input_ids=torch.tensor([fed], device=device), position_ids=torch.arange(in_cache, in_cache + len(fed), device=device)[None],
-                    use_cache=True, logits_to_keep=len(fed), **state.cache_kw)
-        greedy = out.logits[0].argmax(-1).tolist()
-        accepted = 0
-        while accepted < len(guess) and guess[accepted] == greedy[accepted]:
-            accepted += 1
-        if accepted < len(guess):
-            state.cache.crop(accepted - len(guess))
-        in_cache += 1 + accepted
-        for kept in guess[:accepted]:
-            if kept in stops:
-                return generated
-            generated.append(kept)
-            text.append(kept)
-            if len(generated) >= max_new_tokens:
-                return generated
-        token = greedy[accepted]
-
-
 def generate_tokens(
     model: Any,
     prompts: Sequence[Sequence[int]],
@@ -233,22 +280,21 @@ def generate_tokens(
     choose: Choice = argmax_choice,
     on_batch: Callable[[int], None] | None = None,
     prefiller: RowPrefiller | None = None,
-    draft: int = 0,
+    draft: int = DRAFT_TOKENS,
 ) -> list[list[int]]:
     """Continuations of all ``prompts`` (in input order), batched by shared prefix; greedy unless ``choose`` says.
-    With a ``prefiller`` (invariant kernels) each prompt is prefilled alone by it; greedy rows then decode
-    :data:`DECODE_ROWS` at a time in fixed-shape steps, or, with ``draft`` > 0, one at a time verifying
-    ``draft``-token prompt-lookup drafts; sampled rows, and models with sliding-window layers (whose caches do not
-    merge), decode one at a time (``batch_size`` 1)."""
+    With a ``prefiller`` (invariant kernels) each prompt is prefilled alone by it; greedy rows then decode in
+    fixed-shape passes (:func:`decode_slots`, drafts of up to ``draft`` tokens in free slots; 0: none), while
+    sampled rows, and models with sliding-window layers (whose caches :func:`decode_slots` cannot address), decode
+    one at a time (``batch_size`` 1)."""
     stops = list(stop_ids)
+    if prefiller is not None and choose is argmax_choice and caches_merge(model):
+        order = [i for batch in prefix_sorted_batches(prompts, len(prompts) or 1) for i in batch]
+        return decode_slots(model, prompts, order, max_new_tokens, set(stops), pad_id, prefiller, draft, on_done=on_batch)
     results: list[list[int]] = [[] for _ in prompts]
-    fixed_rows = prefiller is not None and not draft and choose is argmax_choice and caches_merge(model)
-    for batch in prefix_sorted_batches(prompts, DECODE_ROWS if fixed_rows else batch_size):
-        if fixed_rows:
-            rows = decode_fixed_rows(model, [prompts[i] for i in batch], max_new_tokens, set(stops), prefiller)
-        else:
-            rows = decode_batch(model, [prompts[i] for i in batch], max_new_tokens, stops, pad_id, choose, index=batch,
-                                prefiller=prefiller, draft=draft)
+    for batch in prefix_sorted_batches(prompts, batch_size):
+        rows = decode_batch(model, [prompts[i] for i in batch], max_new_tokens, stops, pad_id, choose, index=batch,
+                            prefiller=prefiller)
         for row, tokens in zip(batch, rows):
             results[row] = tokens
         if on_batch is not None:

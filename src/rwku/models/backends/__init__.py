@@ -13,14 +13,14 @@ from rwku.models.loading import LoadedModel
 BACKENDS: dict[str, type[Backend]] = {backend.name: backend for backend in (HfBackend, OfficialBackend)}
 
 
-def make_backend(lm: LoadedModel, name: str = "hf", batch_size: int = 16, device: Any = None, draft: int = 0) -> Backend:
-    """The backend ``name`` running ``lm`` (``hf``, the default, or ``official``); ``draft`` > 0 turns on the
-    ``hf`` backend's prompt-lookup drafting (opt-in, see :class:`HfBackend`)."""
+def make_backend(lm: LoadedModel, name: str = "hf", batch_size: int = 16, device: Any = None, draft: int | None = None) -> Backend:
+    """The backend ``name`` running ``lm`` (``hf``, the default, or ``official``); ``draft`` sets the ``hf``
+    backend's prompt-lookup drafting (None: its default, see :class:`HfBackend`)."""
     if name not in BACKENDS:
         raise RwkuError(f"backend {name}: unknown; choose {', '.join(BACKENDS)}")
     if draft and name != "hf":
         raise RwkuError(f"backend {name}: no prompt-lookup drafting (only the hf backend drafts)")
-    return BACKENDS[name](lm, batch_size=batch_size, device=device, **({"draft": draft} if draft else {}))
+    return BACKENDS[name](lm, batch_size=batch_size, device=device, **({"draft": draft} if draft is not None else {}))
 
 
 __all__ = ["BACKENDS", "Backend", "HfBackend", "OfficialBackend", "kernel_settings", "make_backend"]

@@ -11,7 +11,7 @@ import torch
 from rwku.errors import RwkuError
 from rwku.models.backends.base import Backend, OnBatch, under_kernels
 from rwku.models.batching import RowPrefiller
-from rwku.models.generation import generate_tokens, nucleus_choice
+from rwku.models.generation import DRAFT_TOKENS, generate_tokens, nucleus_choice
 from rwku.models.loading import LoadedModel
 from rwku.models.scoring import TokenScores, next_token_probs, score_tokens
 
@@ -24,21 +24,18 @@ class HfBackend(Backend):
     so nothing weaker guarantees the same numbers at any ``--batch-size`` and ``--limit``. What does not depend on
     the batch is still shared: a row's prompt runs in fixed blocks, and the blocks an earlier row of the same
     request computed for the same tokens are copied (a function of the row alone, so still invariant); greedy
-    decode steps run a fixed number of rows with attention row by row
-    (:func:`rwku.models.generation.decode_fixed_rows`), since at a fixed row count a row's bits do not depend on
-    the rows beside it.
-
-    ``draft`` > 0 (invariant kernels only, opt-in) verifies prompt-lookup drafts of that many tokens when
-    generating (:func:`rwku.models.generation.decode_drafted`): still one row per pass, so still the same at any
-    batch size, but equal to undrafted decoding only up to floating-point noise."""
+    decoding runs passes of a fixed number of positions from any rows, with attention position by position
+    (:func:`rwku.models.generation.decode_slots`), since at a fixed row count a row's bits do not depend on the
+    rows beside it; free positions verify prompt-lookup drafts of up to ``draft`` tokens (default
+    :data:`~rwku.models.generation.DRAFT_TOKENS`; 0 turns drafting off, which changes the time, not the tokens)."""
 
     name = "hf"
 
-    def __init__(self, lm: LoadedModel, batch_size: int = 16, device: Any = None, draft: int = 0):
+    def __init__(self, lm: LoadedModel, batch_size: int = 16, device: Any = None, draft: int | None = None):
         super().__init__(lm, batch_size=batch_size, device=device)
         if draft and self.kernels != "invariant":
-            raise RwkuError(f"prompt-lookup drafting ({draft} tokens) runs one row per pass: use --kernels invariant")
-        self.draft = draft
+            raise RwkuError(f"prompt-lookup drafting ({draft} tokens) fills invariant decoding's fixed-shape passes: use --kernels invariant")
+        self.draft = (DRAFT_TOKENS if self.kernels == "invariant" else 0) if draft is None else draft
 
     def row_prefiller(self) -> RowPrefiller | None:
         """A fresh prefiller for one request under invariant kernels (blocks are shared within a request only)."""
