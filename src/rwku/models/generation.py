@@ -127,15 +127,16 @@ def attention_by_slot(model: Any) -> Iterator[None]:
 
 
 def plan_slots(live: Sequence[SlotRow], max_new_tokens: int, draft: int, pad_id: int) -> list[Slot]:
-    """A pass's :data:`DECODE_SLOTS` slots: every live row's newest token, then, while slots are free, prompt-lookup
-    drafts (up to ``draft`` tokens a row, never past its token limit), then padding."""
-    slots = [Slot(row, row.length, row.text[-1]) for row in live]
+    """A pass's :data:`DECODE_SLOTS` slots: every live row's newest token and, while slots are free, its
+    prompt-lookup draft (up to ``draft`` tokens, never past its token limit), a row's slots side by side (so its
+    keys are read again while still in the CPU's cache), then padding."""
+    slots: list[Slot] = []
+    free = DECODE_SLOTS - len(live)
     for row in live:
-        free = DECODE_SLOTS - len(slots)
-        if free <= 0 or not draft:
-            break
-        guess = lookup_draft(row.text, min(draft, free, max_new_tokens - len(row.generated)))
+        slots.append(Slot(row, row.length, row.text[-1]))
+        guess = lookup_draft(row.text, min(draft, free, max_new_tokens - len(row.generated))) if draft and free > 0 else []
         slots += [Slot(row, row.length + 1 + i, token) for i, token in enumerate(guess)]
+        free -= len(guess)
     return slots + [Slot(None, 0, pad_id)] * (DECODE_SLOTS - len(slots))
 
 
