@@ -1,4 +1,4 @@
-"""Fast decoding under invariant kernels: a row's prompt in fixed blocks with earlier rows' blocks reused (the
+"""Fast decoding under invariant kernels: a row's prompt in chunks with earlier rows' chunks reused (the
 same numbers whatever came before), and exact prompt-lookup drafting (the same tokens as undrafted decoding)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from rwku.errors import RwkuError
 from rwku.evaluation import EvalContext, evaluate_target
 from rwku.evaluation.sets import load_target
 from rwku.models.backends import make_backend
-from rwku.models.batching import RowPrefiller
+from rwku.models.batching import ChunkRule, RowPrefiller
 from rwku.models.generation import generate_tokens, lookup_draft
 from rwku.models.loading import load_model
 from rwku.models.prompting import PromptFormat
@@ -46,8 +46,8 @@ class Counting:
 
 def test_a_row_gets_the_same_bits_alone_as_after_rows_sharing_its_prefix(tiny_lm, rows):
     model = tiny_lm.model
-    alone = [RowPrefiller(model, max_chunk=8)(row, keep=3, needed_from_end=2).logits for row in rows]
-    shared = RowPrefiller(model, max_chunk=8)
+    alone = [RowPrefiller(model, rule=ChunkRule(longest=8))(row, keep=3, needed_from_end=2).logits for row in rows]
+    shared = RowPrefiller(model, rule=ChunkRule(longest=8))
     with Counting(model) as counting:
         together = [shared(row, keep=3, needed_from_end=2).logits for row in rows]
     for a, b in zip(alone, together):
@@ -62,19 +62,19 @@ def test_row_prefilled_requests_match_batched_ones_in_any_order(tiny_lm, rows):
     model, pad = tiny_lm.model, tiny_lm.tokenizer.pad_token_id
     batched = generate_tokens(model, rows, max_new_tokens=12, stop_ids=[2], pad_id=pad, batch_size=4)
     by_row = generate_tokens(model, rows, max_new_tokens=12, stop_ids=[2], pad_id=pad, batch_size=1,
-                             prefiller=RowPrefiller(model, max_chunk=8))
+                             prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))
     assert by_row == batched
     reversed_rows = generate_tokens(model, rows[::-1], max_new_tokens=12, stop_ids=[2], pad_id=pad, batch_size=1,
-                                    prefiller=RowPrefiller(model, max_chunk=8))
+                                    prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))
     assert reversed_rows[::-1] == by_row
     scored = score_tokens(model, rows, [5] * len(rows), pad_id=pad, batch_size=1, vocab_moments=True,
-                          prefiller=RowPrefiller(model, max_chunk=8))
+                          prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))
     alone = [score_tokens(model, [row], [5], pad_id=pad, batch_size=1, vocab_moments=True,
-                          prefiller=RowPrefiller(model, max_chunk=8))[0] for row in rows]
+                          prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))[0] for row in rows]
     assert scored == alone
-    probs = next_token_probs(model, rows, [5, 6, 7], pad_id=pad, batch_size=1, prefiller=RowPrefiller(model, max_chunk=8))
+    probs = next_token_probs(model, rows, [5, 6, 7], pad_id=pad, batch_size=1, prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))
     assert probs == [next_token_probs(model, [row], [5, 6, 7], pad_id=pad, batch_size=1,
-                                      prefiller=RowPrefiller(model, max_chunk=8))[0] for row in rows]
+                                      prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))[0] for row in rows]
 
 
 def test_lookup_draft_continues_the_latest_earlier_occurrence_of_the_longest_matching_tail():
@@ -147,5 +147,5 @@ def test_models_with_sliding_window_layers_decode_row_by_row_without_merging_cac
                            num_key_value_heads=2, sliding_window=16, initializer_range=0.5)
     model = MistralForCausalLM(config).eval()
     assert not caches_merge(model)
-    by_row = generate_tokens(model, rows, max_new_tokens=6, stop_ids=[], pad_id=2, batch_size=1, prefiller=RowPrefiller(model, max_chunk=8))
+    by_row = generate_tokens(model, rows, max_new_tokens=6, stop_ids=[], pad_id=2, batch_size=1, prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))
     assert by_row == [generate_tokens(model, [row], max_new_tokens=6, stop_ids=[], pad_id=2, batch_size=1)[0] for row in rows]

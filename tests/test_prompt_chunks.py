@@ -7,40 +7,42 @@ from __future__ import annotations
 import torch
 
 from rwku.models.backends import make_backend
-from rwku.models.batching import PreallocatedLayer, RowPrefiller, chunk_ends, newline_token_ids
+from rwku.models.batching import ChunkRule, LineEnds, PreallocatedLayer, RowPrefiller, chunk_ends
 
-NL = frozenset({0})  # token 0 stands for a newline in the pure tests
+N, B = 0, 1  # token 0 ends a line, token 1 ends a line with a blank line (as "\n\n") in the pure tests
+LINES = LineEnds(newline=frozenset({N, B}), blank=frozenset({B}))
+RULE = ChunkRule(first=2, blank_line=3, newline=6, longest=9)
 
 
-def test_chunks_end_after_newlines_once_long_enough_and_are_split_at_the_maximum():
-    row = [5, 0, 5, 5, 5, 0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0, 5, 5]
-    # the newline at 1 comes too early (min 3), the one at 5 ends a chunk, 8 tokens later one is split off,
-    # then the newline at 18 ends the next one
-    assert chunk_ends(row, len(row) - 1, NL, min_chunk=3, max_chunk=8) == [6, 14, 19]
-    assert chunk_ends(row, 18, NL, min_chunk=3, max_chunk=8) == [6, 14]  # nothing past the first needed position
-    assert chunk_ends(row, 19, NL, min_chunk=3, max_chunk=8) == [6, 14, 19]  # a chunk may end right before it
-    assert chunk_ends(row, len(row) - 1, frozenset(), min_chunk=3, max_chunk=8) == [8, 16]  # no newlines: fixed blocks
-    assert chunk_ends(row, 0, NL, min_chunk=3, max_chunk=8) == []
+def test_a_chunk_ends_at_a_line_end_once_as_long_as_its_kind_asks_and_never_grows_past_the_longest():
+    row = [5, 0, 5, 0, 0, 5, 5, 0, 5, 5, 5, 0, 5, 1, 5, 1] + [5] * 14 + [0, 5]
+    # the first chunk ends at the first line end after 2 tokens (2); two newlines make a blank line, which needs 3
+    # tokens (5), a newline 6 (so not after 7 but after 11: 12), a blank-line token 3 (not 13 but 15: 16); then
+    # 9 tokens at most (25), and a newline after 6 more (31)
+    assert chunk_ends(row, len(row) - 1, LINES, RULE) == [2, 5, 12, 16, 25, 31]  # the last right before position 31
+    assert chunk_ends(row, 30, LINES, RULE) == [2, 5, 12, 16, 25]  # nothing past the first needed position
+    assert chunk_ends(row, len(row) - 1, LineEnds(), RULE) == [9, 18, 27]  # no line ends: fixed blocks of the longest
+    assert chunk_ends(row, 0, LINES, RULE) == []
 
 
 def test_rows_sharing_a_prefix_get_the_same_chunks_inside_it():
     torch.manual_seed(0)
-    prefix = torch.randint(0, 4, (90,)).tolist()  # a newline in about every fourth token
+    prefix = torch.randint(0, 6, (90,)).tolist()  # a line end in about every third token
     for tail in range(1, 30):
-        a, b = prefix + torch.randint(0, 4, (tail,)).tolist(), prefix + [7] * 40
-        ends_a = chunk_ends(a, len(a) - 1, NL, 4, 16)
-        ends_b = chunk_ends(b, len(b) - 1, NL, 4, 16)
+        a, b = prefix + torch.randint(0, 6, (tail,)).tolist(), prefix + [7] * 40
+        ends_a, ends_b = chunk_ends(a, len(a) - 1, LINES, RULE), chunk_ends(b, len(b) - 1, LINES, RULE)
         assert [e for e in ends_a if e <= len(prefix)] == [e for e in ends_b if e <= len(prefix)]
 
 
-def test_newline_tokens_are_those_whose_text_ends_in_a_newline(tiny_lm):
+def test_line_ends_are_the_tokens_whose_text_ends_in_a_newline(tiny_lm):
     tokenizer = tiny_lm.tokenizer
-    ids = newline_token_ids(tokenizer)
-    assert ids and all(tokenizer.decode([i]).endswith("\n") for i in ids)
+    lines = LineEnds.of(tokenizer)
+    assert lines.newline and all(tokenizer.decode([i]).endswith("\n") for i in lines.newline)
+    assert lines.blank <= lines.newline and all(tokenizer.decode([i]).endswith("\n\n") for i in lines.blank)
     encoded = tokenizer("Question: Who wrote it?\nAnswer: The author.\n\nQuestion:", add_special_tokens=False)["input_ids"]
-    newlines = [token for token in encoded if token in ids]
+    newlines = [token for token in encoded if token in lines.newline]
     assert len(newlines) >= 2 and newlines == [token for token in encoded if tokenizer.decode([token]).endswith("\n")]
-    assert make_backend(tiny_lm).row_prefiller().boundary_ids == ids
+    assert make_backend(tiny_lm).row_prefiller().line_ends == lines
 
 
 class Fed:
@@ -60,15 +62,15 @@ def cache_tensors(prefill):
 
 def test_a_row_gets_the_same_logits_and_cache_after_a_row_sharing_its_chunks_as_alone(tiny_lm):
     model, tokenizer = tiny_lm.model, tiny_lm.tokenizer
-    ids = newline_token_ids(tokenizer)
+    lines, rule = LineEnds.of(tokenizer), ChunkRule(first=8, blank_line=8, newline=64, longest=64)
     demos = "".join(f"Question: Who wrote book {n}?\nAnswer: The author wrote it.\n\n" for n in range(6))
     first, second = (tokenizer(demos + f"Question: {q}?\nAnswer:", add_special_tokens=False)["input_ids"]
                      for q in ("Is Stephen King an author", "Was Isaac Newton a physicist"))
-    ends = chunk_ends(second, len(second) - 3, ids, 8, 64)
-    assert len(ends) > 3 and all(second[end - 1] in ids for end in ends)  # every chunk ends at a newline
+    ends = chunk_ends(second, len(second) - 3, lines, rule)
+    assert len(ends) > 3 and all(second[end - 1] in lines.newline for end in ends)  # every chunk ends a line
 
-    alone = RowPrefiller(model, ids, 8, 64)(second, keep=3, needed_from_end=2, extra=5)
-    prefiller = RowPrefiller(model, ids, 8, 64)
+    alone = RowPrefiller(model, lines, rule)(second, keep=3, needed_from_end=2, extra=5)
+    prefiller = RowPrefiller(model, lines, rule)
     prefiller(first, keep=3, needed_from_end=2, extra=5)
     counter = Fed(model)
     after = prefiller(second, keep=3, needed_from_end=2, extra=5)

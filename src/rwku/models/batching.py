@@ -255,35 +255,57 @@ def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: int, n
                    last_position=torch.cat([p.last_position for p in parts]))
 
 
-#: Under invariant kernels a row's prompt runs through the model in chunks (see :class:`RowPrefiller`), so that
-#: rows sharing a prefix share the chunks inside it. A chunk ends right after a token whose text ends in a newline
-#: (the end of the chat template's system turn, of a few-shot demonstration, of the TruthfulQA primer) once it
-#: holds at least ``MIN_CHUNK`` tokens, and no chunk grows past ``MAX_CHUNK``. A pass costs a fixed overhead plus a
-#: share per token (default model, CPU, one thread: 8 tokens ~90 ms, 128 tokens 326 ms), so short chunks are not
-#: free; these values were chosen by benchmarks/bench_prefill.py on real target 1 (see README, "Prompt chunks").
-MIN_CHUNK = 32
-MAX_CHUNK = 256
+@dataclass(frozen=True)
+class LineEnds:
+    """A tokenizer's tokens that end a line: where a prompt's chunks may end (see :func:`chunk_ends`)."""
+
+    newline: frozenset[int] = frozenset()  # every token whose text ends in a newline
+    blank: frozenset[int] = frozenset()  # those ending in two (a blank line in one token)
+
+    @classmethod
+    def of(cls, tokenizer: Any) -> "LineEnds":
+        """Decode every token once (a third of a second for a 49k vocabulary)."""
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        return cls(frozenset(i for i, text in enumerate(texts) if text.endswith("\n")),
+                   frozenset(i for i, text in enumerate(texts) if text.endswith("\n\n")))
 
 
-def newline_token_ids(tokenizer: Any) -> frozenset[int]:
-    """The ids of the tokens whose text ends in a newline: where a prompt's chunks may end (decoded once per
-    tokenizer, a third of a second for a 49k vocabulary)."""
-    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-    return frozenset(i for i, text in enumerate(texts) if text.endswith("\n"))
+@dataclass(frozen=True)
+class ChunkRule:
+    """How long a chunk must be before a line end may close it, and how long it may grow.
+
+    A pass costs a fixed part (reading every weight once) plus a part per token: on the default model on one CPU
+    thread 56 ms + 2.7 ms per token (fitted to two runs of benchmarks/bench_prefill.py). A chunk a row computes
+    itself is therefore worth a pass only when later rows reuse it, and the three minimums say where that is
+    likely: the first chunk (the chat template's system turn, shared by every prompt of a request), a chunk
+    closed by a blank line (the end of a few-shot demonstration or of a primer), and anything else (the lines of
+    a question, rarely shared, are best run in one pass). Without line ends the chunks are fixed blocks of
+    ``longest`` tokens. The defaults were chosen on real target 1 by benchmarks/bench_prefill.py (see README,
+    "Prompt chunks").
+    """
+
+    first: int = 16
+    blank_line: int = 32
+    newline: int = 128
+    longest: int = 512
 
 
-def chunk_ends(row: Sequence[int], first_needed: int, boundary_ids: frozenset[int] | set[int], min_chunk: int = MIN_CHUNK,
-               max_chunk: int = MAX_CHUNK) -> list[int]:
-    """Where the chunks of a row's prompt end (exclusive), walking from its start: after a token of
-    ``boundary_ids`` once the chunk has ``min_chunk`` tokens, and after ``max_chunk`` tokens in any case. No chunk
-    reaches past ``first_needed`` (the first position whose logits are needed: it and the rest run in one final
-    pass). Whether a chunk ends at a position depends only on the tokens up to it, so rows with equal prefixes get
-    equal chunks inside them; without boundary ids the chunks are fixed blocks of ``max_chunk``."""
+def chunk_ends(row: Sequence[int], first_needed: int, line_ends: LineEnds, rule: ChunkRule = ChunkRule()) -> list[int]:
+    """Where the chunks of a row's prompt end (exclusive), walking from its start: after a line end once the chunk
+    holds the minimum ``rule`` sets for that kind of line end, and after ``rule.longest`` tokens in any case. No
+    chunk reaches past ``first_needed`` (the first position whose logits are needed: it and the rest run in one
+    final pass). Whether a chunk ends after a position depends only on the tokens up to it, so rows with equal
+    prefixes get equal chunks inside them."""
     ends: list[int] = []
     start = 0
     for position in range(first_needed):
-        length = position + 1 - start
-        if length >= max_chunk or (length >= min_chunk and row[position] in boundary_ids):
+        length, token = position + 1 - start, row[position]
+        if token in line_ends.newline:
+            blank = token in line_ends.blank or (position > 0 and row[position - 1] in line_ends.newline)
+            least = rule.first if not ends else rule.blank_line if blank else rule.newline
+        else:
+            least = rule.longest
+        if length >= min(least, rule.longest):
             ends.append(position + 1)
             start = position + 1
     return ends
@@ -293,9 +315,8 @@ class RowPrefiller:
     """Prefill for one row per forward pass: the prompt in content-defined chunks (:func:`chunk_ends`), the
     chunks the previous row already computed for the same tokens copied from its cache instead of recomputed.
 
-    A row's numbers depend on the row alone. Its chunk boundaries are a function of its own tokens (newline tokens
-    among ``boundary_ids``, ``min_chunk``, ``max_chunk``) up to the first position whose logits are needed, and
-    the rest runs in one pass; each chunk sees exactly the cache of the chunks before it. A chunk copied from an
+    A row's numbers depend on the row alone. Its chunk boundaries are a function of its own tokens (where its lines
+    end, ``line_ends`` and ``rule``) up to the first position whose logits are needed, and the rest runs in one pass; each chunk sees exactly the cache of the chunks before it. A chunk copied from an
     earlier row (equal tokens up to its end, so equal boundaries) therefore holds the very bits this row would
     have computed itself, and every output is the same whichever rows come before it (any batch size, any
     ``--limit``, any order). Rows sorted by tokens (same few-shot demonstrations, the chat template's system turn)
@@ -304,9 +325,8 @@ class RowPrefiller:
     (preallocated).
     """
 
-    def __init__(self, model: Any, boundary_ids: frozenset[int] | set[int] = frozenset(), min_chunk: int = MIN_CHUNK,
-                 max_chunk: int = MAX_CHUNK):
-        self.model, self.boundary_ids, self.min_chunk, self.max_chunk = model, boundary_ids, min_chunk, max_chunk
+    def __init__(self, model: Any, line_ends: LineEnds = LineEnds(), rule: ChunkRule = ChunkRule()):
+        self.model, self.line_ends, self.rule = model, line_ends, rule
         self.device = next(model.parameters()).device
         self.previous_row: Sequence[int] = ()
         self.previous_ends: list[int] = []
@@ -328,7 +348,7 @@ class RowPrefiller:
     def __call__(self, row: Sequence[int], keep: int, needed_from_end: int, extra: int = 0) -> Prefill:
         """Row ``row`` through the model, keeping the logits of its last ``keep`` positions (``needed_from_end``
         positions before the last one need logits, so no chunk may hold them)."""
-        ends = chunk_ends(row, len(row) - 1 - needed_from_end, self.boundary_ids, self.min_chunk, self.max_chunk)
+        ends = chunk_ends(row, len(row) - 1 - needed_from_end, self.line_ends, self.rule)
         if not ends and not extra:  # nothing to chunk and no cache to keep: one plain pass, as the official code
             out = self.model(input_ids=torch.tensor([list(row)], device=self.device), logits_to_keep=keep)
             return Prefill(cache=None, cache_kw={}, mask=torch.ones((1, len(row)), dtype=torch.long, device=self.device),

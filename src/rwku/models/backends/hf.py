@@ -11,7 +11,7 @@ import torch
 
 from rwku.errors import RwkuError
 from rwku.models.backends.base import Backend, OnBatch, under_kernels
-from rwku.models.batching import RowPrefiller, newline_token_ids
+from rwku.models.batching import LineEnds, RowPrefiller
 from rwku.models.generation import generate_tokens, nucleus_choice
 from rwku.models.loading import LoadedModel
 from rwku.models.scoring import TokenScores, next_token_probs, score_tokens
@@ -23,7 +23,7 @@ class HfBackend(Backend):
     every reduction order, depends on that row alone, never on the rows around it; a matmul's result for one row
     changes with the number of rows even in float32 on a CPU (measured: the output projection at 1 and 4 rows),
     so nothing weaker guarantees the same numbers at any ``--batch-size`` and ``--limit``. What does not depend on
-    the batch is still shared: a row's prompt runs in chunks that end at its own newline tokens, and the chunks an
+    the batch is still shared: a row's prompt runs in chunks that end where its own lines end, and the chunks an
     earlier row of the same request computed for the same tokens are copied (a function of the row alone, so still invariant); greedy
     decode steps run a fixed number of rows with attention row by row
     (:func:`rwku.models.generation.decode_fixed_rows`), since at a fixed row count a row's bits do not depend on
@@ -42,13 +42,13 @@ class HfBackend(Backend):
         self.draft = draft
 
     @cached_property
-    def newline_ids(self) -> frozenset[int]:
-        """The tokenizer's newline tokens, where a prompt's chunks may end (decoded once per backend)."""
-        return newline_token_ids(self.tokenizer)
+    def line_ends(self) -> LineEnds:
+        """The tokenizer's line-end tokens, where a prompt's chunks may end (decoded once per backend)."""
+        return LineEnds.of(self.tokenizer)
 
     def row_prefiller(self) -> RowPrefiller | None:
         """A fresh prefiller for one request under invariant kernels (chunks are shared within a request only)."""
-        return RowPrefiller(self.model, self.newline_ids) if self.kernels == "invariant" else None
+        return RowPrefiller(self.model, self.line_ends) if self.kernels == "invariant" else None
 
     @property
     def rows_per_pass(self) -> int:
