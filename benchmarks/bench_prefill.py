@@ -10,7 +10,7 @@ tokens a row copies from the row before it: the ideal (their exact common prefix
 invariant backend does, and prints wall and CPU seconds and their ratios against the 128-token blocks measured
 in the same run.
 
-    nice -n 10 python benchmarks/bench_prefill.py --items /tmp/fulleval/out/1_Stephen_King/items.json --threads 1 --limit 60
+    nice -n 10 python benchmarks/bench_prefill.py --items /tmp/fulleval/out/1_Stephen_King/items.json --threads 1 --limit 40
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--rules", default="16:32:128:512,32:32:32:256,128:128:128:512",
                         help="chunk rules FIRST:BLANK:NEWLINE:LONGEST (ChunkRule) to compare with 128-token blocks")
     parser.add_argument("--timed", default="mmlu,bbh", help="sets whose prefill is timed")
-    parser.add_argument("--time-rules", default=None, help="rules to time (default: all of --rules)")
+    parser.add_argument("--time-rules", default="16:32:128:512,32:32:32:256", help="rules to time (besides 128-token blocks)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lm = load_model(args.model, device="cpu")
@@ -117,7 +117,7 @@ def main() -> None:
         print(f"{name:<10} {len(rows):>5} {total / len(rows):>6.0f} {ideal_tokens(ordered) / total:>6.2f} "
               + " ".join(f"{c:>16}" for c in cells))
 
-    timed_rules = [BLOCKS] + ([parse_rule(r) for r in args.time_rules.split(",")] if args.time_rules else rules)
+    timed_rules = [BLOCKS] + [parse_rule(r) for r in args.time_rules.split(",")]
     print(f"\nprefill seconds, one row per pass, {args.threads} thread(s); ratio against 128-token blocks")
     for name in filter(None, args.timed.split(",")):
         ordered = engine_order(encoded[name][: args.limit])

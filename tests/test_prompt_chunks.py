@@ -46,14 +46,15 @@ def test_line_ends_are_the_tokens_whose_text_ends_in_a_newline(tiny_lm):
 
 
 class Fed:
-    """Counts the token positions fed to a model's forward passes."""
+    """Counts a model's forward passes and the token positions fed to them."""
 
     def __init__(self, model):
-        self.tokens = 0
+        self.tokens = self.passes = 0
         self.hook = model.register_forward_pre_hook(self.count, with_kwargs=True)
 
     def count(self, module, args, kwargs):
         self.tokens += kwargs["input_ids"].numel()
+        self.passes += 1
 
 
 def cache_tensors(prefill):
@@ -85,3 +86,27 @@ def test_a_row_gets_the_same_logits_and_cache_after_a_row_sharing_its_chunks_as_
     assert after.cache.layers[0].key_buffer.shape[-2] == len(second) + 5  # room for the generated tokens
     whole = model(input_ids=torch.tensor([second])).logits[:, -3:].float()
     assert torch.allclose(alone.logits, whole, atol=1e-4)  # chunks change float noise only
+
+
+def test_the_prefill_benchmark_counts_the_tokens_and_passes_the_prefiller_saves(tiny_lm):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_prefill.py"
+    spec = importlib.util.spec_from_file_location("bench_prefill", path)
+    bench = sys.modules["bench_prefill"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model, tokenizer = tiny_lm.model, tiny_lm.tokenizer
+    lines, rule = LineEnds.of(tokenizer), ChunkRule(first=8, blank_line=8, newline=64, longest=64)
+    demos = "".join(f"Question: Who wrote book {n}?\nAnswer: The author wrote it.\n\n" for n in range(4))
+    prompts = [demos + f"Question: {q}?\nAnswer:" for q in ("Is Stephen King an author", "Was Isaac Newton a physicist")]
+    prompts.append("Please briefly answer the following question.\nAnswer:")
+    rows = bench.engine_order([tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts])
+    prefiller, counter = RowPrefiller(model, lines, rule), Fed(model)
+    for row in rows:
+        prefiller(row, keep=1, needed_from_end=0)
+    counter.hook.remove()
+    reused, passes = bench.reuse(rows, rule, lines)
+    assert reused > 0 and counter.tokens == sum(len(r) for r in rows) - reused and counter.passes == passes
+    assert bench.ideal_tokens(rows) >= reused
