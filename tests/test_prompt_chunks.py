@@ -57,8 +57,11 @@ class Fed:
         self.passes += 1
 
 
-def cache_tensors(prefill):
-    return [(layer.keys, layer.values) for layer in prefill.cache.layers if isinstance(layer, PreallocatedLayer)]
+def assert_same_bits(a, b):
+    assert torch.equal(a.logits, b.logits)
+    for layer_a, layer_b in zip(a.cache.layers, b.cache.layers):
+        assert isinstance(layer_a, PreallocatedLayer)
+        assert torch.equal(layer_a.keys, layer_b.keys) and torch.equal(layer_a.values, layer_b.values)
 
 
 def test_a_row_gets_the_same_logits_and_cache_after_a_row_sharing_its_chunks_as_alone(tiny_lm):
@@ -76,16 +79,20 @@ def test_a_row_gets_the_same_logits_and_cache_after_a_row_sharing_its_chunks_as_
     counter = Fed(model)
     after = prefiller(second, keep=3, needed_from_end=2, extra=5)
     counter.hook.remove()
-
     shared = next(n for n, (a, b) in enumerate(zip(first, second)) if a != b)
     copied = max(end for end in ends if end <= shared)
     assert counter.tokens == len(second) - copied and copied > len(second) // 2
-    assert torch.equal(after.logits, alone.logits)
-    for (keys_after, values_after), (keys_alone, values_alone) in zip(cache_tensors(after), cache_tensors(alone)):
-        assert torch.equal(keys_after, keys_alone) and torch.equal(values_after, values_alone)
+    assert_same_bits(after, alone)
     assert after.cache.layers[0].key_buffer.shape[-2] == len(second) + 5  # room for the generated tokens
     whole = model(input_ids=torch.tensor([second])).logits[:, -3:].float()
     assert torch.allclose(alone.logits, whole, atol=1e-4)  # chunks change float noise only
+
+    # a row that differs from the one before it just inside a chunk copies only the chunks before that one
+    edited, changed = list(second), ends[2] - 3
+    edited[changed] = next(t for t in second if t not in lines.newline and t != second[changed])
+    assert chunk_ends(edited, len(edited) - 3, lines, rule) == ends
+    after_edit = prefiller(edited, keep=3, needed_from_end=2, extra=5)
+    assert_same_bits(after_edit, RowPrefiller(model, lines, rule)(edited, keep=3, needed_from_end=2, extra=5))
 
 
 def test_the_prefill_benchmark_counts_the_tokens_and_passes_the_prefiller_saves(tiny_lm):

@@ -304,7 +304,7 @@ def chunk_ends(row: Sequence[int], first_needed: int, line_ends: LineEnds, rule:
             blank = token in line_ends.blank or (position > 0 and row[position - 1] in line_ends.newline)
             least = rule.first if not ends else rule.blank_line if blank else rule.newline
         else:
-            least = rule.longest
+            least = rule.longest  # no line end here: only the longest length closes the chunk
         if length >= min(least, rule.longest):
             ends.append(position + 1)
             start = position + 1
@@ -315,14 +315,14 @@ class RowPrefiller:
     """Prefill for one row per forward pass: the prompt in content-defined chunks (:func:`chunk_ends`), the
     chunks the previous row already computed for the same tokens copied from its cache instead of recomputed.
 
-    A row's numbers depend on the row alone. Its chunk boundaries are a function of its own tokens (where its lines
-    end, ``line_ends`` and ``rule``) up to the first position whose logits are needed, and the rest runs in one pass; each chunk sees exactly the cache of the chunks before it. A chunk copied from an
-    earlier row (equal tokens up to its end, so equal boundaries) therefore holds the very bits this row would
-    have computed itself, and every output is the same whichever rows come before it (any batch size, any
-    ``--limit``, any order). Rows sorted by tokens (same few-shot demonstrations, the chat template's system turn)
-    then skip most of their prompts, and since chunks end where demonstrations end, a row reuses all of the
-    prefix it shares up to the last newline in it. The cache has room for ``extra`` generated tokens
-    (preallocated).
+    A row's numbers depend on the row alone. Its chunk boundaries are a function of its own tokens (where its
+    lines end, ``line_ends``, and ``rule``) up to the first position whose logits are needed, and the rest runs in
+    one pass; each chunk sees exactly the cache of the chunks before it. A chunk copied from an earlier row (equal
+    tokens up to its end, so equal boundaries) therefore holds the very bits this row would have computed itself,
+    and every output is the same whichever rows come before it (any batch size, any ``--limit``, any order). Rows
+    sorted by tokens then skip the chunks they share: the chat template's system turn, and, since chunks end at
+    blank lines, the few-shot demonstrations and primer paragraphs that end in one (MMLU, BBH, TruthfulQA). The
+    cache has room for ``extra`` generated tokens (preallocated).
     """
 
     def __init__(self, model: Any, line_ends: LineEnds = LineEnds(), rule: ChunkRule = ChunkRule()):

@@ -24,8 +24,8 @@ class HfBackend(Backend):
     changes with the number of rows even in float32 on a CPU (measured: the output projection at 1 and 4 rows),
     so nothing weaker guarantees the same numbers at any ``--batch-size`` and ``--limit``. What does not depend on
     the batch is still shared: a row's prompt runs in chunks that end where its own lines end, and the chunks an
-    earlier row of the same request computed for the same tokens are copied (a function of the row alone, so still invariant); greedy
-    decode steps run a fixed number of rows with attention row by row
+    earlier row of the same request computed for the same tokens are copied (a function of the row alone, so
+    still invariant); greedy decode steps run a fixed number of rows with attention row by row
     (:func:`rwku.models.generation.decode_fixed_rows`), since at a fixed row count a row's bits do not depend on
     the rows beside it.
 
