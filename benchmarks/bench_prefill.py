@@ -11,6 +11,8 @@ invariant backend does, and prints wall and CPU seconds and their ratios against
 in the same run.
 
     nice -n 10 python benchmarks/bench_prefill.py --items /tmp/fulleval/out/1_Stephen_King/items.json --threads 1 --limit 40
+
+takes 4 min 50 s here (target 1: MMLU 0.93x and BBH 0.93x the blocks' CPU seconds; 32:32:32:256 1.09x and 1.13x).
 """
 
 from __future__ import annotations
