@@ -1,5 +1,5 @@
-"""Fast decoding under invariant kernels: a row's prompt in fixed blocks with earlier rows' blocks reused (the
-same numbers whatever came before), greedy passes of a fixed number of slots from any rows (a slot's bits the same
+"""Fast decoding under invariant kernels: a row's prompt in chunks with earlier rows' chunks reused (the same
+numbers whatever came before), greedy passes of a fixed number of slots from any rows (a slot's bits the same
 wherever it sits), and prompt-lookup drafting in free slots (the very tokens of undrafted decoding)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rwku.errors import RwkuError
 from rwku.evaluation import EvalContext, evaluate_target
 from rwku.evaluation.sets import load_target
 from rwku.models.backends import make_backend
-from rwku.models.batching import RowPrefiller
+from rwku.models.batching import ChunkRule, RowPrefiller
 from rwku.models.generation import DRAFT_TOKENS, generate_tokens, lookup_draft
 from rwku.models.loading import load_model
 from rwku.models.prompting import PromptFormat
@@ -49,8 +49,8 @@ class Counting:
 
 def test_a_row_gets_the_same_bits_alone_as_after_rows_sharing_its_prefix(tiny_lm, rows):
     model = tiny_lm.model
-    alone = [RowPrefiller(model, block=8)(row, keep=3, needed_from_end=2).logits for row in rows]
-    shared = RowPrefiller(model, block=8)
+    alone = [RowPrefiller(model, rule=ChunkRule(longest=8))(row, keep=3, needed_from_end=2).logits for row in rows]
+    shared = RowPrefiller(model, rule=ChunkRule(longest=8))
     with Counting(model) as counting:
         together = [shared(row, keep=3, needed_from_end=2).logits for row in rows]
     for a, b in zip(alone, together):
@@ -65,19 +65,19 @@ def test_row_prefilled_requests_match_batched_ones_in_any_order(tiny_lm, rows):
     model, pad = tiny_lm.model, tiny_lm.tokenizer.pad_token_id
     batched = generate_tokens(model, rows, max_new_tokens=12, stop_ids=[2], pad_id=pad, batch_size=4)
     by_row = generate_tokens(model, rows, max_new_tokens=12, stop_ids=[2], pad_id=pad, batch_size=1,
-                             prefiller=RowPrefiller(model, block=8))
+                             prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))
     assert by_row == batched
     reversed_rows = generate_tokens(model, rows[::-1], max_new_tokens=12, stop_ids=[2], pad_id=pad, batch_size=1,
-                                    prefiller=RowPrefiller(model, block=8))
+                                    prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))
     assert reversed_rows[::-1] == by_row
     scored = score_tokens(model, rows, [5] * len(rows), pad_id=pad, batch_size=1, vocab_moments=True,
-                          prefiller=RowPrefiller(model, block=8))
+                          prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))
     alone = [score_tokens(model, [row], [5], pad_id=pad, batch_size=1, vocab_moments=True,
-                          prefiller=RowPrefiller(model, block=8))[0] for row in rows]
+                          prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))[0] for row in rows]
     assert scored == alone
-    probs = next_token_probs(model, rows, [5, 6, 7], pad_id=pad, batch_size=1, prefiller=RowPrefiller(model, block=8))
+    probs = next_token_probs(model, rows, [5, 6, 7], pad_id=pad, batch_size=1, prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))
     assert probs == [next_token_probs(model, [row], [5, 6, 7], pad_id=pad, batch_size=1,
-                                      prefiller=RowPrefiller(model, block=8))[0] for row in rows]
+                                      prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))[0] for row in rows]
 
 
 def test_lookup_draft_continues_the_latest_earlier_occurrence_of_the_longest_matching_tail():
@@ -95,7 +95,7 @@ def assert_slots_independent(model, rows, targets=None):
 
     def fresh(index):
         prompt = rows[index]
-        return start_row(index, prompt, RowPrefiller(model, block=8)(prompt, 1, 0, extra=8), set(), 8)
+        return start_row(index, prompt, RowPrefiller(model, rule=ChunkRule(longest=8))(prompt, 1, 0, extra=8), set(), 8)
 
     def logits_of(slots, row):
         slots = slots + [Slot(None, 0, 0)] * (DECODE_SLOTS - len(slots))
@@ -160,9 +160,9 @@ def test_rows_join_the_passes_as_others_finish_with_the_same_tokens_as_alone(tin
     prompts = rows + [torch.randint(3, 300, (n,)).tolist() for n in (5, 9, 14, 20, 33, 4)]
     finished = []
     together = generate_tokens(model, prompts, max_new_tokens=15, stop_ids=[2, 17, 40], pad_id=pad, batch_size=1,
-                               prefiller=RowPrefiller(model, block=8), on_batch=finished.append)
+                               prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)), on_batch=finished.append)
     alone = [generate_tokens(model, [p], max_new_tokens=15, stop_ids=[2, 17, 40], pad_id=pad, batch_size=1,
-                             prefiller=RowPrefiller(model, block=8))[0] for p in prompts]
+                             prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))[0] for p in prompts]
     assert together == alone and sum(finished) == len(prompts)
     assert len({len(tokens) for tokens in together}) > 1  # rows did finish at different times
     batched = generate_tokens(model, prompts, max_new_tokens=15, stop_ids=[2, 17, 40], pad_id=pad, batch_size=4)
@@ -218,5 +218,5 @@ def test_models_with_sliding_window_layers_decode_row_by_row_without_merging_cac
                            num_key_value_heads=2, sliding_window=16, initializer_range=0.5)
     model = MistralForCausalLM(config).eval()
     assert not caches_merge(model)
-    by_row = generate_tokens(model, rows, max_new_tokens=6, stop_ids=[], pad_id=2, batch_size=1, prefiller=RowPrefiller(model, block=8))
+    by_row = generate_tokens(model, rows, max_new_tokens=6, stop_ids=[], pad_id=2, batch_size=1, prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))
     assert by_row == [generate_tokens(model, [row], max_new_tokens=6, stop_ids=[], pad_id=2, batch_size=1)[0] for row in rows]

@@ -255,62 +255,117 @@ def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: int, n
                    last_position=torch.cat([p.last_position for p in parts]))
 
 
-#: Under invariant kernels a row's prompt runs through the model in blocks of this many tokens, so that rows
-#: sharing a prefix can share the blocks inside it (see :class:`RowPrefiller`). Measured on the default model
-#: (CPU, one thread, a 684-token prompt, the mean MMLU prompt of real target 1): blocks of 64 cost 1.15x one pass,
-#: of 128 1.05x, of 256 0.98x; on target 1's MMLU prompts 128-token blocks still share 51% of all prompt tokens
-#: (64: 54%, 256: 46%), its BBH prompts 60%.
-PREFIX_BLOCK = 128
+@dataclass(frozen=True)
+class LineEnds:
+    """A tokenizer's tokens that end a line: where a prompt's chunks may end (see :func:`chunk_ends`)."""
+
+    newline: frozenset[int] = frozenset()  # every token whose text ends in a newline
+    blank: frozenset[int] = frozenset()  # those ending in two (a blank line in one token)
+
+    @classmethod
+    def of(cls, tokenizer: Any) -> "LineEnds":
+        """Decode every token once (a third of a second for a 49k vocabulary)."""
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        return cls(frozenset(i for i, text in enumerate(texts) if text.endswith("\n")),
+                   frozenset(i for i, text in enumerate(texts) if text.endswith("\n\n")))
+
+
+@dataclass(frozen=True)
+class ChunkRule:
+    """How long a chunk must be before a line end may close it, and how long it may grow.
+
+    A pass costs a fixed part (reading every weight once) plus a part per token: on the default model on one CPU
+    thread 56 ms + 2.7 ms per token (fitted to two runs of benchmarks/bench_prefill.py). A chunk a row computes
+    itself is therefore worth a pass only when later rows reuse it, and the three minimums say where that is
+    likely: the first chunk (the chat template's system turn, shared by every prompt of a request), a chunk
+    closed by a blank line (the end of a few-shot demonstration or of a primer), and anything else (the lines of
+    a question, rarely shared, are best run in one pass). Without line ends the chunks are fixed blocks of
+    ``longest`` tokens. The defaults were chosen on real target 1 by benchmarks/bench_prefill.py (see README,
+    "Prompt chunks").
+    """
+
+    first: int = 16
+    blank_line: int = 32
+    newline: int = 128
+    longest: int = 512
+
+
+def chunk_ends(row: Sequence[int], first_needed: int, line_ends: LineEnds, rule: ChunkRule = ChunkRule()) -> list[int]:
+    """Where the chunks of a row's prompt end (exclusive), walking from its start: after a line end once the chunk
+    holds the minimum ``rule`` sets for that kind of line end, and after ``rule.longest`` tokens in any case. No
+    chunk reaches past ``first_needed`` (the first position whose logits are needed: it and the rest run in one
+    final pass). Whether a chunk ends after a position depends only on the tokens up to it, so rows with equal
+    prefixes get equal chunks inside them."""
+    ends: list[int] = []
+    start = 0
+    for position in range(first_needed):
+        length, token = position + 1 - start, row[position]
+        if token in line_ends.newline:
+            blank = token in line_ends.blank or (position > 0 and row[position - 1] in line_ends.newline)
+            least = rule.first if not ends else rule.blank_line if blank else rule.newline
+        else:
+            least = rule.longest  # no line end here: only the longest length closes the chunk
+        if length >= min(least, rule.longest):
+            ends.append(position + 1)
+            start = position + 1
+    return ends
 
 
 class RowPrefiller:
-    """Prefill for one row per forward pass: the prompt in fixed blocks, the blocks the previous row already
-    computed for the same tokens copied from its cache instead of recomputed.
+    """Prefill for one row per forward pass: the prompt in content-defined chunks (:func:`chunk_ends`), the
+    chunks the previous row already computed for the same tokens copied from its cache instead of recomputed.
 
-    A row's numbers depend on the row alone. Its blocks always start at multiples of ``block`` up to the first
-    position whose logits are needed, and the rest runs in one pass; each block sees exactly the cache of the
-    blocks before it. A block copied from an earlier row therefore holds the very bits this row would have
-    computed itself, and every output is the same whichever rows come before it (any batch size, any
-    ``--limit``, any order). Rows sorted by tokens (same few-shot demonstrations, the chat template's system turn)
-    then skip most of their prompts. The cache has room for ``extra`` generated tokens (preallocated).
+    A row's numbers depend on the row alone. Its chunk boundaries are a function of its own tokens (where its
+    lines end, ``line_ends``, and ``rule``) up to the first position whose logits are needed, and the rest runs in
+    one pass; each chunk sees exactly the cache of the chunks before it. A chunk copied from an earlier row (equal
+    tokens up to its end, so equal boundaries) therefore holds the very bits this row would have computed itself,
+    and every output is the same whichever rows come before it (any batch size, any ``--limit``, any order). Rows
+    sorted by tokens then skip the chunks they share: the chat template's system turn, and, since chunks end at
+    blank lines, the few-shot demonstrations and primer paragraphs that end in one (MMLU, BBH, TruthfulQA). The
+    cache has room for ``extra`` generated tokens (preallocated).
     """
 
-    def __init__(self, model: Any, block: int = PREFIX_BLOCK):
-        self.model, self.block = model, block
+    def __init__(self, model: Any, line_ends: LineEnds = LineEnds(), rule: ChunkRule = ChunkRule()):
+        self.model, self.line_ends, self.rule = model, line_ends, rule
         self.device = next(model.parameters()).device
         self.previous_row: Sequence[int] = ()
-        self.previous_blocks = 0
+        self.previous_ends: list[int] = []
         self.previous_cache: DynamicCache | None = None
 
-    def reusable_blocks(self, row: Sequence[int], blocks: int) -> int:
-        """How many of this row's leading blocks the previous row computed for the same tokens."""
+    def reusable_chunks(self, row: Sequence[int], ends: Sequence[int]) -> int:
+        """How many of this row's leading chunks the previous row computed for the same tokens."""
         if self.previous_cache is None or not all(isinstance(layer, PreallocatedLayer) for layer in self.previous_cache.layers):
             return 0
         shared = common_prefix_length([self.previous_row, row])
-        return min(shared // self.block, blocks, self.previous_blocks)
+        reused = 0
+        for end, previous_end in zip(ends, self.previous_ends):
+            if end != previous_end or end > shared:
+                break
+            reused += 1
+        return reused
 
     @torch.no_grad()
     def __call__(self, row: Sequence[int], keep: int, needed_from_end: int, extra: int = 0) -> Prefill:
         """Row ``row`` through the model, keeping the logits of its last ``keep`` positions (``needed_from_end``
-        positions before the last one need logits, so no block may hold them)."""
-        first_needed = len(row) - 1 - needed_from_end
-        blocks = first_needed // self.block
-        if not blocks and not extra:  # nothing to block and no cache to keep: one plain pass, as the official code
+        positions before the last one need logits, so no chunk may hold them)."""
+        ends = chunk_ends(row, len(row) - 1 - needed_from_end, self.line_ends, self.rule)
+        if not ends and not extra:  # nothing to chunk and no cache to keep: one plain pass, as the official code
             out = self.model(input_ids=torch.tensor([list(row)], device=self.device), logits_to_keep=keep)
             return Prefill(cache=None, cache_kw={}, mask=torch.ones((1, len(row)), dtype=torch.long, device=self.device),
                            logits=out.logits.float(), last_position=torch.tensor([len(row) - 1], device=self.device))
         cache = make_cache(self.model, len(row) + extra)
         cache_kw = {cache_argument(self.model): cache}
-        reused = self.reusable_blocks(row, blocks)
+        reused = self.reusable_chunks(row, ends)
         if reused:
+            copied = ends[reused - 1]
             for layer, source in zip(cache.layers, self.previous_cache.layers):
-                layer.update(source.keys[..., : reused * self.block, :], source.values[..., : reused * self.block, :])
-        bounds = [(j * self.block, (j + 1) * self.block) for j in range(reused, blocks)] + [(blocks * self.block, len(row))]
-        for start, end in bounds:
+                layer.update(source.keys[..., :copied, :], source.values[..., :copied, :])
+        starts = [0, *ends]
+        for start, end in zip(starts[reused:], [*ends[reused:], len(row)]):
             out = self.model(input_ids=torch.tensor([list(row[start:end])], device=self.device),
                              position_ids=torch.arange(start, end, device=self.device)[None], use_cache=True,
                              logits_to_keep=keep if end == len(row) else 1, **cache_kw)
-        self.previous_row, self.previous_blocks, self.previous_cache = row, blocks, cache
+        self.previous_row, self.previous_ends, self.previous_cache = row, ends, cache
         return Prefill(cache=cache, cache_kw=cache_kw, mask=torch.ones((1, len(row)), dtype=torch.long, device=self.device),
                        logits=out.logits.float(), last_position=torch.tensor([len(row) - 1], device=self.device))
 

@@ -1,16 +1,17 @@
 """The default backend: transformers models run by rwku's batching (shared-prefix prefill, rows that leave the
 batch when done, only the logits that are needed; see :mod:`rwku.models.batching`), or, under invariant kernels,
-one row per pass with its prompt's shared blocks computed once (:class:`rwku.models.batching.RowPrefiller`)."""
+one row per pass with its prompt's shared chunks computed once (:class:`rwku.models.batching.RowPrefiller`)."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Sequence
 
 import torch
 
 from rwku.errors import RwkuError
 from rwku.models.backends.base import Backend, OnBatch, under_kernels
-from rwku.models.batching import RowPrefiller
+from rwku.models.batching import LineEnds, RowPrefiller
 from rwku.models.generation import DRAFT_TOKENS, generate_tokens, nucleus_choice
 from rwku.models.loading import LoadedModel
 from rwku.models.scoring import TokenScores, next_token_probs, score_tokens
@@ -22,12 +23,13 @@ class HfBackend(Backend):
     every reduction order, depends on that row alone, never on the rows around it; a matmul's result for one row
     changes with the number of rows even in float32 on a CPU (measured: the output projection at 1 and 4 rows),
     so nothing weaker guarantees the same numbers at any ``--batch-size`` and ``--limit``. What does not depend on
-    the batch is still shared: a row's prompt runs in fixed blocks, and the blocks an earlier row of the same
-    request computed for the same tokens are copied (a function of the row alone, so still invariant); greedy
-    decoding runs passes of a fixed number of positions from any rows, with attention position by position
-    (:func:`rwku.models.generation.decode_slots`), since at a fixed row count a row's bits do not depend on the
-    rows beside it; free positions verify prompt-lookup drafts of up to ``draft`` tokens (default
-    :data:`~rwku.models.generation.DRAFT_TOKENS`; 0 turns drafting off, which changes the time, not the tokens)."""
+    the batch is still shared: a row's prompt runs in chunks that end where its own lines end, and the chunks an
+    earlier row of the same request computed for the same tokens are copied (a function of the row alone, so
+    still invariant); greedy decoding runs passes of a fixed number of positions from any rows, with attention
+    position by position (:func:`rwku.models.generation.decode_slots`), since at a fixed row count a row's bits
+    do not depend on the rows beside it; free positions verify prompt-lookup drafts of up to ``draft`` tokens
+    (default :data:`~rwku.models.generation.DRAFT_TOKENS`; 0 turns drafting off, which changes the time, not the
+    tokens)."""
 
     name = "hf"
 
@@ -37,9 +39,14 @@ class HfBackend(Backend):
             raise RwkuError(f"prompt-lookup drafting ({draft} tokens) fills invariant decoding's fixed-shape passes: use --kernels invariant")
         self.draft = (DRAFT_TOKENS if self.kernels == "invariant" else 0) if draft is None else draft
 
+    @cached_property
+    def line_ends(self) -> LineEnds:
+        """The tokenizer's line-end tokens, where a prompt's chunks may end (decoded once per backend)."""
+        return LineEnds.of(self.tokenizer)
+
     def row_prefiller(self) -> RowPrefiller | None:
-        """A fresh prefiller for one request under invariant kernels (blocks are shared within a request only)."""
-        return RowPrefiller(self.model) if self.kernels == "invariant" else None
+        """A fresh prefiller for one request under invariant kernels (chunks are shared within a request only)."""
+        return RowPrefiller(self.model, self.line_ends) if self.kernels == "invariant" else None
 
     @property
     def rows_per_pass(self) -> int:
