@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -28,7 +29,7 @@ from rwku.evaluation import EvalContext, evaluate_target
 from rwku.evaluation.sets import load_target
 from rwku.models import PromptFormat, load_model
 from rwku.models.backends import make_backend
-from rwku.results import flatten, write_json_atomic
+from rwku.results import flatten, read_json, write_json_atomic
 
 
 def largest_difference(a: dict, b: dict) -> tuple[float, str]:
@@ -54,6 +55,16 @@ def generated_outputs(result) -> list[str]:
     utility = result.items.get("utility", {})
     texts += [i["raw_output"] for i in utility.get("bbh", [])] + [i["output"] for i in utility.get("triviaqa", [])]
     return texts + [i["output"] for i in utility.get("fluency", [])]
+
+
+def answers_by_prompt(result) -> dict[tuple[str, str], str]:
+    """Every answer of a run by set and prompt: probe outputs, BBH's raw output, TriviaQA and fluency texts, the
+    MMLU letter and the TruthfulQA choice (so runs with different ``--limit`` compare on the items both hold)."""
+    answers = {(part, i["prompt"]): i["output"] for part in ("forget", "neighbor") for i in result.items.get(part, [])}
+    for name, items in result.items.get("utility", {}).items():
+        field = "raw_output" if name == "bbh" else "output"
+        answers |= {(name, i["prompt"]): i[field] for i in items}
+    return answers
 
 
 def run_backend(lm, name: str, batch_size: int):
@@ -96,6 +107,8 @@ def main() -> None:
     parser.add_argument("--kernels", default="invariant", choices=("invariant", "fast"))
     parser.add_argument("--runs", default="official,engine", help="comma-separated: official, engine, undrafted, engine-bN")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
+    parser.add_argument("--items", type=Path, help="also write each run's items (every prompt, output and score) to DIR/<run>.items.json")
+    parser.add_argument("--reference", type=Path, help="a stored run's items.json (e.g. rwku eval's): count the answers each run changes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -112,6 +125,8 @@ def main() -> None:
         start, cpu_start = time.perf_counter(), time.process_time()
         results[name] = evaluate_target(context, target_data, sets)
         timings[name], cpu[name] = time.perf_counter() - start, time.process_time() - cpu_start
+        if args.items:
+            write_json_atomic(args.items / f"{name}.items.json", results[name].items)
         per_set = ", ".join(f"{k} {v:.1f}s" for k, v in results[name].summary["seconds"].items())
         print(f"{name:>9}: {timings[name]:7.1f} s wall, {cpu[name]:7.1f} s CPU  ({per_set})", flush=True)
     print(f"target {target.number} {target.name}, model {args.model}, limit {args.limit or 'none'}, {torch.get_num_threads()} threads, "
@@ -131,6 +146,15 @@ def main() -> None:
               f"{differing_texts}/{texts}; items differing: {differing_items}")
         measured[name] = {"cpu_ratio": cpu["engine"] / cpu[name], "texts": texts, "texts_differing": differing_texts,
                           "items_differing": differing_items}
+    if args.reference:
+        reference = answers_by_prompt(SimpleNamespace(items=read_json(args.reference)))
+        for name, result in results.items():
+            mine = answers_by_prompt(result)
+            shared = [key for key in mine if key in reference]
+            differing = sum(mine[key] != reference[key] for key in shared)
+            print(f"{name} against {args.reference}: answers (generated texts, MMLU letters, TruthfulQA choices) of the "
+                  f"items both hold differing {differing}/{len(shared)}")
+            measured.setdefault("reference", {})[name] = {"answers": len(shared), "answers_differing": differing}
     if args.json:
         write_json_atomic(args.json, {**measured, "device": str(lm.device), "dtype": str(lm.dtype).removeprefix("torch."), "kernels": lm.kernels,
                                       "limit": args.limit, "threads": torch.get_num_threads(), "seconds": timings, "cpu_seconds": cpu,
