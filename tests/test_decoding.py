@@ -95,7 +95,8 @@ def assert_slots_independent(model, rows, targets=None):
 
     def fresh(index):
         prompt = rows[index]
-        return start_row(index, prompt, RowPrefiller(model, rule=ChunkRule(longest=8))(prompt, 1, 0, extra=8), set(), 8)
+        state = RowPrefiller(model, rule=ChunkRule(longest=8))(prompt, 1, 0, extra=8)
+        return start_row(index, prompt, state, int(state.logits[0, -1].argmax()), set(), 8)
 
     def logits_of(slots, row):
         slots = slots + [Slot(None, 0, 0)] * (DECODE_SLOTS - len(slots))
@@ -167,6 +168,30 @@ def test_rows_join_the_passes_as_others_finish_with_the_same_tokens_as_alone(tin
     assert len({len(tokens) for tokens in together}) > 1  # rows did finish at different times
     batched = generate_tokens(model, prompts, max_new_tokens=15, stop_ids=[2, 17, 40], pad_id=pad, batch_size=4)
     assert together == batched  # and the tiny model's greedy tokens are those of ordinary batched decoding
+
+
+def test_sampled_rows_decode_in_slot_passes_with_the_draws_they_get_alone(tiny_lm, rows, monkeypatch):
+    """Corpus sampling under invariant kernels: each row draws once per token from its own generator, so in slot
+    passes with rows joining as others finish it gets exactly the tokens it gets alone."""
+    from rwku.models import generation
+    from rwku.models.generation import nucleus_choice
+
+    monkeypatch.setattr(generation, "DECODE_SLOTS", 4)
+    model, pad = tiny_lm.model, tiny_lm.tokenizer.pad_token_id
+    prompts = rows + rows[:3]  # repeated prompts, as a corpus samples one prompt many times
+
+    def sample(indices):
+        generators = [torch.Generator().manual_seed(100 + i) for i in indices]
+        with Counting(model) as counting:
+            tokens = generate_tokens(model, [prompts[i] for i in indices], max_new_tokens=12, stop_ids=[2, 17], pad_id=pad,
+                                     batch_size=1, choose=nucleus_choice(generators, 1.0, 0.9),
+                                     prefiller=RowPrefiller(model, rule=ChunkRule(longest=8)))
+        return tokens, counting.passes
+
+    together, passes = sample(range(len(prompts)))
+    assert together == [sample([i])[0][0] for i in range(len(prompts))]
+    assert len(set(map(tuple, together))) == len(prompts)  # repeated prompts drew different texts
+    assert passes < sum(len(tokens) for tokens in together)  # rows shared passes
 
 
 def test_drafting_through_the_backend_is_the_same_at_any_batch_size_and_with_or_without_drafts(tiny_model_dir):

@@ -41,8 +41,9 @@ from rwku.results import read_json, write_json_atomic
 
 KINDS = ("forget", "counterfactual", "questions", "answers")
 RETAIN = "retain"  # a kind of no target: built once per unit by rwku.corpus.retain
-#: Raised when the same settings sample other texts (2: each row draws from its own seeded generator).
-CORPUS_VERSION = 2
+#: Raised when the same settings sample other texts (2: each row draws from its own seeded generator; 3: under
+#: invariant kernels rows decode in fixed-shape slot passes, ``models.generation.decode_slots``: other float bits).
+CORPUS_VERSION = 3
 
 
 @dataclass(frozen=True)

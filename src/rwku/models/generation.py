@@ -164,43 +164,55 @@ def accept(row: SlotRow, drafted: Sequence[int], greedy: Sequence[int], stops: s
     return take(row, [*drafted[:kept], greedy[kept]], stops, max_new_tokens)
 
 
-def start_row(index: int, prompt: Sequence[int], state: Prefill, stops: set[int], max_new_tokens: int) -> SlotRow | None:
-    """A prefilled prompt as a row holding its first greedy token, or None when that token already ends it."""
+def start_row(index: int, prompt: Sequence[int], state: Prefill, first: int, stops: set[int], max_new_tokens: int) -> SlotRow | None:
+    """A prefilled prompt as a row holding its first token ``first``, or None when that token already ends it."""
     layers = state.cache.layers
     row = SlotRow(index=index, text=list(prompt), generated=[], keys=[layer.key_buffer for layer in layers],
                   values=[layer.value_buffer for layer in layers], length=len(prompt))
-    return None if take(row, [int(state.logits[0, -1].argmax())], stops, max_new_tokens) else row
+    return None if take(row, [first], stops, max_new_tokens) else row
 
 
 @torch.no_grad()
 def decode_slots(model: Any, prompts: Sequence[Sequence[int]], order: Sequence[int], max_new_tokens: int,
                  stops: set[int], pad_id: int, prefiller: RowPrefiller, draft: int = DRAFT_TOKENS,
-                 on_done: Callable[[int], None] | None = None) -> list[list[int]]:
-    """Greedy continuations under invariant kernels: rows decode together in passes of exactly
-    :data:`DECODE_SLOTS` positions (:func:`plan_slots`); a row that finishes leaves at once and the next prompt (in
-    ``order``, prefilled alone by ``prefiller``) takes its place. Slots no row needs verify prompt-lookup drafts:
-    the tokens that followed the latest earlier occurrence of the row's last few tokens (BBH's chain of thought and
-    the few-shot answers copy much of their prompts); a drafted position computes exactly what the same position
-    computes when fed alone, so only the tokens greedy decoding would choose are kept and the output is the same
-    bits with or without drafting, in any company."""
+                 choose: Choice = argmax_choice, on_done: Callable[[int], None] | None = None) -> list[list[int]]:
+    """Continuations under invariant kernels, greedy unless ``choose`` says: rows decode together in passes of
+    exactly :data:`DECODE_SLOTS` positions (:func:`plan_slots`); a row that finishes leaves at once and the next
+    prompt (in ``order``, prefilled alone by ``prefiller``) takes its place. When greedy, slots no row needs verify
+    prompt-lookup drafts: the tokens that followed the latest earlier occurrence of the row's last few tokens (BBH's
+    chain of thought and the few-shot answers copy much of their prompts); a drafted position computes exactly what
+    the same position computes when fed alone, so only the tokens greedy decoding would choose are kept and the
+    output is the same bits with or without drafting, in any company. A sampled row draws once per token from its
+    own generator (``choose``, e.g. :func:`nucleus_choice`), never drafts, and so gets the same tokens in any
+    company too."""
+    greedy = choose is argmax_choice
     results: list[list[int]] = [[] for _ in prompts]
     queue, live = list(order), []
     while queue or live:
         while queue and len(live) < DECODE_SLOTS:
             index = queue.pop(0)
-            row = start_row(index, prompts[index], prefiller(prompts[index], 1, 0, extra=max_new_tokens), stops, max_new_tokens)
+            state = prefiller(prompts[index], 1, 0, extra=max_new_tokens)
+            first = int(choose([index], state.logits[:, -1, :])[0])
+            row = start_row(index, prompts[index], state, first, stops, max_new_tokens)
             if row is not None:
                 live.append(row)
             elif on_done is not None:
                 on_done(1)
         if not live:
             continue
-        slots = plan_slots(live, max_new_tokens, draft, pad_id)
-        greedy = run_slots(model, slots)
+        slots = plan_slots(live, max_new_tokens, draft if greedy else 0, pad_id)
+        logits = run_slots(model, slots)
+        mine = [[j for j, s in enumerate(slots) if s.row is row] for row in live]
+        if greedy:
+            chosen = logits.argmax(dim=-1).tolist()
+        else:  # one draw per row, from the logits of its newest (its only) slot
+            newest = [own[0] for own in mine]
+            chosen = [pad_id] * len(slots)
+            for j, token in zip(newest, choose([row.index for row in live], logits[newest]).tolist()):
+                chosen[j] = token
         still = []
-        for row in live:
-            mine = [j for j, s in enumerate(slots) if s.row is row]
-            if accept(row, [slots[j].token for j in mine[1:]], [greedy[j] for j in mine], stops, max_new_tokens):
+        for row, own in zip(live, mine):
+            if accept(row, [slots[j].token for j in own[1:]], [chosen[j] for j in own], stops, max_new_tokens):
                 results[row.index] = row.generated
                 if on_done is not None:
                     on_done(1)
@@ -210,13 +222,14 @@ def decode_slots(model: Any, prompts: Sequence[Sequence[int]], order: Sequence[i
     return results
 
 
-def run_slots(model: Any, slots: Sequence[Slot]) -> list[int]:
-    """One pass over ``slots`` (their keys and values written into their rows): each slot's greedy next token."""
+def run_slots(model: Any, slots: Sequence[Slot]) -> torch.Tensor:
+    """One pass over ``slots`` (their keys and values written into their rows): each slot's next-token logits
+    [slots, vocab], float32."""
     device = next(model.parameters()).device
     with attention_by_slot(model):
         out = model(input_ids=torch.tensor([[s.token for s in slots]], device=device), use_cache=False,
                     position_ids=torch.tensor([[s.position for s in slots]], device=device), rwku_slots=slots)
-    return out.logits[0].argmax(dim=-1).tolist()
+    return out.logits[0].float()
 
 
 #: Prompt-lookup drafting matches the text's last ``n`` tokens, ``n`` from this down to 1.
@@ -285,14 +298,15 @@ def generate_tokens(
     draft: int = DRAFT_TOKENS,
 ) -> list[list[int]]:
     """Continuations of all ``prompts`` (in input order), batched by shared prefix; greedy unless ``choose`` says.
-    With a ``prefiller`` (invariant kernels) each prompt is prefilled alone by it; greedy rows then decode in
-    fixed-shape passes (:func:`decode_slots`, drafts of up to ``draft`` tokens in free slots; 0: none), while
-    sampled rows, and models with sliding-window layers (whose caches :func:`decode_slots` cannot address), decode
-    one at a time (``batch_size`` 1)."""
+    With a ``prefiller`` (invariant kernels) each prompt is prefilled alone by it, then rows decode in fixed-shape
+    passes (:func:`decode_slots`; greedy rows verify drafts of up to ``draft`` tokens in free slots, 0: none);
+    models with sliding-window layers (whose caches :func:`decode_slots` cannot address) decode one row at a time
+    (``batch_size`` 1)."""
     stops = list(stop_ids)
-    if prefiller is not None and choose is argmax_choice and caches_merge(model):
+    if prefiller is not None and caches_merge(model):
         order = [i for batch in prefix_sorted_batches(prompts, len(prompts) or 1) for i in batch]
-        return decode_slots(model, prompts, order, max_new_tokens, set(stops), pad_id, prefiller, draft, on_done=on_batch)
+        return decode_slots(model, prompts, order, max_new_tokens, set(stops), pad_id, prefiller, draft, choose=choose,
+                            on_done=on_batch)
     results: list[list[int]] = [[] for _ in prompts]
     for batch in prefix_sorted_batches(prompts, batch_size):
         rows = decode_batch(model, [prompts[i] for i in batch], max_new_tokens, stops, pad_id, choose, index=batch,

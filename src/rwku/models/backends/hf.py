@@ -77,7 +77,7 @@ class HfBackend(Backend):
                on_batch: OnBatch = None) -> list[list[int]]:
         return generate_tokens(self.model, prompts, max_new_tokens=max_new_tokens, stop_ids=stop_ids, pad_id=self.pad_id,
                                batch_size=self.rows_per_pass, choose=nucleus_choice(generators, temperature, top_p),
-                               on_batch=on_batch)
+                               on_batch=on_batch, prefiller=self.row_prefiller())
 
     @under_kernels
     @torch.no_grad()
