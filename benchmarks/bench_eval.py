@@ -83,9 +83,9 @@ def run_backend(lm, name: str, batch_size: int):
 def same_as_engine(engine, other) -> tuple[int, int, int]:
     """How many generated texts a run has, how many differ from the engine's, and how many items differ at all."""
     texts, theirs = generated_outputs(engine), generated_outputs(other)
-    items = [(part, i) for part, rows in flatten_items(engine).items() for i in range(len(rows))]
     mine_items, their_items = flatten_items(engine), flatten_items(other)
-    return len(texts), sum(a != b for a, b in zip(texts, theirs)), sum(mine_items[p][i] != their_items[p][i] for p, i in items)
+    differing_items = sum(a != b for part, rows in mine_items.items() for a, b in zip(rows, their_items[part]))
+    return len(texts), sum(a != b for a, b in zip(texts, theirs)), differing_items
 
 
 def flatten_items(result) -> dict[str, list]:

@@ -87,6 +87,10 @@ MAX_RETRIES_OPTION = typer.Option(1, "--max-retries", min=0, help="Retries of a 
 #: How the model's kernels run: the same option for rwku eval, unlearn, memorization (experiment files: "kernels")
 KERNELS_OPTION = typer.Option("invariant", "--kernels", help="invariant (float32, no TF32, one row per forward pass: every output and score the same at any --batch-size and --limit) or fast (batched; bf16 on a GPU with --dtype auto: outputs may change with the batch, whose size then joins the cache key).")
 DTYPE_OPTION = typer.Option("auto", "--dtype", help="auto (float32 under --kernels invariant; under fast bf16 on a GPU, fp32 on a CPU), float32, bfloat16, float16 (half precision needs --kernels fast).")
+BATCH_SIZE_OPTION = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass (outputs and scores do not depend on it under --kernels invariant).")
+DEVICE_OPTION = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ...")
+PROMPT_FORMAT_OPTION = typer.Option("chat", "--prompt-format", help="chat (the model's template) or plain (models without one).")
+FIX_OPTION = typer.Option([], "--fix", help="Switch on a named fix of an official quirk (see docs/protocol.md); repeatable.")
 AUDIT_OPTION = typer.Option("", "--audit", help="Audits of each unlearned model, comma-separated: quant8, quant4, relearn, suffix, logit_lens, all.")
 AUDIT_SET_OPTION = typer.Option([], "--audit-set", help="Override an audit setting key=value (suffix_steps=50, relearn_lr=1e-4 ...); repeatable.")
 
@@ -220,12 +224,12 @@ def eval_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (one sub-folder per target)."),
     sets: str = typer.Option("all", "--sets", help=SETS_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every part (quick runs)."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass (outputs and scores do not depend on it under --kernels invariant)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    batch_size: int = BATCH_SIZE_OPTION,
+    device: str = DEVICE_OPTION,
     dtype: str = DTYPE_OPTION,
     kernels: str = KERNELS_OPTION,
-    prompt_format: str = typer.Option("chat", "--prompt-format", help="chat (the model's template) or plain (models without one)."),
-    fix: list[str] = typer.Option([], "--fix", help="Switch on a named fix of an official quirk (see docs/protocol.md); repeatable."),
+    prompt_format: str = PROMPT_FORMAT_OPTION,
+    fix: list[str] = FIX_OPTION,
     icu: bool = typer.Option(False, "--icu", help="In-context unlearning: put the official ICU preamble before every prompt."),
     threads: Optional[int] = THREADS_OPTION,
     force: bool = typer.Option(False, "--force", help="Recompute targets whose results already exist."),
@@ -292,12 +296,12 @@ def unlearn_command(
     corpus: str = typer.Option("generated", "--corpus", help="generated (the model writes it; cached) or official (the release's files)."),
     sets: str = typer.Option("all", "--sets", help=SETS_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every evaluation part."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
-    device: str = typer.Option("auto", "--device"),
+    batch_size: int = BATCH_SIZE_OPTION,
+    device: str = DEVICE_OPTION,
     dtype: str = DTYPE_OPTION,
     kernels: str = KERNELS_OPTION,
-    prompt_format: str = typer.Option("chat", "--prompt-format"),
-    fix: list[str] = typer.Option([], "--fix"),
+    prompt_format: str = PROMPT_FORMAT_OPTION,
+    fix: list[str] = FIX_OPTION,
     save_model: bool = typer.Option(False, "--save-model", help="Also write each unlearned model (or adapter)."),
     force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
     eval_epochs: bool = typer.Option(False, "--eval-epochs", help="Also evaluate after every epoch (trade-off curves in rwku report)."),
@@ -406,12 +410,12 @@ def audit_command(
     audit_set: list[str] = AUDIT_SET_OPTION,
     preset: str = typer.Option("auto", "--preset", help="Audit settings: small (135M on a CPU), paper (8B on a GPU), auto (by --original)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N probes of every level."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
-    device: str = typer.Option("auto", "--device"),
+    batch_size: int = BATCH_SIZE_OPTION,
+    device: str = DEVICE_OPTION,
     dtype: str = DTYPE_OPTION,
     kernels: str = KERNELS_OPTION,
-    prompt_format: str = typer.Option("chat", "--prompt-format"),
-    fix: list[str] = typer.Option([], "--fix"),
+    prompt_format: str = PROMPT_FORMAT_OPTION,
+    fix: list[str] = FIX_OPTION,
     threads: Optional[int] = THREADS_OPTION,
     force: bool = typer.Option(False, "--force", help="Recompute targets already stored with the same settings."),
 ) -> None:
@@ -483,8 +487,8 @@ def memorization_command(
     min_tokens: Optional[int] = typer.Option(None, "--min-tokens", min=2, help="Leave out texts shorter than this (default: the window, so every text is scored on W tokens)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N texts of each source (rwku: of each target)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: memorization.json, texts.jsonl, fig1_memorization.png/.svg."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    batch_size: int = BATCH_SIZE_OPTION,
+    device: str = DEVICE_OPTION,
     dtype: str = DTYPE_OPTION,
     kernels: str = KERNELS_OPTION,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
@@ -576,7 +580,7 @@ def build_target_command(
     shared_data: Optional[str] = typer.Option(None, "--shared-data", help="RWKU data whose MIA retain texts and utility sets the target shares (copied)."),
     shared_target: str = typer.Option("1", "--shared-target", help="The target of --shared-data whose shared files are copied."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Rows per forward pass of local models."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    device: str = DEVICE_OPTION,
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
     prompt_format: str = typer.Option("chat", "--prompt-format", help="chat or plain, for the local generator and the check models."),
     threads: Optional[int] = THREADS_OPTION,

@@ -101,10 +101,10 @@ def slot_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: t
         if slot.row is not None:
             slot.row.keys[layer][:, :, slot.position] = key[:, :, j]
             slot.row.values[layer][:, :, slot.position] = value[:, :, j]
-    outputs = []
+    outputs, padding = [], query.new_zeros((1, query.shape[1], 1, query.shape[-1]))
     for j, slot in enumerate(rwku_slots):
         if slot.row is None:
-            outputs.append(query.new_zeros((1, query.shape[1], 1, query.shape[-1])))
+            outputs.append(padding)
             continue
         end = slot.position + 1
         outputs.append(F.scaled_dot_product_attention(query[:, :, j: j + 1], slot.row.keys[layer][:, :, :end],
