@@ -149,7 +149,7 @@ def sourced(source_text: str, lr: float, batch: int, epochs: int, **params: Any)
 def beyond_presets(paper_presets: Mapping[str, Preset], **small_params: Any) -> dict[tuple[str, str, str], Preset]:
     """Presets of a method beyond the RWKU paper: ``paper`` per mode where its paper gives values for a ~7-8B model
     (elsewhere the defaults, "rwku default"), and ``small`` as every trained method's, plus its own values checked
-    on the demo (README: Methods beyond the paper)."""
+    on the demo (docs/methods.md: Methods beyond the paper)."""
     presets = {("paper", mode, "single"): preset for mode, preset in paper_presets.items()}
     for mode in ("full", "lora"):
         presets[("small", mode, "single")] = Preset({**small(mode).values, **small_params}, CALIBRATED)
