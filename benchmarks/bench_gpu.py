@@ -12,7 +12,7 @@ the largest logit difference between them is printed (the two paths must compute
     python benchmarks/bench_gpu.py                          # on the GPU: the 8B shape, batch 1/8/32/128
     python benchmarks/bench_gpu.py --tiny --device cpu      # a tiny shape on the CPU (static cache, not compiled)
 
-Not measured in the session that wrote it (no GPU): the README says so until someone runs it on one.
+Not measured in the session that wrote it (no GPU): docs/performance.md says so until someone runs it on one.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: on a machine with one GPU, in a few minutes, one table saying whether rwku's outputs and scores
 # stay the same at any batch size there (kernel modes invariant and fast, batch 1 and 128, the default model on
-# target 1), and the official-way benchmark at --limit 12. See README, "GPU".
+# target 1), and the official-way benchmark at --limit 12. See docs/gpus-and-clusters.md, "Kernels".
 #
 #   bash scripts/gpu-check.sh ../shared/rwku-data/strzar-purge          # on the GPU
 #   bash scripts/gpu-check.sh ../shared/rwku-data/strzar-purge --cpu    # a small try on the CPU

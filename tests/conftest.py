@@ -120,6 +120,22 @@ def tiny_plain_model_dir(tmp_path_factory) -> Path:
     return folder
 
 
+def fresh(model_dir):
+    """A new copy of the tiny model in ``model_dir``, loaded as rwku loads any local model (for a test that trains it:
+    the session-wide :func:`tiny_lm` must stay as it is)."""
+    from rwku.models.loading import load_model
+
+    return load_model(str(model_dir), device="cpu", dtype="float32")
+
+
+def batch_of(lm, texts, max_length: int = 64):
+    """``texts`` as one padded training batch on the CPU, every token counted in the loss."""
+    from rwku.methods.base import text_example
+    from rwku.methods.training import collate
+
+    return collate([text_example(lm.tokenizer, text, max_length) for text in texts], lm.tokenizer.pad_token_id, "cpu")
+
+
 #: Training settings small enough for the tiny model (preset ``none``; any of them can be overridden per call).
 TINY_TRAIN = {"lr": 1e-2, "batch_size": 2, "grad_accum": 1, "epochs": 2, "warmup_steps": 0, "max_length": 64}
 

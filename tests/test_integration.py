@@ -80,7 +80,7 @@ def test_unlearn_default_model_on_stephen_king(shared_data, tmp_path):
 
 
 def test_shipped_experiment_files_expand(shared_data, tmp_path):
-    """experiments/*.json stay valid: the README's real-run file as is, the 8B paper grid on the shared data."""
+    """experiments/*.json stay valid: the real-run file of docs/experiments.md as is, the 8B paper grid on the shared data."""
     from rwku.experiment import load_experiment
 
     root = Path(__file__).resolve().parent.parent / "experiments"

@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-from conftest import make_session
+from conftest import fresh, make_session
 
 from rwku.corpus.build import Corpus
 from rwku.data import RwkuData
@@ -21,12 +21,7 @@ from rwku.methods.config import ModeConfig
 from rwku.methods.dpo import DirectPreference, PairExample
 from rwku.methods.repe import EXPERT_SYSTEM, NOVICE_SYSTEM, STIMULI, control_vectors, decoder_layers
 from rwku.methods.training import collate, sequence_logprob
-from rwku.models.loading import load_model
 from rwku.models.prompting import PromptFormat
-
-
-def fresh(model_dir):
-    return load_model(str(model_dir), device="cpu", dtype="float32")
 
 
 # ------------------------------------------------------------------ DPO: the preference margin moves towards chosen

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_session
+from conftest import batch_of, fresh, make_session
 
 from rwku.corpus.build import Corpus, CorpusSpec, build_corpus
 from rwku.corpus.prompts import scrub_counterfactual
@@ -15,25 +15,16 @@ from rwku.data import PASSAGE, RwkuData
 from rwku.errors import RwkuError
 from rwku.evaluation.context import no_progress
 from rwku.methods import METHODS
-from rwku.methods.base import chat_example, text_example
+from rwku.methods.base import chat_example
 from rwku.methods.config import ModeConfig, resolve_settings
 from rwku.methods.dpo import dpo_loss
 from rwku.methods.ga import ga_loss
 from rwku.methods.npo import npo_loss
 from rwku.methods.training import collate, mean_token_nll, prepare_trainable, sequence_logprob
-from rwku.models.loading import load_model
 from rwku.models.prompting import PromptFormat
 
 TEXTS = ["Isaac Newton was an English physicist and mathematician.", "Stephen King is an American author.",
          "The answer is True.", "Please briefly answer the following question."]
-
-
-def fresh(tiny_model_dir):
-    return load_model(str(tiny_model_dir), device="cpu", dtype="float32")
-
-
-def batch_of(lm, texts):
-    return collate([text_example(lm.tokenizer, t, 64) for t in texts], lm.tokenizer.pad_token_id, "cpu")
 
 
 # ------------------------------------------------------------------ losses against hand-computed values

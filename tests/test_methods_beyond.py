@@ -1,43 +1,216 @@
-"""Methods beyond the paper (SimNPO, WGA, UNDIAL, IdkDPO, RepE's PCA reader) on a tiny random model: each loss
-against a hand-computed value (a flipped sign or a missing stop-gradient fails), and every new method in full,
-LoRA and partial-layer modes, single- and batch-target, with per-epoch evaluation."""
+"""Methods beyond the paper on a tiny random model: GradDiff, NPO-GD, NPO-KL, IdkNLL and RMU (a retain term), SimNPO,
+WGA, UNDIAL and IdkDPO, and RepE's PCA reader. Each loss against a value computed here by hand from the model's
+logits or hidden states (with weights that differ, so a swapped sign, weight or missing stop-gradient fails), what
+each method may change in each mode, its presets and their sources, and every new method through ``run_unlearn``
+in full, LoRA and partial-layer modes, single- and batch-target, with per-epoch evaluation; the report's order and
+method legend."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
 import pytest
 import torch
-from conftest import make_session
+from conftest import batch_of, fresh, make_session
 
 from rwku.corpus.build import Corpus
 from rwku.data import RwkuData
+from rwku.errors import RwkuError
 from rwku.methods import METHODS
-from rwku.methods.base import text_example
+from rwku.methods.base import Reference, chat_example, text_example
 from rwku.methods.config import ModeConfig, resolve_settings
 from rwku.methods.ga import ga_loss
+from rwku.methods.retained import RetainPair
+from rwku.methods.rmu import layer_output, rmu_window, steering_vector
 from rwku.methods.simnpo import simnpo_loss
 from rwku.methods.training import collate, counted_tokens, token_logprobs
 from rwku.methods.undial import undial_loss
 from rwku.methods.wga import wga_loss
 from rwku.models.loading import load_model
+from rwku.models.prompting import PromptFormat
 
+FORGET = ["Isaac Newton was an English physicist and mathematician.", "Isaac Newton wrote the book on physics."]
+RETAIN = ["Stephen King is an American author.", "The answer is True. So the answer is False."]
 TEXTS = ["Isaac Newton was an English physicist and mathematician.", "Stephen King is an American author.",
          "The answer is True.", "Please briefly answer the following question."]
+
+#: Methods with a retain term (the retain corpus), and the others beyond the paper.
+RETAIN_METHODS = ("graddiff", "npo_gd", "npo_kl", "idknll", "rmu")
 BEYOND = ("simnpo", "wga", "undial", "idkdpo")
-
-
-def fresh(model_dir):
-    return load_model(str(model_dir), device="cpu", dtype="float32")
-
-
-def batch_of(lm, texts):
-    return collate([text_example(lm.tokenizer, t, 64) for t in texts], lm.tokenizer.pad_token_id, "cpu")
+NEW_METHODS = (*RETAIN_METHODS, *BEYOND)
 
 
 def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
+
+
+def token_logprobs_by_hand(model, batch) -> tuple[list[list[float]], list[list[float]]]:
+    """Per sequence, log p(x_t | x_<t) of every counted token (t ≥ 1), and the full next-token log-distributions."""
+    with torch.no_grad():
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.double()
+    picked, dists = [], []
+    for row in range(batch.input_ids.shape[0]):
+        counted = [t for t in range(1, batch.input_ids.shape[1]) if batch.attention_mask[row, t] and batch.loss_mask[row, t]]
+        logp = [logits[row, t - 1] - torch.logsumexp(logits[row, t - 1], -1) for t in counted]
+        picked.append([float(lp[batch.input_ids[row, t]]) for lp, t in zip(logp, counted)])
+        dists.append(logp)
+    return picked, dists
+
+
+def mean_nll_by_hand(model, batch) -> float:
+    picked, _ = token_logprobs_by_hand(model, batch)
+    tokens = [lp for row in picked for lp in row]
+    return -sum(tokens) / len(tokens)
+
+
+def seq_logprob_by_hand(model, batch) -> list[float]:
+    return [sum(row) for row in token_logprobs_by_hand(model, batch)[0]]
+
+
+def reference_for(model, frozen_copy, forget) -> Reference:
+    """What a method with a reference gets: the original's log-probabilities of the forget rows (computed here by
+    hand) and the live original (``frozen_copy``, or ``model`` with its adapter switched off)."""
+    live = Reference(None, model, frozen_copy)
+    with live.original() as original:
+        logprobs = seq_logprob_by_hand(original, forget)
+    rows = zip(forget.input_ids.tolist(), forget.attention_mask.tolist(), forget.loss_mask.tolist())
+    keys = [(tuple(ids[:sum(mask)]), tuple(loss[:sum(mask)])) for ids, mask, loss in rows]
+    return Reference(dict(zip(keys, logprobs)), model, frozen_copy)
+
+
+def npo_by_hand(policy: list[float], reference: list[float], beta: float) -> float:
+    """−(2/β) · mean log σ(−β (log π − log π_ref)), with log σ(z) = −log(1 + e^(−z))."""
+    return (2 / beta) * sum(math.log1p(math.exp(beta * (p - r))) for p, r in zip(policy, reference)) / len(policy)
+
+
+def kl_by_hand(model, reference_model, batch) -> float:
+    """Σ_v p_ref (log p_ref − log p_θ), averaged over the counted tokens."""
+    _, current = token_logprobs_by_hand(model, batch)
+    _, ref = token_logprobs_by_hand(reference_model, batch)
+    per_token = [float((r.exp() * (r - c)).sum()) for rows_c, rows_r in zip(current, ref) for c, r in zip(rows_c, rows_r)]
+    return sum(per_token) / len(per_token)
+
+
+def other_model(lm):
+    """A perturbed copy of the model, as the reference, so that policy and reference differ."""
+    other = copy.deepcopy(lm.model)
+    with torch.no_grad():
+        for param in other.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    return other
+
+
+def session_for(lm, method, **params):
+    corpus = Corpus(targets=["Isaac Newton"], forget=list(FORGET), retain=list(RETAIN))
+    return make_session(lm, corpus, ModeConfig(mode="full"), method, **params)
+
+
+# ------------------------------------------------------------------ the registry and the presets
+
+
+def test_new_methods_come_after_the_papers_seven_and_name_their_paper():
+    names = list(METHODS)
+    assert names[:7] == ["icu", "repe", "ga", "ga_passage", "dpo", "npo", "rt"]
+    assert all(names.index(m) >= 7 for m in BEYOND)
+    assert all(METHODS[m].paper for m in names)
+    assert METHODS["simnpo"].paper == "Fan et al. 2024 (SimNPO)"
+
+
+PAPER_PRESETS = {  # (method, mode) -> lr, batch, epochs and a word of the source; other modes keep the defaults
+    ("simnpo", "full"): (1e-5, 16, 3, "SimNPO"), ("wga", "full"): (1e-5, 32, 5, "WGA"),
+    ("undial", "lora"): (1e-4, 16, 10, "UNDIAL"), ("idkdpo", "full"): (1e-5, 32, 5, "TOFU"),
+}
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+@pytest.mark.parametrize("method", BEYOND)
+def test_presets_of_the_new_methods_carry_their_sources(method, mode):
+    from rwku.methods.config import CALIBRATED, RWKU_DEFAULT
+
+    small = resolve_settings(METHODS[method], mode, "single", "small")
+    assert small.train.lr == (3e-3 if mode == "lora" else 5e-5) and small.sources["lr"] == CALIBRATED
+    paper = resolve_settings(METHODS[method], mode, "single", "paper")
+    lr, batch, epochs, word = PAPER_PRESETS.get((method, mode), (1e-5, 8, 3, RWKU_DEFAULT))
+    assert (paper.train.lr, paper.train.batch_size, paper.train.epochs) == (lr, batch, epochs)
+    assert word in paper.sources["lr"] and word in paper.sources["epochs"]
+
+
+# ------------------------------------------------------------------ losses with a retain term against hand-computed values
+
+
+def test_graddiff_loss_is_weighted_ascent_on_forget_plus_descent_on_retain(tiny_lm):
+    forget, retain = batch_of(tiny_lm, FORGET), batch_of(tiny_lm, RETAIN)
+    session = session_for(tiny_lm, "graddiff", forget_weight=0.7, retain_weight=1.3)
+    loss = METHODS["graddiff"]().loss(tiny_lm.model, (forget, retain), session, None)
+    expected = -0.7 * mean_nll_by_hand(tiny_lm.model, forget) + 1.3 * mean_nll_by_hand(tiny_lm.model, retain)
+    assert float(loss) == pytest.approx(expected, abs=1e-5)
+
+
+def npo_with_retain_term(lm, method, **params):
+    """``method``'s loss (NPO-GD or NPO-KL) against a perturbed reference, the NPO term computed by hand, and the
+    batches and reference model behind them."""
+    forget, retain = batch_of(lm, FORGET), batch_of(lm, RETAIN)
+    reference_model = other_model(lm)
+    session = session_for(lm, method, **params)
+    loss = METHODS[method]().loss(lm.model, (forget, retain), session, reference_for(lm.model, reference_model, forget))
+    npo = npo_by_hand(seq_logprob_by_hand(lm.model, forget), seq_logprob_by_hand(reference_model, forget), params["beta"])
+    return float(loss), npo, retain, reference_model
+
+
+def test_npo_gd_loss_is_npo_plus_weighted_retain_nll(tiny_lm):
+    loss, npo, retain, _ = npo_with_retain_term(tiny_lm, "npo_gd", beta=0.3, retain_weight=0.6)
+    assert loss == pytest.approx(npo + 0.6 * mean_nll_by_hand(tiny_lm.model, retain), abs=1e-4)
+
+
+def test_npo_kl_loss_is_npo_plus_weighted_kl_from_the_original(tiny_lm):
+    loss, npo, retain, reference_model = npo_with_retain_term(tiny_lm, "npo_kl", beta=0.3, retain_weight=2.0)
+    kl = kl_by_hand(tiny_lm.model, reference_model, retain)
+    assert kl > 1e-3  # the reversed KL, KL(π_θ ‖ π_ref), differs: the direction is checked, not only the size
+    reversed_kl = kl_by_hand(reference_model, tiny_lm.model, retain)
+    assert abs(reversed_kl - kl) > 1e-4
+    assert loss == pytest.approx(npo + 2.0 * kl, abs=1e-4)
+
+
+def test_npo_kl_retain_term_is_zero_against_itself_and_with_lora_the_reference_is_the_adapter_switched_off(tiny_model_dir):
+    lm = fresh(tiny_model_dir)
+    session = session_for(lm, "npo_kl", beta=0.3, retain_weight=5.0)
+    forget, retain = batch_of(lm, FORGET), batch_of(lm, RETAIN)
+    method = METHODS["npo_kl"]()
+    at_start = method.loss(lm.model, (forget, retain), session, reference_for(lm.model, copy.deepcopy(lm.model), forget))
+    assert float(at_start) == pytest.approx((2 / 0.3) * math.log(2), abs=1e-4)  # NPO at π = π_ref, KL = 0
+    session.mode = ModeConfig(mode="lora")
+    unlearned = method.unlearn(session)
+    peft_model = unlearned.model
+    with peft_model.disable_adapter():
+        base_kl = kl_by_hand(peft_model, peft_model, retain)
+    assert base_kl == pytest.approx(0.0, abs=1e-9)
+    with torch.no_grad():
+        term = float(method.loss(peft_model, (forget, retain), session, reference_for(peft_model, None, forget)))
+    with peft_model.disable_adapter():
+        reference_copy = copy.deepcopy(peft_model.get_base_model())
+    npo = npo_by_hand(seq_logprob_by_hand(peft_model, forget), seq_logprob_by_hand(reference_copy, forget), 0.3)
+    assert term == pytest.approx(npo + 5.0 * kl_by_hand(peft_model, reference_copy, retain), abs=1e-4)
+
+
+def test_idknll_loss_is_rt_plus_weighted_retain_nll(tiny_lm):
+    fmt = PromptFormat(tiny_lm.tokenizer)
+    refusals = collate([chat_example(fmt, "Who was Isaac Newton?", "I don't know.", 64)], tiny_lm.tokenizer.pad_token_id, "cpu")
+    retain = batch_of(tiny_lm, RETAIN)
+    session = session_for(tiny_lm, "idknll", retain_weight=0.4)
+    loss = METHODS["idknll"]().loss(tiny_lm.model, (refusals, retain), session, None)
+    expected = mean_nll_by_hand(tiny_lm.model, refusals) + 0.4 * mean_nll_by_hand(tiny_lm.model, retain)
+    assert float(loss) == pytest.approx(expected, abs=1e-5)
+
+
+def test_retain_methods_pair_each_forget_example_with_a_cycled_retain_text(tiny_lm):
+    corpus = Corpus(targets=["Isaac Newton"], forget=FORGET * 2, retain=[RETAIN[0]])
+    pairs = METHODS["graddiff"]().examples(make_session(tiny_lm, corpus, method="graddiff"))
+    assert len(pairs) == 4 and all(isinstance(p, RetainPair) for p in pairs)
+    assert {tuple(p.retain.ids) for p in pairs} == {tuple(text_example(tiny_lm.tokenizer, RETAIN[0], 64).ids)}
+    with pytest.raises(RwkuError, match="no retain texts"):
+        METHODS["npo_gd"]().examples(make_session(tiny_lm, Corpus(targets=["x"], forget=FORGET), method="npo_gd"))
 
 
 # ------------------------------------------------------------------ SimNPO
@@ -153,132 +326,92 @@ def test_undial_at_the_start_equals_its_formula_with_the_original_model_as_teach
     assert captured[0] == pytest.approx(expected, rel=1e-4)
 
 
-# ------------------------------------------------------------------ every new method, every mode
+# ------------------------------------------------------------------ RMU
 
 
-def test_new_methods_come_after_the_papers_seven_and_name_their_paper():
-    names = list(METHODS)
-    assert names[:7] == ["icu", "repe", "ga", "ga_passage", "dpo", "npo", "rt"]
-    assert all(names.index(m) >= 7 for m in BEYOND)
-    assert all(METHODS[m].paper for m in names)
-    assert METHODS["simnpo"].paper == "Fan et al. 2024 (SimNPO)"
+def hidden_by_hand(model, batch, layer) -> torch.Tensor:
+    """Layer ``layer``'s output from ``output_hidden_states`` (index layer + 1; fine below the last layer)."""
+    with torch.no_grad():
+        return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True).hidden_states[layer + 1].double()
 
 
-PAPER_PRESETS = {  # (method, mode) -> lr, batch, epochs and a word of the source; other modes keep the defaults
-    ("simnpo", "full"): (1e-5, 16, 3, "SimNPO"), ("wga", "full"): (1e-5, 32, 5, "WGA"),
-    ("undial", "lora"): (1e-4, 16, 10, "UNDIAL"), ("idkdpo", "full"): (1e-5, 32, 5, "TOFU"),
-}
+def mse_by_hand(states, target, batch) -> float:
+    total, count = 0.0, 0
+    for row in range(states.shape[0]):
+        for t in range(states.shape[1]):
+            if batch.attention_mask[row, t] and batch.loss_mask[row, t]:
+                total += float(((states[row, t] - target[row, t] if target.dim() == 3 else states[row, t] - target) ** 2).sum())
+                count += states.shape[-1]
+    return total / count
 
 
-@pytest.mark.parametrize("mode", ["full", "lora"])
-@pytest.mark.parametrize("method", BEYOND)
-def test_presets_of_the_new_methods_carry_their_sources(method, mode):
-    from rwku.methods.config import CALIBRATED, RWKU_DEFAULT
-
-    small = resolve_settings(METHODS[method], mode, "single", "small")
-    assert small.train.lr == (3e-3 if mode == "lora" else 5e-5) and small.sources["lr"] == CALIBRATED
-    paper = resolve_settings(METHODS[method], mode, "single", "paper")
-    lr, batch, epochs, word = PAPER_PRESETS.get((method, mode), (1e-5, 8, 3, RWKU_DEFAULT))
-    assert (paper.train.lr, paper.train.batch_size, paper.train.epochs) == (lr, batch, epochs)
-    assert word in paper.sources["lr"] and word in paper.sources["epochs"]
+def test_rmu_loss_at_the_start_is_the_forget_term_alone(tiny_lm):
+    forget, retain = batch_of(tiny_lm, FORGET), batch_of(tiny_lm, RETAIN)
+    session = session_for(tiny_lm, "rmu", steering_coeff=3.0, alpha=50.0, layer=0)
+    loss = METHODS["rmu"]().loss(tiny_lm.model, (forget, retain), session, Reference(None, tiny_lm.model, copy.deepcopy(tiny_lm.model)))
+    u = steering_vector(32, 3.0, 42).double()
+    assert float(u.norm()) == pytest.approx(3.0) and bool((u > 0).all())
+    assert float(loss) == pytest.approx(mse_by_hand(hidden_by_hand(tiny_lm.model, forget, 0), u, forget), rel=1e-5)
 
 
-MODES = {"full": ModeConfig(mode="full"), "lora": ModeConfig(mode="lora"),
-         "full-layers1-2": ModeConfig(mode="full", train_layers=(1, 2)),
-         "lora-layers0-1": ModeConfig(mode="lora", train_layers=(0, 1))}
+def test_rmu_loss_adds_alpha_times_the_retain_drift(tiny_lm):
+    forget, retain = batch_of(tiny_lm, FORGET), batch_of(tiny_lm, RETAIN)
+    reference_model = other_model(tiny_lm)
+    session = session_for(tiny_lm, "rmu", steering_coeff=3.0, alpha=50.0, layer=0)
+    loss = METHODS["rmu"]().loss(tiny_lm.model, (forget, retain), session, Reference(None, tiny_lm.model, reference_model))
+    u = steering_vector(32, 3.0, 42).double()
+    forget_term = mse_by_hand(hidden_by_hand(tiny_lm.model, forget, 0), u, forget)
+    retain_term = mse_by_hand(hidden_by_hand(tiny_lm.model, retain, 0), hidden_by_hand(reference_model, retain, 0), retain)
+    assert retain_term > 1e-4
+    assert float(loss) == pytest.approx(forget_term + 50.0 * retain_term, rel=1e-5)
 
 
-QUESTIONS = ["Who is Isaac Newton?", "Where was Isaac Newton born?"]
-ANSWERS = ["Isaac Newton was an English physicist and mathematician.", "He was born in Woolsthorpe, England."]
-REFUSALS = ["I don't know.", "I have no idea."]
+def test_rmu_reads_the_last_layer_before_the_final_norm(tiny_lm):
+    batch = batch_of(tiny_lm, FORGET)
+    with torch.no_grad():
+        states = layer_output(tiny_lm.model, batch, 1)
+        normed = tiny_lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True).hidden_states[2]
+    assert not torch.allclose(states, normed)
+    assert torch.allclose(tiny_lm.model.model.norm(states), normed, atol=1e-5)
 
 
-def corpus_for(method: str) -> Corpus:
-    return Corpus(targets=["Isaac Newton"], forget=list(TEXTS), questions=list(QUESTIONS), refusals=list(REFUSALS),
-                  answers=list(ANSWERS))
+def test_rmu_window_rule():
+    params = resolve_settings(METHODS["rmu"], "full", "single", "none").params
+    assert rmu_window(params, ModeConfig(), 30) == (5, 7)  # round(7/32 · 30) = 7, WMDP's layers 5-7
+    assert rmu_window(params, ModeConfig(), 32) == (5, 7) and rmu_window(params, ModeConfig(), 2) == (0, 0)
+    assert rmu_window(params, ModeConfig(train_layers=(2, 6)), 30) == (2, 5)  # ℓ = the window's last layer
+    layer_1 = resolve_settings(METHODS["rmu"], "full", "single", "none", {"layer": 1}).params
+    assert rmu_window(layer_1, ModeConfig(), 30) == (0, 1)
+    with pytest.raises(RwkuError, match="layer 9 is not a layer"):
+        rmu_window(resolve_settings(METHODS["rmu"], "full", "single", "none", {"layer": 9}).params, ModeConfig(), 4)
 
 
-def base_name(name: str) -> str:
-    return name.replace("base_model.model.", "").replace(".base_layer", "")
-
-
-@pytest.mark.parametrize("mode", list(MODES))
-@pytest.mark.parametrize("method", BEYOND)
-def test_every_new_method_trains_in_each_mode_and_keeps_frozen_weights(tiny_model_dir, method, mode):
+@pytest.mark.parametrize("mode, window", [(ModeConfig(mode="full", train_layers=(1, 2)), [1, 1]), (ModeConfig(mode="full"), [0, 1])],
+                         ids=["layers1-2", "layer-param"])
+def test_rmu_full_tuning_changes_only_the_windows_mlps_and_moves_forget_states_towards_the_target(tiny_model_dir, mode, window):
     lm = fresh(tiny_model_dir)
     original = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
-    config = MODES[mode]
-    unlearned = METHODS[method]().unlearn(make_session(lm, corpus_for(method), config, method, epochs=1))
-    assert unlearned.log["steps"] and all(math.isfinite(s["loss"]) for s in unlearned.log["steps"])
-    params = dict(unlearned.model.named_parameters())
-    inside = (lambda n: True) if config.train_layers is None else (lambda n: f".layers.{config.train_layers[0]}." in n)
-    if config.mode == "lora":
-        adapters = [n for n in params if "lora_" in n]
-        assert adapters and all(inside(n) for n in adapters)
-        assert any(not torch.equal(params[n], torch.zeros_like(params[n])) for n in adapters if "lora_B" in n)
-        assert all(torch.equal(p, original[base_name(n)]) for n, p in params.items() if "lora_" not in n)
-    else:
-        changed = {n for n, p in params.items() if not torch.equal(p, original[n])}
-        assert changed and all(inside(n) for n in changed)
+    forget = batch_of(lm, FORGET)
+    u = steering_vector(32, 4.0, 42)
+    before = mse_by_hand(hidden_by_hand(lm.model, forget, 1), u.double(), forget)
+    corpus = Corpus(targets=["Isaac Newton"], forget=list(FORGET), retain=list(RETAIN))
+    unlearned = METHODS["rmu"]().unlearn(make_session(lm, corpus, mode, "rmu", steering_coeff=4.0, alpha=1.0, layer=1, epochs=3))
+    changed = {n for n, p in unlearned.model.named_parameters() if not torch.equal(p, original[n])}
+    expected = {f"model.layers.{i}.mlp.{p}_proj.weight" for i in range(window[0], window[1] + 1) for p in ("gate", "up", "down")}
+    assert changed == expected  # every weight of the window's MLPs, nothing else (attention, norms, other layers)
+    assert unlearned.log["rmu"] == {"layer": 1, "mlp_layers": window, "steering_norm": 4.0}
+    after = mse_by_hand(hidden_by_hand(unlearned.model, forget, 1), u.double(), forget)
+    assert after < before  # the forget activations moved towards c·u
 
 
-SMALL = {"corpus_size": "2", "question_count": "2", "corpus_max_new_tokens": "4", "epochs": "2", "batch_size": "2",
-         "grad_accum": "1", "warmup_steps": "0", "lr": "1e-3", "max_length": "32"}
-
-
-@pytest.mark.parametrize("mode", list(MODES))
-@pytest.mark.parametrize("setting", ["single", "batch"])
-def test_new_methods_run_single_and_batch_target_with_per_epoch_evaluation(tiny_model_dir, tmp_path, monkeypatch, setting, mode):
-    """A real ``rwku unlearn`` of every new method on two demo targets in each mode: corpus, training, an evaluation
-    after epoch 1 and the final one, stored as the paper's methods store theirs."""
-    from rwku.unlearn import UnlearnJob, run_unlearn
-
-    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
-    data = RwkuData.open(["demo"])
-    out = tmp_path / "run"
-    job = UnlearnJob(model=str(tiny_model_dir), data=data, targets=data.select("1-2"), methods=list(BEYOND),
-                     mode=MODES[mode], setting=setting, preset="none", overrides=dict(SMALL),
-                     sets=("forget",), limit=1, device="cpu", dtype="float32", eval_epochs=True, out=out)
-    rows = run_unlearn(job)[1]
-    units = ["1_Isaac_Newton", "2_Marie_Curie"] if setting == "single" else ["batch_1-2"]
-    assert set(rows) == {"before", *(job.run_name(m) for m in BEYOND)}
-    for method in BEYOND:
-        for unit in units:
-            folder = out / job.run_name(method) / unit
-            summary = json.loads((folder / "summary.json").read_text())
-            assert summary["epoch_points"] == [1] and (folder / "epochs" / "1" / "summary.json").is_file()
-            assert summary["config"]["mode"]["train_layers"] == (list(MODES[mode].train_layers) if MODES[mode].train_layers else None)
-            steps = len(json.loads((folder / "train_log.json").read_text())["steps"])
-            assert summary["config"]["method"] == method and steps == (2 if setting == "single" else 4)  # 2 texts per target, batch 2, 2 epochs
-
-
-# ------------------------------------------------------------------ the report: order and legend
-
-
-def test_report_orders_new_methods_after_the_papers_and_its_legend_names_each_paper(tmp_path):
-    from report_fixtures import make_folder
-
-    from rwku.report.build import build_report
-    from rwku.report.collect import collect_runs
-    from rwku.report.table import build_table1, to_json, to_markdown
-
-    values = {"wga-lora": {"1_Ann_A": (5.0, 40.0), "2_Bob_B": (5.0, 40.0)},
-              "simnpo-lora": {"1_Ann_A": (8.0, 40.0), "2_Bob_B": (8.0, 40.0)},
-              "rt-lora": {"1_Ann_A": (9.0, 40.0), "2_Bob_B": (9.0, 40.0)},
-              "before": {"1_Ann_A": (60.0, 50.0), "2_Bob_B": (40.0, 70.0)},
-              "ga-lora": {"1_Ann_A": (10.0, 40.0), "2_Bob_B": (20.0, 60.0)}}
-    folder = make_folder(tmp_path / "exp", values)
-    table = build_table1(collect_runs([folder]))
-    assert [run.label for run, _ in table.rows] == ["before", "ga-lora", "rt-lora", "simnpo-lora", "wga-lora"]  # registry order
-    markdown = to_markdown(table)
-    legend = markdown.split("Methods:")[1]
-    assert legend.index("`ga`") < legend.index("`rt`") < legend.index("`simnpo`") < legend.index("`wga`")
-    assert "(Fan et al. 2024 (SimNPO))" in legend and "(Wang et al. 2025 (WGA))" in legend and "(Jang et al. 2023 (GA))" in legend
-    assert [m["paper"] for m in to_json(table)["methods"]] == [METHODS[m].paper for m in ("ga", "rt", "simnpo", "wga")]
-    build_report([folder], tmp_path / "report")
-    page = (tmp_path / "report" / "index.html").read_text()
-    legend_html = page.split('id="method-legend"')[1].split("</table>")[0]
-    assert legend_html.index("Ishibashi") < legend_html.index("Fan et al. 2024 (SimNPO)") < legend_html.index("Wang et al. 2025 (WGA)")
+def test_rmu_lora_adapts_only_the_windows_mlps(tiny_model_dir):
+    lm = fresh(tiny_model_dir)
+    corpus = Corpus(targets=["Isaac Newton"], forget=list(FORGET), retain=list(RETAIN))
+    session = make_session(lm, corpus, ModeConfig(mode="lora", train_layers=(1, 2)), "rmu", alpha=1.0)
+    model = METHODS["rmu"]().prepare(lm.model, session)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(".layers.1.mlp." in n and "lora_" in n for n in trainable)
+    assert {n.split(".mlp.")[1].split(".")[0] for n in trainable} == {"gate_proj", "up_proj", "down_proj"}
 
 
 # ------------------------------------------------------------------ IdkDPO and the answers corpus
@@ -287,10 +420,8 @@ def test_report_orders_new_methods_after_the_papers_and_its_legend_names_each_pa
 def test_idkdpo_prefers_the_refusal_over_the_models_own_answer(tiny_model_dir):
     """Its pairs: the question as prompt, a refusal chosen, the model's answer rejected (built here independently);
     a few large steps raise log π(refusal | q) − log π(answer | q), which a swapped pair would lower."""
-    from rwku.methods.base import chat_example
     from rwku.methods.dpo import dpo_loss
     from rwku.methods.training import sequence_logprob
-    from rwku.models.prompting import PromptFormat
 
     lm = fresh(tiny_model_dir)
     fmt, pad = PromptFormat(lm.tokenizer), lm.tokenizer.pad_token_id
@@ -316,8 +447,6 @@ def test_idkdpo_prefers_the_refusal_over_the_models_own_answer(tiny_model_dir):
 
 
 def test_idkdpo_without_model_answers_is_a_one_line_error(tiny_lm):
-    from rwku.errors import RwkuError
-
     corpus = Corpus(targets=["Isaac Newton"], questions=list(QUESTIONS), refusals=list(REFUSALS))  # like --corpus official
     with pytest.raises(RwkuError, match="use --corpus generated") as error:
         METHODS["idkdpo"]().unlearn(make_session(tiny_lm, corpus, ModeConfig(mode="lora"), "idkdpo"))
@@ -327,7 +456,6 @@ def test_idkdpo_without_model_answers_is_a_one_line_error(tiny_lm):
 def test_answers_corpus_answers_each_question_and_is_cached(tiny_lm, tmp_path, monkeypatch):
     from rwku.corpus.build import CorpusSpec, build_corpus, cache_key
     from rwku.evaluation.context import no_progress
-    from rwku.models.prompting import PromptFormat
 
     target = RwkuData.open(["demo"]).select("1")[0]
     fmt = PromptFormat(tiny_lm.tokenizer)
@@ -367,7 +495,6 @@ def test_answers_corpus_answers_each_question_and_is_cached(tiny_lm, tmp_path, m
 
 def repe_inputs(lm):
     from rwku.methods.repe import reading_states
-    from rwku.models.prompting import PromptFormat
 
     fmt = PromptFormat(lm.tokenizer)
     return fmt, reading_states(lm, fmt, ["Isaac Newton"])
@@ -411,7 +538,6 @@ def test_repe_pca_reader_is_the_first_principal_component_of_the_differences(tin
 
 
 def test_repe_steers_with_the_chosen_reader_and_refuses_an_unknown_one(tiny_model_dir):
-    from rwku.errors import RwkuError
     from rwku.methods.repe import control_vectors
 
     logits, norms = {}, {}
@@ -430,3 +556,173 @@ def test_repe_steers_with_the_chosen_reader_and_refuses_an_unknown_one(tiny_mode
     assert not torch.allclose(logits["mean"], logits["pca"])
     with pytest.raises(RwkuError, match="repe_reader=median: choose mean or pca"):
         resolve_settings(METHODS["repe"], "full", "single", "none", {"repe_reader": "median"})
+
+
+# ------------------------------------------------------------------ every new method, every mode
+
+
+MODES = {"full": ModeConfig(mode="full"), "lora": ModeConfig(mode="lora"),
+         "full-layers1-2": ModeConfig(mode="full", train_layers=(1, 2)),
+         "lora-layers0-1": ModeConfig(mode="lora", train_layers=(0, 1))}
+
+
+QUESTIONS = ["Who is Isaac Newton?", "Where was Isaac Newton born?"]
+
+
+ANSWERS = ["Isaac Newton was an English physicist and mathematician.", "He was born in Woolsthorpe, England."]
+
+
+REFUSALS = ["I don't know.", "I have no idea."]
+
+
+def corpus_for(method: str) -> Corpus:
+    return Corpus(targets=["Isaac Newton"], forget=list(TEXTS), questions=list(QUESTIONS), refusals=list(REFUSALS),
+                  answers=list(ANSWERS))
+
+
+def base_name(name: str) -> str:
+    return name.replace("base_model.model.", "").replace(".base_layer", "")
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("method", BEYOND)
+def test_every_new_method_trains_in_each_mode_and_keeps_frozen_weights(tiny_model_dir, method, mode):
+    lm = fresh(tiny_model_dir)
+    original = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
+    config = MODES[mode]
+    unlearned = METHODS[method]().unlearn(make_session(lm, corpus_for(method), config, method, epochs=1))
+    assert unlearned.log["steps"] and all(math.isfinite(s["loss"]) for s in unlearned.log["steps"])
+    params = dict(unlearned.model.named_parameters())
+    inside = (lambda n: True) if config.train_layers is None else (lambda n: f".layers.{config.train_layers[0]}." in n)
+    if config.mode == "lora":
+        adapters = [n for n in params if "lora_" in n]
+        assert adapters and all(inside(n) for n in adapters)
+        assert any(not torch.equal(params[n], torch.zeros_like(params[n])) for n in adapters if "lora_B" in n)
+        assert all(torch.equal(p, original[base_name(n)]) for n, p in params.items() if "lora_" not in n)
+    else:
+        changed = {n for n, p in params.items() if not torch.equal(p, original[n])}
+        assert changed and all(inside(n) for n in changed)
+
+
+#: Small settings for a run of every new method (RMU's ``layer`` included: only RMU takes it).
+RUN_OVERRIDES = {"corpus_size": "2", "question_count": "2", "corpus_max_new_tokens": "4", "epochs": "2", "batch_size": "2",
+                 "grad_accum": "1", "warmup_steps": "0", "lr": "1e-3", "max_length": "32", "layer": "1"}
+
+
+def job_for(model_dir, mode, setting, out):
+    """Every new method on demo targets 1-2 (each its own unit, or pooled in the batch setting), evaluated on one
+    forget probe per part after every epoch."""
+    from rwku.unlearn import UnlearnJob
+
+    data = RwkuData.open(["demo"])
+    return UnlearnJob(model=str(model_dir), data=data, targets=data.select("1-2"), methods=list(NEW_METHODS),
+                      mode=MODES[mode], setting=setting, preset="none", overrides=dict(RUN_OVERRIDES), sets=("forget",),
+                      limit=1, device="cpu", dtype="float32", eval_epochs=True, out=out)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("setting", ["single", "batch"])
+def test_every_new_method_runs_single_and_batch_target_in_every_mode_with_epoch_evaluation(tiny_model_dir, tmp_path,
+                                                                                         monkeypatch, setting, mode):
+    """A real ``run_unlearn`` of every new method: its corpora (the retain corpus where it has a retain term),
+    training, an evaluation after epoch 1 and the final one, stored as the paper's methods store theirs."""
+    from rwku.unlearn import run_unlearn
+
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    job = job_for(tiny_model_dir, mode, setting, tmp_path / "run")
+    rows = run_unlearn(job)[1]
+    units = {"1_Isaac_Newton": 1, "2_Marie_Curie": 1} if setting == "single" else {"batch_1-2": 2}  # unit -> targets
+    assert set(rows) == {"before", *(job.run_name(m) for m in NEW_METHODS)}
+    train_layers = list(MODES[mode].train_layers) if MODES[mode].train_layers else None
+    for method in NEW_METHODS:
+        for unit, n_targets in units.items():
+            folder = tmp_path / "run" / job.run_name(method) / unit
+            summary = json.loads((folder / "summary.json").read_text())
+            assert summary["epoch_points"] == [1] and (folder / "epochs" / "1" / "summary.json").is_file()
+            assert summary["config"]["method"] == method and summary["config"]["mode"]["train_layers"] == train_layers
+            log = json.loads((folder / "train_log.json").read_text())
+            assert len(log["steps"]) == 2 * n_targets  # 2 texts per target, batch 2, 2 epochs
+            if method in RETAIN_METHODS:
+                forget_kind = "questions" if method == "idknll" else "forget"
+                assert summary["corpora"] == {forget_kind: {"source": "generated", "texts": 2 * n_targets},
+                                              "retain": {"source": "generated", "texts": 2, "dropped": 0}}
+                assert log["corpus_sizes"]["retain"] == 2
+
+
+def test_corpus_official_refuses_a_method_that_needs_retain_text_in_one_line(tiny_model_dir, tmp_path):
+    from rwku.unlearn import check_job
+
+    job = job_for(tiny_model_dir, "lora", "single", tmp_path / "run")
+    job.corpus_source = "official"
+    with pytest.raises(RwkuError, match="retain corpus") as error:
+        check_job(job)
+    assert "\n" not in str(error.value) and "--corpus generated" in str(error.value)
+    job.methods = ["ga"]
+    job.overrides = {k: v for k, v in RUN_OVERRIDES.items() if k != "layer"}
+    check_job(job)  # the paper's methods keep working with --corpus official
+
+
+# ------------------------------------------------------------------ the report: order and legend
+
+
+def test_the_report_orders_new_methods_after_the_papers_and_its_legend_names_their_papers(tmp_path):
+    from report_fixtures import VALUES, make_folder
+
+    from rwku.report.build import ReportOptions, build_report
+    from rwku.report.collect import collect_runs, method_legend
+    from rwku.report.table import build_table1, to_json, to_markdown
+
+    values = {"rmu-lora": VALUES["ga-lora"], "wga-lora": VALUES["rt-lora"], "graddiff-lora": VALUES["ga-lora"],
+              "simnpo-lora": VALUES["rt-lora"], **VALUES}  # written out of order
+    folder = make_folder(tmp_path / "exp", values=values)
+    runs = collect_runs([folder])
+    order = ["icu", "ga", "npo", "rt", "graddiff", "simnpo", "wga", "rmu"]  # the registry's
+    assert [r.label for r in runs] == ["before", "icu", *(f"{m}-lora" for m in order[1:])]
+    legend = method_legend(runs)
+    assert [name for name, _, _ in legend] == order
+    assert dict((name, paper) for name, _, paper in legend)["rmu"] == "Li et al. 2024, WMDP"
+    table = build_table1(runs)
+    assert [run.label for run, _ in table.rows] == [r.label for r in runs]
+    markdown_legend = to_markdown(table).split("Methods:")[1]
+    assert markdown_legend.index("`ga`") < markdown_legend.index("`rt`") < markdown_legend.index("`simnpo`") < markdown_legend.index("`wga`")
+    assert "(Fan et al. 2024 (SimNPO))" in markdown_legend and "(Jang et al. 2023 (GA))" in markdown_legend
+    assert [m["paper"] for m in to_json(table)["methods"]] == [METHODS[m].paper for m in order]
+    build_report([folder], tmp_path / "report", ReportOptions(title="legend"))
+    page = (tmp_path / "report" / "index.html").read_text()
+    legend_html = page.split('id="method-legend"')[1].split("</table>")[0]
+    assert legend_html.index("<td>graddiff</td>") < legend_html.index("<td>rmu</td>") and "Liu et al. 2022, GradDiff" in legend_html
+    assert legend_html.index("Ishibashi") < legend_html.index("Fan et al. 2024 (SimNPO)") < legend_html.index("Wang et al. 2025 (WGA)")
+
+
+# ------------------------------------------------------------------ RMU on the default model and the shipped calibration
+
+
+@pytest.mark.integration
+def test_rmu_small_preset_is_scaled_to_the_default_models_activation_norm():
+    """The calibration constant is SmolLM2-135M's mean layer-7 norm on its forget corpora (132); on the demo's
+    passages (shipped, so this test needs no generation) it measures 122: within 15%, not another scale."""
+    from rwku.data import PASSAGE
+    from rwku.methods.rmu import SMALL_STEERING_MULTIPLE, SMOLLM2_LAYER7_NORM
+
+    lm = load_model("smollm2-135m", device="cpu", dtype="float32")
+    data = RwkuData.open(["demo"])
+    texts = [p for t in data.targets() for p in data.load(t, (), optional=(PASSAGE,))["passage"]]
+    batch = collate([text_example(lm.tokenizer, x, 256) for x in texts], lm.tokenizer.pad_token_id, "cpu")
+    with torch.no_grad():
+        norms = layer_output(lm.model, batch, 7).norm(dim=-1)[batch.attention_mask.bool()]
+    assert float(norms.mean()) == pytest.approx(SMOLLM2_LAYER7_NORM, rel=0.15)
+    small = resolve_settings(METHODS["rmu"], "lora", "single", "small").params
+    assert small.steering_coeff == SMALL_STEERING_MULTIPLE * SMOLLM2_LAYER7_NORM and small.layer is None
+
+
+def test_the_shipped_calibration_experiment_expands():
+    """experiments/rmu-calibration.json (the measurement in docs/methods.md) stays valid: every method and the RMU sweeps."""
+    from pathlib import Path
+
+    from rwku.experiment import load_experiment
+
+    planned = load_experiment(Path(__file__).resolve().parent.parent / "experiments" / "rmu-calibration.json").jobs
+    runs = {p.job.run_name(m) for p in planned for m in p.job.methods}
+    assert {f"{m}-lora" for m in RETAIN_METHODS} <= runs and "rmu-lora-lr0.03-alpha10" in runs and len(runs) == 7 + 10
+    calibration = next(p.job for p in planned if p.grid == "rmu-calibration")
+    assert calibration.settings("rmu").params.alpha == 1200  # pinned: the rows were measured at WMDP's α

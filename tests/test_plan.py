@@ -288,4 +288,5 @@ def test_seed_names_the_runs_so_seeds_share_one_folder(tiny_model_dir, tmp_path,
     code, stdout, err = cli(*args)
     assert code == 0, err
     text = " ".join(stdout.split())
-    assert "ga-lora-seed3 │ 1" in text and "icu │ 1" in text and "seed 3 (sweep)" in text
+    assert "ga-lora-seed3 │ 1" in text and "icu │ 1" in text
+    assert "┃ run ┃ seed ┃" in text and "│ ga-lora-seed3 │ 3¹ │" in text and "¹ sweep" in text

@@ -237,7 +237,7 @@ def test_the_memory_estimate_matches_what_training_allocates_on_a_small_model():
 
 def test_a_unit_given_several_gpus_spreads_its_model_over_them(monkeypatch):
     """--gpus-per-unit N > 1: the executors say so, and loading dispatches the layers with a balanced device map;
-    otherwise (or with one GPU visible) the model goes to the device whole. (Run on real GPUs: README, GPUs.)"""
+    otherwise (or with one GPU visible) the model goes to the device whole. (Run on real GPUs: docs/gpus-and-clusters.md.)"""
     import accelerate
     import accelerate.utils
 

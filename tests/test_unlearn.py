@@ -156,13 +156,14 @@ def test_the_chosen_preset_and_every_values_source_are_printed_and_stored(tiny_m
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     overrides = [arg for key, value in SMALL.items() if key != "lr" for arg in ("--set", f"{key}={value}")]
     code, out, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "npo", "--sets", "forget",
-                         "--limit", "1", "--device", "cpu", "--threads", "1", "--out", str(tmp_path / "o"), *overrides)
+                         "--limit", "1", "--device", "cpu", "--threads", "1", "--show-settings", "--out", str(tmp_path / "o"),
+                         *overrides)
     assert code == 0, err
     text = " ".join(out.split())
     # a tiny model that is not the embedded default gets the paper preset, and the user is told so
     assert "preset paper (auto:" in text and "is not the embedded default" in text
-    assert "lr 5e-05 (paper, appendix H)" in text and "beta 0.2 (paper, §4.2 (β = 0.2))" in text
-    assert "epochs 1 (--set)" in text
+    assert "npo-lora │ lr │ 5e-05 │ paper, appendix H" in text and "npo-lora │ beta │ 0.2 │ paper, §4.2 (β = 0.2)" in text
+    assert "npo-lora │ epochs │ 1 │ --set" in text
     summary = json.loads((tmp_path / "o" / "npo-lora" / "1_Isaac_Newton" / "summary.json").read_text())
     assert summary["config"]["preset"] == "paper" and summary["config"]["params"] == {"beta": 0.2}
     assert summary["config"]["train"]["lr"] == 5e-5 and summary["config"]["corpus"]["source"] == "generated"

@@ -199,21 +199,51 @@ def print_audits(*folders: Path) -> None:
     console.print(shown)
 
 
-def print_settings(job: Any) -> None:
-    """Each run's settings with the source of every value, and which preset was chosen and why."""
-    console.print(f"preset [bold]{job.preset}[/] ({job.preset_reason})")
-    for method in job.methods:
-        rows = job.settings(method).rows()
-        if rows:
-            console.print(f"  {job.run_name(method)}: " + ", ".join(f"{key} {value} [dim]({where})[/]" for key, value, where in rows),
-                          highlight=False)
-    if job.audits:
-        from rwku.audits import audit_key, resolve_audit_settings
+def print_settings(job: Any, show_sources: bool = False) -> None:
+    """Which preset was chosen and why, then the resolved settings as one table (a row per run, a column per value
+    some run changes from its default, each changed value marked with its source's footnote); ``show_sources``
+    (``--show-settings``) lists every value with its source instead."""
+    from rwku.methods.config import Footnotes, settings_table
 
-        settings, sources = resolve_audit_settings(job.preset, job.audit_overrides)
-        used = audit_key(job.audits, settings)["settings"]
-        console.print(f"  audits {', '.join(job.audits)}: " + ", ".join(f"{key} {value} [dim]({sources[key]})[/]" for key, value in used.items()),
-                      highlight=False)
+    console.print(f"preset [bold]{job.preset}[/] ({job.preset_reason})", highlight=False)
+    runs = {job.run_name(method): job.settings(method) for method in job.methods}
+    audits = audit_settings(job)
+    wide = Console(width=max(console.width, 150))
+    if show_sources:
+        listing = Table(title="settings: every value and its source", title_justify="left")
+        for column in ("run", "setting", "value", "source"):
+            listing.add_column(column)
+        for run, settings in runs.items():
+            for key, value, where in settings.rows():
+                listing.add_row(run, key, str(value), where)
+        for key, (value, where) in audits.items():
+            listing.add_row("audits " + ", ".join(job.audits), key, str(value), where)
+        wide.print(listing, highlight=False)
+        return
+    notes = Footnotes()
+    table = settings_table(runs, notes)
+    shown = Table(title="settings that differ from the defaults (--show-settings: every value and its source)",
+                  title_justify="left")
+    for column in ("run", *table.columns):
+        shown.add_column(column, justify="left" if column == "run" else "right")
+    for run, cells in table.rows:
+        shown.add_row(run, *cells)
+    wide.print(shown, highlight=False)
+    if audits:
+        wide.print(f"audits {', '.join(job.audits)}: "
+                   + ", ".join(f"{key} {value}{notes.mark(where)}" for key, (value, where) in audits.items()), highlight=False)
+    for line in notes.lines():
+        wide.print(f"[dim]{line}[/]", highlight=False)
+
+
+def audit_settings(job: Any) -> dict[str, tuple[Any, str]]:
+    """The audits' settings in use, key -> (value, source); empty when no audit is asked."""
+    if not job.audits:
+        return {}
+    from rwku.audits import audit_key, resolve_audit_settings
+
+    settings, sources = resolve_audit_settings(job.preset, job.audit_overrides)
+    return {key: (value, sources[key]) for key, value in audit_key(job.audits, settings)["settings"].items()}
 
 
 @app.command("eval")
@@ -308,6 +338,7 @@ def unlearn_command(
     seed: Optional[int] = typer.Option(None, "--seed", help="Training seed; the runs are named by it (ga-lora-seed1), so several seeds share one --out and rwku report pools them."),
     threads: Optional[int] = THREADS_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the settings and the plan (stored units, units to run and why) and stop."),
+    show_settings: bool = typer.Option(False, "--show-settings", help="List every setting of every run with its source (default: one table of the values that differ from the defaults)."),
     audit: str = AUDIT_OPTION,
     audit_set: list[str] = AUDIT_SET_OPTION,
     executor: str = EXECUTOR_OPTION,
@@ -340,7 +371,7 @@ def unlearn_command(
         audits=parse_audits(audit), audit_overrides=key_values(audit_set, "--audit-set"),
     )
     check_job(job)
-    print_settings(job)
+    print_settings(job, show_sources=show_settings)
     plan = build_plan(out, job.tasks(), force=force)
     if dry_run:
         print_plan(plan)

@@ -33,7 +33,7 @@ from typing import Any, Mapping
 from rwku.audits import parse_audits
 from rwku.data.loader import RwkuData
 from rwku.errors import RwkuError
-from rwku.evaluation.context import no_progress
+from rwku.evaluation.context import ProgressFactory, no_progress
 from rwku.evaluation.protocol import Protocol
 from rwku.evaluation.sets import parse_sets
 from rwku.execution.executors import Executor
@@ -194,7 +194,7 @@ def record_experiment(experiment: Experiment) -> None:
 
 
 def run_experiment(experiment: Experiment, *, force: bool = False, executor: Executor | None = None,
-                   progress: Any = no_progress, on_unit: OnUnit | None = None) -> Outcome:
+                   progress: ProgressFactory = no_progress, on_unit: OnUnit | None = None) -> Outcome:
     """``rwku experiment`` from Python: record the experiment, then compute every unit of its plan not yet stored."""
     plan = experiment_plan(experiment, force=force)
     record_experiment(experiment)

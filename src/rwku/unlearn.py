@@ -34,7 +34,7 @@ from rwku.corpus.retain import build_retain, excluded_names, people_fingerprint
 from rwku.data.loader import RwkuData
 from rwku.data.schema import PASSAGE, Target, TargetData, pool
 from rwku.errors import RwkuError
-from rwku.evaluation.context import EvalContext, no_progress
+from rwku.evaluation.context import EvalContext, ProgressFactory, no_progress
 from rwku.evaluation.engine import EvalResult, evaluate_target
 from rwku.evaluation.protocol import Protocol
 from rwku.evaluation.sets import DEFAULT_SETS, load_target, parts_of
@@ -161,7 +161,7 @@ class UnlearnJob:
                                       defaults=settings_defaults(settings), epochs=self.eval_epochs and METHODS[method].trains))
         return tasks
 
-    def compute(self, task: UnitTask, progress: Any) -> UnitOutput:
+    def compute(self, task: UnitTask, progress: ProgressFactory) -> UnitOutput:
         return evaluate_original(self, task, progress) if task.method is None else unlearn_unit(self, task, progress)
 
 
@@ -295,7 +295,7 @@ def apply_method(job: UnlearnJob, method: str, session: Session) -> Unlearned:
 
 
 def evaluate_model(job: UnlearnJob, lm: LoadedModel, model: Any, preamble: str | None, data: TargetData,
-                   progress: Any) -> EvalResult:
+                   progress: ProgressFactory) -> EvalResult:
     """Evaluate ``model`` (the original's tokenizer, the run's prompt format, ICU's preamble if any) on the unit."""
     ctx = EvalContext(lm=dataclasses.replace(lm, model=model), prompts=prompt_format(job, lm, preamble),
                       protocol=job.protocol, batch_size=job.batch_size, progress=progress)
@@ -326,7 +326,7 @@ def trained_corpora(corpus: Corpus, method: str) -> dict[str, dict[str, Any]]:
     return found
 
 
-def unlearn_unit(job: UnlearnJob, task: UnitTask, progress: Any) -> UnitOutput:
+def unlearn_unit(job: UnlearnJob, task: UnitTask, progress: ProgressFactory) -> UnitOutput:
     """One unit from the original model: load, corpus, unlearn, evaluate; the driver stores the output."""
     method, unit, settings = task.method, task.targets, job.settings(task.method)
     lm = load_original(job)  # every unit starts from the original model
@@ -364,7 +364,7 @@ def unlearn_unit(job: UnlearnJob, task: UnitTask, progress: Any) -> UnitOutput:
 
 
 def audit_unlearned(job: UnlearnJob, task: UnitTask, lm: LoadedModel, unlearned: Unlearned, result: EvalResult,
-                    progress: Any) -> dict[str, Any]:
+                    progress: ProgressFactory) -> dict[str, Any]:
     """The chosen audits on the unit's unlearned model as it was evaluated (weights, preamble, hooks), before it
     is discarded; the original model for comparison is loaded afresh (``lm.model`` may have been trained in place)."""
     control = control_target(job.data, task.targets)
@@ -380,7 +380,7 @@ def audit_unlearned(job: UnlearnJob, task: UnitTask, lm: LoadedModel, unlearned:
 
 
 def evaluate_epoch(job: UnlearnJob, task: UnitTask, lm: LoadedModel, model: Any, data: TargetData, epoch: int,
-                   progress: Any) -> dict[str, Any]:
+                   progress: ProgressFactory) -> dict[str, Any]:
     """The model as it stands after ``epoch``, evaluated: the files of ``epochs/<epoch>``, a point of the trade-off curve."""
     result = evaluate_model(job, lm, model, None, data, progress)
     summary = {**unit_summary(job, task, result.summary, lm), "key": {**task.key, "epoch": epoch}, "epoch": epoch}
@@ -388,7 +388,7 @@ def evaluate_epoch(job: UnlearnJob, task: UnitTask, lm: LoadedModel, model: Any,
             f"epochs/{epoch}/summary.json": summary}
 
 
-def evaluate_original(job: UnlearnJob, task: UnitTask, progress: Any) -> UnitOutput:
+def evaluate_original(job: UnlearnJob, task: UnitTask, progress: ProgressFactory) -> UnitOutput:
     """A "before" unit: the original model on the unit's data."""
     lm = load_original(job, fresh=False)
     result = evaluate_model(job, lm, lm.model, None, load_unit(job, task.targets), progress)
@@ -403,7 +403,7 @@ def write_comparison(job: UnlearnJob, outcome: Outcome) -> dict[str, dict[str, A
     return rows
 
 
-def run_unlearn(job: UnlearnJob, *, force: bool = False, executor: Executor | None = None, progress: Any = no_progress,
+def run_unlearn(job: UnlearnJob, *, force: bool = False, executor: Executor | None = None, progress: ProgressFactory = no_progress,
                 on_unit: OnUnit | None = None) -> tuple[Outcome, dict[str, dict[str, Any]]]:
     """``rwku unlearn`` from Python: plan the job's units, compute those not stored, compare; returns the outcome
     (stored units by run, failed units) and the comparison rows."""

@@ -41,8 +41,7 @@ from rwku.results import read_json, write_json_atomic
 
 KINDS = ("forget", "counterfactual", "questions", "answers")
 RETAIN = "retain"  # a kind of no target: built once per unit by rwku.corpus.retain
-#: Raised when the same settings sample other texts (2: each row draws from its own seeded generator; 3: under
-#: invariant kernels rows decode in fixed-shape slot passes, ``models.generation.decode_slots``: other float bits).
+#: Raised when the same settings sample other texts; what each version changed is in docs/evaluation.md ("Versions").
 CORPUS_VERSION = 3
 
 

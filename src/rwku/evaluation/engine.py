@@ -13,7 +13,7 @@ from rwku.evaluation.sets import expand
 
 @dataclass
 class EvalResult:
-    """``summary`` holds the paper-scale numbers (see README, "Summary keys"); ``items`` every probe behind them."""
+    """``summary`` holds the paper-scale numbers (see docs/evaluation.md, "Results"); ``items`` every probe behind them."""
 
     summary: dict[str, Any] = field(default_factory=dict)
     items: dict[str, Any] = field(default_factory=dict)

@@ -37,10 +37,7 @@ from rwku.data.loader import RwkuData
 from rwku.data.schema import Part, Target
 from rwku.results import json_safe
 
-#: Raised when stored results stop being comparable. 2: invariant kernels compute prompts in shared blocks and
-#: decode in fixed 8-row steps, which moves scores by float noise against units stored before. 3: those blocks
-#: became chunks ending at newline tokens (:func:`rwku.models.batching.chunk_ends`), and invariant greedy decoding
-#: runs passes of 64 positions from any rows (``models.generation.DECODE_SLOTS``): float noise again.
+#: Raised when stored results stop being comparable; what each version changed is in docs/evaluation.md ("Versions").
 KEY_VERSION = 3
 HEAD_BYTES = 1 << 20
 

@@ -1,5 +1,5 @@
 """What a unit needs from a GPU, estimated before anything is loaded, so ``--dry-run`` can say how many GPUs a
-unit should ask for (``--gpus-per-unit``) and the README can say which units fit an 80 GB or a 141 GB card.
+unit should ask for (``--gpus-per-unit``) and docs/gpus-and-clusters.md can say which units fit an 80 GB or a 141 GB card.
 
 A unit's peak is the larger of its training peak and its evaluation peak. Training counts, in bytes:
 

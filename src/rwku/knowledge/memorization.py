@@ -24,9 +24,12 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from rwku.errors import RwkuError
+
+if TYPE_CHECKING:
+    from rwku.evaluation.context import ProgressFactory
 
 RWKU = "rwku"
 UNSEEN = "unseen"
@@ -236,7 +239,7 @@ class MemorizationJob:
             check_model_spec(model)
         check_sources(self.sources)
 
-    def run_model(self, model: str, progress: Any, lm: Any = None) -> dict[str, Any]:
+    def run_model(self, model: str, progress: ProgressFactory, lm: Any = None) -> dict[str, Any]:
         """Score every source under one model (loaded here unless given); returns its entry of ``memorization.json``."""
         from rwku.evaluation.context import EvalContext
         from rwku.execution.key import provenance

@@ -27,7 +27,7 @@ PAPER_TEXT = "paper, §4.2"
 OFFICIAL = "official scripts"
 OFFICIAL_GENERATION = "official corpus generation"
 TRAINER_DEFAULT = "Hugging Face Trainer default (the official scripts train with it)"
-CALIBRATED = "calibrated here on SmolLM2-135M (README: presets)"
+CALIBRATED = "calibrated here on SmolLM2-135M (docs/methods.md: presets)"
 RWKU_DEFAULT = "rwku default"
 PRESET_NAMES = ("auto", "paper", "small", "none")
 Precision = Literal["auto", "float32", "bf16-mixed", "pure"]
@@ -149,7 +149,7 @@ def sourced(source_text: str, lr: float, batch: int, epochs: int, **params: Any)
 def beyond_presets(paper_presets: Mapping[str, Preset], **small_params: Any) -> dict[tuple[str, str, str], Preset]:
     """Presets of a method beyond the RWKU paper: ``paper`` per mode where its paper gives values for a ~7-8B model
     (elsewhere the defaults, "rwku default"), and ``small`` as every trained method's, plus its own values checked
-    on the demo (README: Methods beyond the paper)."""
+    on the demo (docs/methods.md: Methods beyond the paper)."""
     presets = {("paper", mode, "single"): preset for mode, preset in paper_presets.items()}
     for mode in ("full", "lora"):
         presets[("small", mode, "single")] = Preset({**small(mode).values, **small_params}, CALIBRATED)
@@ -263,6 +263,59 @@ class MethodSettings:
 
     def keys(self) -> set[str]:
         return {key for section in self.sections().values() for key in dataclasses.asdict(section)}
+
+    def changed(self) -> dict[str, tuple[Any, str]]:
+        """key -> (value, source) for every value that differs from its field's default: the cells of the settings
+        table ``rwku unlearn`` prints."""
+        defaults = {key: value for section in self.sections().values()
+                    for key, value in dataclasses.asdict(type(section)()).items()}
+        return {key: (value, where) for key, value, where in self.rows() if value != defaults[key]}
+
+
+#: The settings table's columns: the training loop's values, then the corpus's, then each method's own.
+SECTION_ORDER = ("train", "corpus", "params")
+SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+class Footnotes:
+    """Numbers each distinct source once, in the order of first use, so that a table can mark a value with the
+    superscript of its source and list the sources once below."""
+
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+
+    def mark(self, where: str) -> str:
+        if where not in self.sources:
+            self.sources.append(where)
+        return str(self.sources.index(where) + 1).translate(SUPERSCRIPT)
+
+    def lines(self) -> list[str]:
+        return [f"{str(number).translate(SUPERSCRIPT)} {where}" for number, where in enumerate(self.sources, 1)]
+
+
+@dataclass(frozen=True)
+class SettingsTable:
+    """Several runs' settings as one table: a column per key that some run sets away from its default, a row per
+    run. A cell is the run's value, marked with its source's footnote where it differs from the default, or ``-``
+    where the run's method does not take the key."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def settings_table(runs: Mapping[str, MethodSettings], notes: Footnotes) -> SettingsTable:
+    """The table of ``runs`` (run name -> its resolved settings); ``notes`` numbers the sources of the marked cells."""
+    changed = {run: settings.changed() for run, settings in runs.items()}
+    section = {key: name for settings in runs.values() for name, values in settings.as_config().items() for key in values}
+    first_seen = list(dict.fromkeys(key for cells in changed.values() for key in cells))
+    columns = tuple(sorted(first_seen, key=lambda key: (SECTION_ORDER.index(section[key]), first_seen.index(key))))
+    rows = []
+    for run, settings in runs.items():
+        values = {key: value for key, value, _ in settings.rows()}
+        cells = tuple(f"{changed[run][key][0]}{notes.mark(changed[run][key][1])}" if key in changed[run]
+                      else str(values[key]) if key in values else "-" for key in columns)
+        rows.append((run, cells))
+    return SettingsTable(columns=columns, rows=tuple(rows))
 
 
 def find_preset(method: Any, preset: str, mode: str, setting: str) -> Preset | None:

@@ -40,11 +40,11 @@ WMDP = "Li et al. 2024 (WMDP), Zephyr-7B"
 MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 #: WMDP's layer 7 of Zephyr-7B's 32, scaled to the depth of the model at hand when ``layer`` is unset
 WMDP_LAYER, WMDP_DEPTH = 7, 32
-#: Measured on smollm2-135m: mean per-token norm of layer 7's output on its small-preset forget corpora of the three
-#: demo targets (24 texts; 126 without the first token, median 114; README: RMU calibration)
+#: smollm2-135m's mean per-token norm of layer 7's output on its small-preset forget corpora of the three demo
+#: targets (how it was measured: docs/methods.md, "Methods beyond the paper")
 SMOLLM2_LAYER7_NORM = 132.0
-#: The small preset's c, a multiple of that norm, and α, calibrated with LoRA on the demo (README: methods beyond the
-#: paper): at α = 1200 (WMDP's) the retain term held the model in place for the small preset's 6 steps
+#: The small preset's c, a multiple of that norm, and α, calibrated with LoRA on the demo (docs/methods.md: methods
+#: beyond the paper): at α = 1200 (WMDP's) the retain term held the model in place for the small preset's 6 steps
 SMALL_STEERING_MULTIPLE, SMALL_ALPHA, SMALL_LORA_LR = 2.0, 10.0, 3e-2
 
 

@@ -274,14 +274,13 @@ class LineEnds:
 class ChunkRule:
     """How long a chunk must be before a line end may close it, and how long it may grow.
 
-    A pass costs a fixed part (reading every weight once) plus a part per token: on the default model on one CPU
-    thread 56 ms + 2.7 ms per token (fitted to two runs of benchmarks/bench_prefill.py). A chunk a row computes
+    A pass costs a fixed part (reading every weight once) plus a part per token. A chunk a row computes
     itself is therefore worth a pass only when later rows reuse it, and the three minimums say where that is
     likely: the first chunk (the chat template's system turn, shared by every prompt of a request), a chunk
     closed by a blank line (the end of a few-shot demonstration or of a primer), and anything else (the lines of
     a question, rarely shared, are best run in one pass). Without line ends the chunks are fixed blocks of
-    ``longest`` tokens. The defaults were chosen on real target 1 by benchmarks/bench_prefill.py (see README,
-    "Prompt chunks").
+    ``longest`` tokens. The defaults were chosen on real target 1 by benchmarks/bench_prefill.py; the measurements
+    are in docs/performance.md ("What the invariant kernels share").
     """
 
     first: int = 16

@@ -58,9 +58,7 @@ def nucleus_choice(generators: Sequence[torch.Generator], temperature: float, to
 #: Under invariant kernels every greedy decoding pass feeds exactly this many token positions ("slots"), taken from
 #: any rows and any places in them (a missing slot is padding): a matmul's row comes out the same whichever rows
 #: share the pass and wherever it sits in it (the bits do depend on the row count), and attention runs slot by slot
-#: over the slot's own row. Checked on CPU for SmolLM2 at 32 and 64 slots with 1 and 2 threads, and for the test
-#: model at 4 and 64 (tests/test_decoding.py). Measured on this CPU (2 threads, target 1's 81 BBH prompts): 64
-#: slots decode them in 86 s (236 passes), 32 in 110 s (442 passes); a pass of 1 position costs 44 ms, of 64 ~290.
+#: over the slot's own row (tests/test_decoding.py checks it). Why 64 and not 32: docs/performance.md.
 DECODE_SLOTS = 64
 #: The most draft tokens one row gets in a pass (when slots are free; see :func:`decode_slots`).
 DRAFT_TOKENS = 8

