@@ -15,8 +15,8 @@ from rwku.data.loader import RwkuData
 from rwku.data.schema import SOURCE, SourceText
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import load_target
-from rwku.models import planting
-from rwku.models.planting import (
+from rwku.knowledge import planting
+from rwku.knowledge.planting import (
     RECIPE_FILE,
     PlantRecipe,
     cached_plant,
@@ -268,6 +268,16 @@ def test_the_demo_spec_everywhere_a_model_is_named(tiny_model_dir, monkeypatch):
         key_module.model_fingerprint.cache_clear()
     assert model_parameters(PLANTED_DEMO_MODEL) == DEFAULT_MODEL_PARAMETERS
     assert choose_preset("auto", PLANTED_DEMO_MODEL)[0] == "small"
+
+
+def test_the_demo_spec_without_its_registered_builder_is_a_clear_error(monkeypatch):
+    """The loader never imports planting: with nothing registered, the demo spec is refused, naming the fix."""
+    from rwku.models import loading
+
+    monkeypatch.setattr(loading, "BUILT_MODELS", {})
+    with pytest.raises(RwkuError, match="builder is not registered; import rwku.knowledge"):
+        loading.load_model(loading.PLANTED_DEMO_MODEL, device="cpu")
+    assert loading.built_model("some-org/some-model") is None
 
 
 def test_demo_key_follows_the_demo_texts_and_the_default_recipe(monkeypatch):

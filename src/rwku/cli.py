@@ -681,7 +681,7 @@ def plant_command(
     from rwku.data.loader import RwkuData
     from rwku.evaluation.sets import parse_sets
     from rwku.models.loading import pick_device
-    from rwku.models.planting import PlantRecipe, plant
+    from rwku.knowledge.planting import PlantRecipe, plant
     from rwku.progress import make_progress, task_factory
 
     recipe = PlantRecipe.with_overrides(key_values(overrides, "--set"))

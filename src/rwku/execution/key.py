@@ -66,13 +66,12 @@ def model_fingerprint(spec: str) -> str:
     planting key, or the hub id as given."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from rwku.models.loading import DEFAULT_MODEL, PLANTED_DEMO_MODEL, SMOLLM2_PACKAGE, check_model_spec
+    from rwku.models.loading import DEFAULT_MODEL, SMOLLM2_PACKAGE, built_model, check_model_spec
 
     check_model_spec(spec)
-    if spec == PLANTED_DEMO_MODEL:  # the planting key: base model, demo texts, recipe (a new recipe is a new model)
-        from rwku.models.planting import demo_key
-
-        return f"planted:{demo_key()}"
+    built = built_model(spec)
+    if built is not None:  # a planted model: its planting key (base model, texts, recipe: a new recipe is a new model)
+        return built.fingerprint()
     if spec == DEFAULT_MODEL:
         try:
             return f"{SMOLLM2_PACKAGE}=={version(SMOLLM2_PACKAGE.replace('_', '-'))}"

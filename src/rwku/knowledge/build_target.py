@@ -61,7 +61,7 @@ from rwku.knowledge.probe_prompts import (
     ProbePrompt,
     prompt_records,
 )
-from rwku.models.planting import chunks
+from rwku.knowledge.planting import chunks
 from rwku.results import write_json_atomic
 
 #: Files of the sets that are not about the target (MIA retain texts, the utility sets): shared as in RWKU.
