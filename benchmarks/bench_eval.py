@@ -29,7 +29,8 @@ from rwku.evaluation import EvalContext, evaluate_target
 from rwku.evaluation.sets import load_target
 from rwku.models import PromptFormat, load_model
 from rwku.models.backends import make_backend
-from rwku.results import flatten, read_json, write_json_atomic
+from rwku.io import read_json, write_json_atomic
+from rwku.results import flatten
 
 
 def largest_difference(a: dict, b: dict) -> tuple[float, str]:

@@ -251,21 +251,21 @@ def test_plant_refuses_to_overwrite_what_it_did_not_write(tiny_model_dir, tmp_pa
 def test_the_demo_spec_everywhere_a_model_is_named(tiny_model_dir, monkeypatch):
     """``smollm2-135m-demo``: accepted, loaded from its planted folder, fingerprinted by its planting key, sized as
     the base model, and given the small preset."""
-    from rwku.execution import key as key_module
+    from rwku.models import fingerprint as fingerprint_module
     from rwku.execution.resources import DEFAULT_MODEL_PARAMETERS, model_parameters
     from rwku.methods.config import choose_preset
     from rwku.models.loading import PLANTED_DEMO_MODEL, check_model_spec, load_model
 
     monkeypatch.setattr(planting, "planted_demo_model", lambda progress=None: tiny_model_dir)
     monkeypatch.setattr(planting, "demo_key", lambda: "k3y")
-    key_module.model_fingerprint.cache_clear()
+    fingerprint_module.model_fingerprint.cache_clear()
     try:
         check_model_spec(PLANTED_DEMO_MODEL)
         lm = load_model(PLANTED_DEMO_MODEL, device="cpu", dtype="float32")
         assert lm.name == PLANTED_DEMO_MODEL and lm.source == str(tiny_model_dir)
-        assert key_module.model_fingerprint(PLANTED_DEMO_MODEL) == "planted:k3y"
+        assert fingerprint_module.model_fingerprint(PLANTED_DEMO_MODEL) == "planted:k3y"
     finally:
-        key_module.model_fingerprint.cache_clear()
+        fingerprint_module.model_fingerprint.cache_clear()
     assert model_parameters(PLANTED_DEMO_MODEL) == DEFAULT_MODEL_PARAMETERS
     assert choose_preset("auto", PLANTED_DEMO_MODEL)[0] == "small"
 

@@ -161,7 +161,8 @@ def planting_texts(data: RwkuData, targets: Sequence[Target], recipe: PlantRecip
 def plant_key(base: str, texts: Sequence[PlantText], recipe: PlantRecipe, device: str = "cpu") -> str:
     """The cache key of a planted model: base model and its fingerprint, the texts (they name their targets), the
     recipe, the device kind (kernels differ) and :data:`PLANTING_VERSION`."""
-    from rwku.execution.key import digest, model_fingerprint
+    from rwku.io import digest
+    from rwku.models.fingerprint import model_fingerprint
 
     return digest({"version": PLANTING_VERSION, "base": base, "base_fingerprint": model_fingerprint(base),
                    "texts": [dataclasses.asdict(t) for t in texts], "recipe": dataclasses.asdict(recipe),
@@ -324,8 +325,8 @@ def plant(base: str, data: RwkuData, targets: Sequence[Target], out: Path, recip
     selected target (none: no table).
     """
     from rwku.evaluation.context import no_progress
-    from rwku.execution.key import model_fingerprint, provenance
-    from rwku.results import write_json_atomic, write_text_atomic
+    from rwku.io import write_json_atomic, write_text_atomic
+    from rwku.models.fingerprint import model_fingerprint, provenance
 
     progress = progress or no_progress
     planted = [t for t in targets if t != control]
