@@ -25,6 +25,7 @@ from typing import Sequence
 
 import torch
 
+import rwku.knowledge  # noqa: F401  (registers smollm2-135m-demo with the loader, for --model)
 from rwku.models import load_model
 from rwku.models.decoding.prefill import (
     ChunkRule,
