@@ -81,4 +81,3 @@ def test_a_registered_attention_function_is_still_reached_through_config_attn_im
     with torch.no_grad():
         plain = tiny_lm.model(input_ids=torch.tensor([prompt])).logits[0].float()
     assert torch.allclose(logits, plain, atol=1e-4, rtol=1e-4), moved("the attention call's arguments (query/key/value layout)", "slot_attention")
-

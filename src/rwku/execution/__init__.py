@@ -10,4 +10,3 @@ is registered with the loader before a key or a model is asked for.
 """
 
 import rwku.knowledge  # noqa: F401  (registers the planted models with the loader)
-

@@ -195,5 +195,3 @@ def run_slots(model: Any, slots: Sequence[Slot]) -> torch.Tensor:
         out = model(input_ids=torch.tensor([[s.token for s in slots]], device=device), use_cache=False,
                     position_ids=torch.tensor([[s.position for s in slots]], device=device), rwku_slots=slots)
     return out.logits[0].float()
-
-
