@@ -24,12 +24,14 @@ from types import SimpleNamespace
 
 import torch
 
+import rwku.knowledge  # noqa: F401  (registers smollm2-135m-demo with the loader, for --model)
 from rwku.data import RwkuData
 from rwku.evaluation import EvalContext, evaluate_target
 from rwku.evaluation.sets import load_target
+from rwku.io import read_json, write_json_atomic
 from rwku.models import PromptFormat, load_model
 from rwku.models.backends import make_backend
-from rwku.results import flatten, read_json, write_json_atomic
+from rwku.results import flatten
 
 
 def largest_difference(a: dict, b: dict) -> tuple[float, str]:

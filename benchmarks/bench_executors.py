@@ -120,7 +120,7 @@ def main() -> None:
                 "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # a Ray cluster listens on 127.0.0.1 only
     try:
         if not args.cold_model:  # convert once, untimed; each fresh cache links to it
-            subprocess.run([sys.executable, "-c", "from rwku.models.loading import load_model; import sys; load_model(sys.argv[1], device='cpu')",
+            subprocess.run([sys.executable, "-c", "import sys, rwku.knowledge; from rwku.models.loading import load_model; load_model(sys.argv[1], device='cpu')",
                             args.model], env={**base_env, "RWKU_CACHE": str(work / "model-cache")}, check=True, capture_output=True)
         for name, executor, threads in CONFIGS:
             folder = work / name

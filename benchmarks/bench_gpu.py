@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM, StaticCache
 
-from rwku.results import write_json_atomic
+from rwku.io import write_json_atomic
 
 #: Llama-3-8B's shape (meta-llama/Meta-Llama-3-8B config.json).
 LLAMA3_8B = dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,

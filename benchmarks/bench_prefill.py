@@ -2,11 +2,11 @@
 
 Reads the prompts of a stored evaluation (``items.json`` of ``rwku eval ... --out DIR``: every item keeps its
 rendered prompt), tokenizes them as the evaluation does (no special tokens added) and orders each set as the
-engine does (:func:`rwku.models.batching.prefix_sorted_batches`). For every set it prints the fraction of prompt
+engine does (:func:`rwku.models.decoding.prefill.prefix_sorted_batches`). For every set it prints the fraction of prompt
 tokens a row copies from the row before it: the ideal (their exact common prefix), what 128-token blocks reuse
 (the rule before chunks) and what each chunk rule ``FIRST:BLANK:NEWLINE:LONGEST`` reuses
-(:class:`rwku.models.batching.ChunkRule`), with the passes a row runs. Then it prefills the prompts of the
-``--timed`` sets through :class:`rwku.models.batching.RowPrefiller` under each rule, one row per pass as the
+(:class:`rwku.models.decoding.prefill.ChunkRule`), with the passes a row runs. Then it prefills the prompts of the
+``--timed`` sets through :class:`rwku.models.decoding.prefill.RowPrefiller` under each rule, one row per pass as the
 invariant backend does, and prints wall and CPU seconds and their ratios against the 128-token blocks measured
 in the same run.
 
@@ -25,8 +25,16 @@ from typing import Sequence
 
 import torch
 
+import rwku.knowledge  # noqa: F401  (registers smollm2-135m-demo with the loader, for --model)
 from rwku.models import load_model
-from rwku.models.batching import ChunkRule, LineEnds, RowPrefiller, chunk_ends, common_prefix_length, prefix_sorted_batches
+from rwku.models.decoding.prefill import (
+    ChunkRule,
+    LineEnds,
+    RowPrefiller,
+    chunk_ends,
+    common_prefix_length,
+    prefix_sorted_batches,
+)
 
 #: The rule before chunks: fixed blocks of 128 tokens (no line ends).
 BLOCKS = ChunkRule(longest=128)
@@ -55,7 +63,7 @@ def reuse(rows: Sequence[Sequence[int]], rule: ChunkRule, line_ends: LineEnds) -
     reused = passes = 0
     previous, previous_ends = [], []
     for row in rows:
-        ends = chunk_ends(row, len(row) - 1, line_ends_for(rule, line_ends), rule)
+        ends = chunk_ends(row, first_needed=len(row) - 1, line_ends=line_ends_for(rule, line_ends), rule=rule)
         shared, copied = common_prefix_length([previous, row]) if previous else 0, 0
         for end, previous_end in zip(ends, previous_ends):
             if end != previous_end or end > shared:

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+import rwku.knowledge  # noqa: F401  (registers smollm2-135m-demo with the loader, for --model)
 from rwku.data import RwkuData
 from rwku.evaluation import EvalContext, evaluate_target
 from rwku.evaluation.sets import load_target

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from rwku.evaluation.sets import TABLE1_COLUMNS
-from rwku.results import unflatten, write_json_atomic
+from rwku.io import write_json_atomic
+from rwku.results import unflatten
 
 ATTACK_TYPES = ("prefix injection", "role play", "multiple choice")
 MIA_ATTACKS = ("loss", "zlib", "mink++_0.2")

@@ -113,7 +113,7 @@ def test_invariant_kernels_run_one_row_per_pass_or_fixed_shape_decode_passes_and
     """Invariant: every pass holds one row (prompts, scored texts) or exactly DECODE_SLOTS decode positions."""
     import dataclasses
 
-    from rwku.models.generation import DECODE_SLOTS
+    from rwku.models.decoding.slots import DECODE_SLOTS
 
     shapes = []
     hook = tiny_lm.model.register_forward_pre_hook(

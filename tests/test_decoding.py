@@ -14,8 +14,9 @@ from rwku.errors import RwkuError
 from rwku.evaluation import EvalContext, evaluate_target
 from rwku.evaluation.sets import load_target
 from rwku.models.backends import make_backend
-from rwku.models.batching import ChunkRule, RowPrefiller
-from rwku.models.generation import DRAFT_TOKENS, generate_tokens, lookup_draft
+from rwku.models.decoding.drafting import DRAFT_TOKENS, lookup_draft
+from rwku.models.decoding.generate import generate_tokens
+from rwku.models.decoding.prefill import ChunkRule, RowPrefiller
 from rwku.models.loading import load_model
 from rwku.models.prompting import PromptFormat
 from rwku.models.scoring import next_token_probs, score_tokens
@@ -82,21 +83,21 @@ def test_row_prefilled_requests_match_batched_ones_in_any_order(tiny_lm, rows):
 
 def test_lookup_draft_continues_the_latest_earlier_occurrence_of_the_longest_matching_tail():
     text = [1, 2, 3, 9, 9, 5, 2, 3, 7, 8, 4, 2, 3]
-    assert lookup_draft(text, 2) == [7, 8]  # "2 3" last seen before the tail at positions 6-7
-    assert lookup_draft(text, 2, max_ngram=1) == [7, 8]
-    assert lookup_draft([4, 5, 6], 3) == []
-    assert lookup_draft([5, 1, 2, 5], 4) == [1, 2, 5]
+    assert lookup_draft(text, length=2) == [7, 8]  # "2 3" last seen before the tail at positions 6-7
+    assert lookup_draft(text, length=2, max_ngram=1) == [7, 8]
+    assert lookup_draft([4, 5, 6], length=3) == []
+    assert lookup_draft([5, 1, 2, 5], length=4) == [1, 2, 5]
 
 
 def assert_slots_independent(model, rows, targets=None):
     """The property invariant decoding rests on: a position's logits and its key/value are a function of its own
     row, whatever else the fixed-shape pass holds (padding, other rows, drafts) and at whichever slot it sits."""
-    from rwku.models.generation import DECODE_SLOTS, Slot, attention_by_slot, start_row
+    from rwku.models.decoding.slots import DECODE_SLOTS, Slot, attention_by_slot, start_row
 
     def fresh(index):
         prompt = rows[index]
-        state = RowPrefiller(model, rule=ChunkRule(longest=8))(prompt, 1, 0, extra=8)
-        return start_row(index, prompt, state, int(state.logits[0, -1].argmax()), set(), 8)
+        state = RowPrefiller(model, rule=ChunkRule(longest=8))(prompt, keep=1, needed_from_end=0, extra=8)
+        return start_row(index, prompt, state, first=int(state.logits[0, -1].argmax()), stops=set(), max_new_tokens=8)
 
     def logits_of(slots, row):
         slots = slots + [Slot(None, 0, 0)] * (DECODE_SLOTS - len(slots))
@@ -153,9 +154,9 @@ def test_drafting_keeps_the_very_tokens_of_undrafted_decoding_in_fewer_passes(ti
 def test_rows_join_the_passes_as_others_finish_with_the_same_tokens_as_alone(tiny_lm, rows, monkeypatch):
     """More prompts than slots: a finished row's place goes to the next prompt, and every prompt still gets the
     tokens it gets decoded alone, at any token limit and stop set."""
-    from rwku.models import generation
+    from rwku.models.decoding import slots
 
-    monkeypatch.setattr(generation, "DECODE_SLOTS", 4)
+    monkeypatch.setattr(slots, "DECODE_SLOTS", 4)
     model, pad = tiny_lm.model, tiny_lm.tokenizer.pad_token_id
     torch.manual_seed(3)
     prompts = rows + [torch.randint(3, 300, (n,)).tolist() for n in (5, 9, 14, 20, 33, 4)]
@@ -173,10 +174,10 @@ def test_rows_join_the_passes_as_others_finish_with_the_same_tokens_as_alone(tin
 def test_sampled_rows_decode_in_slot_passes_with_the_draws_they_get_alone(tiny_lm, rows, monkeypatch):
     """Corpus sampling under invariant kernels: each row draws once per token from its own generator, so in slot
     passes with rows joining as others finish it gets exactly the tokens it gets alone."""
-    from rwku.models import generation
-    from rwku.models.generation import nucleus_choice
+    from rwku.models.decoding import slots
+    from rwku.models.decoding.choice import nucleus_choice
 
-    monkeypatch.setattr(generation, "DECODE_SLOTS", 4)
+    monkeypatch.setattr(slots, "DECODE_SLOTS", 4)
     model, pad = tiny_lm.model, tiny_lm.tokenizer.pad_token_id
     prompts = rows + rows[:3]  # repeated prompts, as a corpus samples one prompt many times
 
@@ -236,7 +237,7 @@ def test_the_8b_benchmark_runs_its_static_cache_path_on_a_tiny_shape_and_agrees_
 def test_models_with_sliding_window_layers_decode_row_by_row_without_merging_caches(rows):
     from transformers import MistralConfig, MistralForCausalLM
 
-    from rwku.models.batching import caches_merge
+    from rwku.models.decoding.cache import caches_merge
 
     torch.manual_seed(0)
     config = MistralConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,

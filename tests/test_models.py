@@ -7,8 +7,8 @@ import torch
 from conftest import build_tiny_tokenizer
 
 from rwku.errors import RwkuError
-from rwku.models.batching import common_prefix_length, prefix_sorted_batches
-from rwku.models.generation import decode_continuation, generate_tokens
+from rwku.models.decoding.generate import decode_continuation, generate_tokens
+from rwku.models.decoding.prefill import common_prefix_length, prefix_sorted_batches
 from rwku.models.loading import load_model
 from rwku.models.prompting import PromptFormat, after_colon_prefill
 from rwku.models.scoring import next_token_probs, score_tokens
@@ -162,13 +162,13 @@ def test_hub_id_that_cannot_be_reached_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_shared_prefix_prefill_equals_plain_prefill(tiny_lm):
-    from rwku.models.batching import MIN_SHARED_PREFIX, prefill
+    from rwku.models.decoding.prefill import MIN_SHARED_PREFIX, prefill
 
     prompts = [p for p in encoded_prompts(tiny_lm) if SHARED.split()[0] in tiny_lm.tokenizer.decode(p)]
     assert len(prompts) == 3 and common_prefix_length(prompts) >= MIN_SHARED_PREFIX
     pad = tiny_lm.tokenizer.pad_token_id
-    shared = prefill(tiny_lm.model, prompts, pad, keep=2, needed_from_end=[1] * len(prompts))
-    plain = prefill(tiny_lm.model, prompts, pad, keep=2, needed_from_end=[len(p) - 1 for p in prompts])  # nothing shared
+    shared = prefill(tiny_lm.model, prompts, pad_id=pad, keep=2, needed_from_end=[1] * len(prompts))
+    plain = prefill(tiny_lm.model, prompts, pad_id=pad, keep=2, needed_from_end=[len(p) - 1 for p in prompts])  # nothing shared
     assert shared.mask.shape[1] == plain.mask.shape[1]
     assert torch.allclose(shared.logits, plain.logits, atol=1e-5)
     assert torch.equal(shared.last_position, plain.last_position)
@@ -177,7 +177,7 @@ def test_shared_prefix_prefill_equals_plain_prefill(tiny_lm):
 def test_nucleus_probs_cut_where_transformers_top_p_cuts():
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-    from rwku.models.generation import nucleus_probs
+    from rwku.models.decoding.choice import nucleus_probs
 
     torch.manual_seed(0)
     logits = torch.randn(3, 50) * 3

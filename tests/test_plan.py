@@ -141,7 +141,7 @@ def test_edited_data_and_replaced_weights_are_not_reused(tiny_model_dir, tmp_pat
     assert "unit.data" in build_plan(out, eval_job(model, data=data).tasks()).status["1_Isaac_Newton"]
     weights = model / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
-    from rwku.execution.key import model_fingerprint
+    from rwku.models.fingerprint import model_fingerprint
 
     model_fingerprint.cache_clear()
     assert "model.fingerprint" in build_plan(out, eval_job(model, data=data).tasks()).status["1_Isaac_Newton"]

@@ -15,8 +15,8 @@ from rwku.data.loader import RwkuData
 from rwku.data.schema import SOURCE, SourceText
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import load_target
-from rwku.models import planting
-from rwku.models.planting import (
+from rwku.knowledge import planting
+from rwku.knowledge.planting import (
     RECIPE_FILE,
     PlantRecipe,
     cached_plant,
@@ -251,23 +251,33 @@ def test_plant_refuses_to_overwrite_what_it_did_not_write(tiny_model_dir, tmp_pa
 def test_the_demo_spec_everywhere_a_model_is_named(tiny_model_dir, monkeypatch):
     """``smollm2-135m-demo``: accepted, loaded from its planted folder, fingerprinted by its planting key, sized as
     the base model, and given the small preset."""
-    from rwku.execution import key as key_module
+    from rwku.models import fingerprint as fingerprint_module
     from rwku.execution.resources import DEFAULT_MODEL_PARAMETERS, model_parameters
     from rwku.methods.config import choose_preset
     from rwku.models.loading import PLANTED_DEMO_MODEL, check_model_spec, load_model
 
     monkeypatch.setattr(planting, "planted_demo_model", lambda progress=None: tiny_model_dir)
     monkeypatch.setattr(planting, "demo_key", lambda: "k3y")
-    key_module.model_fingerprint.cache_clear()
+    fingerprint_module.model_fingerprint.cache_clear()
     try:
         check_model_spec(PLANTED_DEMO_MODEL)
         lm = load_model(PLANTED_DEMO_MODEL, device="cpu", dtype="float32")
         assert lm.name == PLANTED_DEMO_MODEL and lm.source == str(tiny_model_dir)
-        assert key_module.model_fingerprint(PLANTED_DEMO_MODEL) == "planted:k3y"
+        assert fingerprint_module.model_fingerprint(PLANTED_DEMO_MODEL) == "planted:k3y"
     finally:
-        key_module.model_fingerprint.cache_clear()
+        fingerprint_module.model_fingerprint.cache_clear()
     assert model_parameters(PLANTED_DEMO_MODEL) == DEFAULT_MODEL_PARAMETERS
     assert choose_preset("auto", PLANTED_DEMO_MODEL)[0] == "small"
+
+
+def test_the_demo_spec_without_its_registered_builder_is_a_clear_error(monkeypatch):
+    """The loader never imports planting: with nothing registered, the demo spec is refused, naming the fix."""
+    from rwku.models import loading
+
+    monkeypatch.setattr(loading, "BUILT_MODELS", {})
+    with pytest.raises(RwkuError, match="builder is not registered; import rwku.knowledge"):
+        loading.load_model(loading.PLANTED_DEMO_MODEL, device="cpu")
+    assert loading.built_model("some-org/some-model") is None
 
 
 def test_demo_key_follows_the_demo_texts_and_the_default_recipe(monkeypatch):

@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 
 from rwku.models.backends import make_backend
-from rwku.models.batching import ChunkRule, LineEnds, PreallocatedLayer, RowPrefiller, chunk_ends
+from rwku.models.decoding.cache import PreallocatedLayer
+from rwku.models.decoding.prefill import ChunkRule, LineEnds, RowPrefiller, chunk_ends
 
 N, B = 0, 1  # token 0 ends a line, token 1 ends a line with a blank line (as "\n\n") in the pure tests
 LINES = LineEnds(newline=frozenset({N, B}), blank=frozenset({B}))
@@ -19,10 +20,10 @@ def test_a_chunk_ends_at_a_line_end_once_as_long_as_its_kind_asks_and_never_grow
     # the first chunk ends at the first line end after 2 tokens (2); two newlines make a blank line, which needs 3
     # tokens (5), a newline 6 (so not after 7 but after 11: 12), a blank-line token 3 (not 13 but 15: 16); then
     # 9 tokens at most (25), and a newline after 6 more (31)
-    assert chunk_ends(row, len(row) - 1, LINES, RULE) == [2, 5, 12, 16, 25, 31]  # the last right before position 31
-    assert chunk_ends(row, 30, LINES, RULE) == [2, 5, 12, 16, 25]  # nothing past the first needed position
-    assert chunk_ends(row, len(row) - 1, LineEnds(), RULE) == [9, 18, 27]  # no line ends: fixed blocks of the longest
-    assert chunk_ends(row, 0, LINES, RULE) == []
+    assert chunk_ends(row, first_needed=len(row) - 1, line_ends=LINES, rule=RULE) == [2, 5, 12, 16, 25, 31]  # the last right before position 31
+    assert chunk_ends(row, first_needed=30, line_ends=LINES, rule=RULE) == [2, 5, 12, 16, 25]  # nothing past the first needed position
+    assert chunk_ends(row, first_needed=len(row) - 1, line_ends=LineEnds(), rule=RULE) == [9, 18, 27]  # no line ends: fixed blocks of the longest
+    assert chunk_ends(row, first_needed=0, line_ends=LINES, rule=RULE) == []
 
 
 def test_rows_sharing_a_prefix_get_the_same_chunks_inside_it():
@@ -30,7 +31,8 @@ def test_rows_sharing_a_prefix_get_the_same_chunks_inside_it():
     prefix = torch.randint(0, 6, (90,)).tolist()  # a line end in about every third token
     for tail in range(1, 30):
         a, b = prefix + torch.randint(0, 6, (tail,)).tolist(), prefix + [7] * 40
-        ends_a, ends_b = chunk_ends(a, len(a) - 1, LINES, RULE), chunk_ends(b, len(b) - 1, LINES, RULE)
+        ends_a = chunk_ends(a, first_needed=len(a) - 1, line_ends=LINES, rule=RULE)
+        ends_b = chunk_ends(b, first_needed=len(b) - 1, line_ends=LINES, rule=RULE)
         assert [e for e in ends_a if e <= len(prefix)] == [e for e in ends_b if e <= len(prefix)]
 
 
@@ -70,7 +72,7 @@ def test_a_row_gets_the_same_logits_and_cache_after_a_row_sharing_its_chunks_as_
     demos = "".join(f"Question: Who wrote book {n}?\nAnswer: The author wrote it.\n\n" for n in range(6))
     first, second = (tokenizer(demos + f"Question: {q}?\nAnswer:", add_special_tokens=False)["input_ids"]
                      for q in ("Is Stephen King an author", "Was Isaac Newton a physicist"))
-    ends = chunk_ends(second, len(second) - 3, lines, rule)
+    ends = chunk_ends(second, first_needed=len(second) - 3, line_ends=lines, rule=rule)
     assert len(ends) > 3 and all(second[end - 1] in lines.newline for end in ends)  # every chunk ends a line
 
     alone = RowPrefiller(model, lines, rule)(second, keep=3, needed_from_end=2, extra=5)
@@ -90,7 +92,7 @@ def test_a_row_gets_the_same_logits_and_cache_after_a_row_sharing_its_chunks_as_
     # a row that differs from the one before it just inside a chunk copies only the chunks before that one
     edited, changed = list(second), ends[2] - 3
     edited[changed] = next(t for t in second if t not in lines.newline and t != second[changed])
-    assert chunk_ends(edited, len(edited) - 3, lines, rule) == ends
+    assert chunk_ends(edited, first_needed=len(edited) - 3, line_ends=lines, rule=rule) == ends
     after_edit = prefiller(edited, keep=3, needed_from_end=2, extra=5)
     assert_same_bits(after_edit, RowPrefiller(model, lines, rule)(edited, keep=3, needed_from_end=2, extra=5))
 

@@ -148,7 +148,7 @@ def test_cli_report_prints_the_table_and_fails_cleanly(tmp_path, monkeypatch, ca
 def test_atomic_writes_are_readable_by_others_and_never_half_written(tmp_path, monkeypatch):
     import os
 
-    from rwku.results import write_json_atomic, write_text_atomic
+    from rwku.io import write_json_atomic, write_text_atomic
 
     old = os.umask(0o022)
     try:

@@ -10,7 +10,7 @@ from report_fixtures import make_folder
 from rwku.report.audits import build_audit_table, to_csv, to_json, to_latex, to_markdown
 from rwku.report.build import build_report
 from rwku.report.collect import collect_runs
-from rwku.results import write_json_atomic
+from rwku.io import write_json_atomic
 
 #: run -> audit -> per target (attack, unlearned, original, neighbour attack)
 AUDITED = {

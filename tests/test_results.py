@@ -10,7 +10,8 @@ import pytest
 
 from rwku.corpus.build import Corpus
 from rwku.execution.key import differences, same_key
-from rwku.results import average_summaries, json_safe, read_json, write_json_atomic
+from rwku.io import json_safe, read_json, write_json_atomic
+from rwku.results import average_summaries
 
 # ------------------------------------------------------------------ same_key (whether a stored unit is reusable)
 

@@ -534,6 +534,7 @@ def memorization_command(
         write_results,
     )
     from rwku.progress import make_progress, task_factory
+    from rwku.report.knowledge import memorization_figure
 
     if out.exists() and not out.is_dir():
         raise RwkuError(f"--out {out}: is a file; give a folder")
@@ -559,7 +560,7 @@ def memorization_command(
         for name in model:
             entry = job.run_model(name, task_factory(progress))
             progress.console.print(f"[green]✓[/] {name} · {entry['seconds']:.0f} s", highlight=False)
-    write_results(out, job)
+    write_results(out, job, draw=memorization_figure)
     table = Table(title=f"memorization · window {window} tokens · mean over texts", title_justify="left",
                   caption="EM: share of tokens the greedy prediction gets right (higher = better known); NLL: mean token NLL in nats",
                   caption_justify="left")
@@ -681,7 +682,7 @@ def plant_command(
     from rwku.data.loader import RwkuData
     from rwku.evaluation.sets import parse_sets
     from rwku.models.loading import pick_device
-    from rwku.models.planting import PlantRecipe, plant
+    from rwku.knowledge.planting import PlantRecipe, plant
     from rwku.progress import make_progress, task_factory
 
     recipe = PlantRecipe.with_overrides(key_values(overrides, "--set"))

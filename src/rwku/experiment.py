@@ -41,7 +41,7 @@ from rwku.execution.plan import Plan, build_plan
 from rwku.execution.run import OnUnit, Outcome, execute
 from rwku.methods import METHODS
 from rwku.methods.config import ModeConfig, check_known_keys, choose_preset, parse_range
-from rwku.results import write_json_atomic
+from rwku.io import write_json_atomic
 from rwku.unlearn import UnlearnJob, check_job, parse_methods
 
 REQUIRED = object()  # marks a key without a default

@@ -14,7 +14,7 @@ from rwku.evaluation.context import EvalContext, ProgressFactory
 from rwku.evaluation.engine import evaluate_target
 from rwku.evaluation.protocol import Protocol
 from rwku.evaluation.sets import DEFAULT_SETS, load_target
-from rwku.execution.key import provenance
+from rwku.models.fingerprint import provenance
 from rwku.execution.plan import UnitTask, unit_key
 from rwku.execution.store import UnitOutput
 from rwku.models.loading import LoadedModel, load_model

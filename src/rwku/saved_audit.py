@@ -24,12 +24,12 @@ from rwku.errors import RwkuError
 from rwku.evaluation.context import EvalContext, ProgressFactory
 from rwku.evaluation.engine import evaluate_target
 from rwku.evaluation.protocol import Protocol
-from rwku.execution.key import model_fingerprint, provenance
+from rwku.models.fingerprint import model_fingerprint, provenance
 from rwku.execution.plan import UnitTask, unit_key
 from rwku.execution.store import UnitOutput
 from rwku.models.loading import LoadedModel, load_model
 from rwku.models.prompting import PromptFormat
-from rwku.results import read_json
+from rwku.io import read_json
 
 #: Methods whose saved weights are not what was evaluated (the preamble or the hooks are not saved).
 NOT_SAVED = {"icu": "its preamble", "repe": "its steering hooks"}

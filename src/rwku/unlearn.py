@@ -39,7 +39,7 @@ from rwku.evaluation.engine import EvalResult, evaluate_target
 from rwku.evaluation.protocol import Protocol
 from rwku.evaluation.sets import DEFAULT_SETS, load_target, parts_of
 from rwku.execution.executors import Executor
-from rwku.execution.key import provenance
+from rwku.models.fingerprint import provenance
 from rwku.execution.plan import UnitTask, build_plan, settings_defaults, unit_key
 from rwku.execution.run import OnUnit, Outcome, execute
 from rwku.execution.store import UnitOutput, shared_means
@@ -49,7 +49,7 @@ from rwku.methods.config import MethodSettings, ModeConfig, check_known_keys, re
 from rwku.methods.training import num_layers
 from rwku.models.loading import LoadedModel, load_model
 from rwku.models.prompting import PromptFormat
-from rwku.results import write_json_atomic
+from rwku.io import write_json_atomic
 from rwku.runner import original_model
 
 T = TypeVar("T")

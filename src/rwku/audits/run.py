@@ -41,7 +41,7 @@ def control_probes(data: RwkuData, target: Target | None, limit: int | None) -> 
 
 def unit_audit_key(job: Any, unit: Sequence[Target]) -> dict[str, Any]:
     """The unit's own part of the audits' key: the fingerprint of the probes they read and relearning's control."""
-    from rwku.execution.key import data_fingerprint
+    from rwku.data.loader import data_fingerprint
 
     control = control_target(job.data, unit) if "relearn" in job.audits else None
     targets = [*unit, control] if control is not None else list(unit)

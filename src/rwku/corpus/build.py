@@ -37,7 +37,7 @@ from rwku.errors import RwkuError
 from rwku.models.backends import make_backend
 from rwku.models.loading import LoadedModel, cache_root
 from rwku.models.prompting import PromptFormat
-from rwku.results import read_json, write_json_atomic
+from rwku.io import read_json, write_json_atomic
 
 KINDS = ("forget", "counterfactual", "questions", "answers")
 RETAIN = "retain"  # a kind of no target: built once per unit by rwku.corpus.retain

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 from rwku.data.schema import Part, Target, TargetData
 from rwku.data.sources import Source, discover_sources
 from rwku.errors import RwkuError
+from rwku.io import digest
 
 
 class RwkuData:
@@ -137,3 +138,11 @@ class RwkuData:
                 rows, where = found
                 records.extend(part.parse(r, f"{where} record {i}") for i, r in enumerate(rows))
         return data
+
+
+def data_fingerprint(data: RwkuData, targets: Sequence[Target], parts: Sequence[Part]) -> str:
+    """A hash of the unit's records as stored: every file its parts read, per target (``--limit`` is a key field
+    of its own)."""
+    files = [file for part in parts for file in part.files]
+    hashes = [data.fingerprint(target, files) for target in targets]
+    return hashes[0] if len(hashes) == 1 else digest(hashes)

@@ -272,7 +272,7 @@ SOURCE_KINDS: tuple[str, ...] = ("passage", "statement", "qa")
 
 @dataclass(frozen=True)
 class SourceText:
-    """One text a target's facts are taught from (``source.json``; :mod:`rwku.models.planting`): a ``passage`` or
+    """One text a target's facts are taught from (``source.json``; :mod:`rwku.knowledge.planting`): a ``passage`` or
     ``statement`` (``text``), or a ``qa`` pair (``text`` is the question, ``answer`` its answer)."""
 
     kind: str

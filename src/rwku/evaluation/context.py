@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from rwku.evaluation.protocol import Protocol
 from rwku.models.backends import Backend, make_backend
-from rwku.models.generation import decode_continuation
+from rwku.models.decoding.generate import decode_continuation
 from rwku.models.loading import LoadedModel
 from rwku.models.prompting import PromptFormat
 from rwku.models.scoring import TokenScores

@@ -6,8 +6,10 @@ fields, never from "whatever a config dict holds":
 * ``version``: the result schema; raised when a change makes stored results incomparable.
 * ``model``: the model as given, and a fingerprint of its files (size and the first and last MiB of each file; the
   package version for the embedded default; the planting key for ``smollm2-135m-demo``), so a replaced checkpoint
-  under the same path, or a model planted with another recipe, is not reused.
-* ``unit``: the targets and a fingerprint of the unit's records as stored, so edited data is not reused.
+  under the same path, or a model planted with another recipe, is not reused
+  (:func:`rwku.models.fingerprint.model_fingerprint`).
+* ``unit``: the targets and a fingerprint of the unit's records as stored, so edited data is not reused
+  (:func:`rwku.data.loader.data_fingerprint`).
 * ``eval``: sets, limit, protocol fixes, prompt format and preamble, the resolved dtype and device kind, the kernel
   mode (``--kernels``), and the batch size only under ``fast`` kernels: under ``invariant`` (float32, no TF32,
   deterministic cuDNN) every output is tested not to depend on the batch, so a result is reused at any batch
@@ -27,72 +29,13 @@ matches when the asked value is that field's default (:func:`same_key`).
 
 from __future__ import annotations
 
-import hashlib
 import json
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-from rwku.data.loader import RwkuData
-from rwku.data.schema import Part, Target
-from rwku.results import json_safe
+from rwku.io import json_safe
 
 #: Raised when stored results stop being comparable; what each version changed is in docs/evaluation.md ("Versions").
 KEY_VERSION = 3
-HEAD_BYTES = 1 << 20
-
-
-def digest(value: Any) -> str:
-    """A short, stable hash of a JSON-able value (key order does not matter)."""
-    text = json.dumps(json_safe(value), sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def file_fingerprint(path: Path) -> list[Any]:
-    """Size and a hash of the first and last MiB: cheap on a 16 GB checkpoint, and a replaced file still changes it."""
-    size = path.stat().st_size
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        sha.update(handle.read(HEAD_BYTES))
-        if size > 2 * HEAD_BYTES:
-            handle.seek(size - HEAD_BYTES)
-            sha.update(handle.read(HEAD_BYTES))
-    return [size, sha.hexdigest()[:16]]
-
-
-@lru_cache(maxsize=16)
-def model_fingerprint(spec: str) -> str:
-    """What identifies a model's weights: its local files, the default model's package, the planted demo model's
-    planting key, or the hub id as given."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from rwku.models.loading import DEFAULT_MODEL, PLANTED_DEMO_MODEL, SMOLLM2_PACKAGE, check_model_spec
-
-    check_model_spec(spec)
-    if spec == PLANTED_DEMO_MODEL:  # the planting key: base model, demo texts, recipe (a new recipe is a new model)
-        from rwku.models.planting import demo_key
-
-        return f"planted:{demo_key()}"
-    if spec == DEFAULT_MODEL:
-        try:
-            return f"{SMOLLM2_PACKAGE}=={version(SMOLLM2_PACKAGE.replace('_', '-'))}"
-        except PackageNotFoundError:
-            return f"{SMOLLM2_PACKAGE} (not installed)"
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return digest(file_fingerprint(path))
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        return digest([[str(p.relative_to(path)), *file_fingerprint(p)] for p in files])
-    return f"hub:{spec}"  # a hub id: its revision is whatever the hub serves under that name
-
-
-def data_fingerprint(data: RwkuData, targets: Sequence[Target], parts: Sequence[Part]) -> str:
-    """A hash of the unit's records as stored: every file its parts read, per target (``--limit`` is a key field
-    of its own)."""
-    files = [file for part in parts for file in part.files]
-    hashes = [data.fingerprint(target, files) for target in targets]
-    return hashes[0] if len(hashes) == 1 else digest(hashes)
 
 
 def resolved_placement(device: str, dtype: str, kernels: str = "invariant") -> tuple[str, str]:
@@ -158,21 +101,3 @@ def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in tree.items():
         out.update(flat(value, f"{prefix}{key}."))
     return out
-
-
-def provenance(device: Any = None) -> dict[str, Any]:
-    """What a unit records beside its key: versions, host and device name (none of it decides reuse)."""
-    import platform
-    from importlib.metadata import version
-
-    import torch
-
-    from rwku import __version__
-
-    info: dict[str, Any] = {"rwku": __version__, "torch": torch.__version__, "transformers": version("transformers"),
-                            "python": platform.python_version(), "host": platform.node()}
-    if device is not None and getattr(device, "type", "") == "cuda":
-        info["device"] = torch.cuda.get_device_name(device)
-    else:
-        info["device"] = platform.processor() or platform.machine()
-    return info

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from rwku.data.loader import data_fingerprint
 from rwku.data.schema import Target
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import parts_of
-from rwku.execution.key import KEY_VERSION, data_fingerprint, differences, model_fingerprint, resolved_placement, same_key
+from rwku.execution.key import KEY_VERSION, differences, resolved_placement, same_key
+from rwku.models.fingerprint import model_fingerprint
 from rwku.results import ResultStore
 
 

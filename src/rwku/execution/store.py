@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 
 from rwku.execution.key import same_key
 from rwku.execution.plan import UnitTask
-from rwku.results import ResultStore, average_summaries, mean_rwku_score, read_json, write_json_atomic
+from rwku.io import read_json, write_json_atomic
+from rwku.results import ResultStore, average_summaries, mean_rwku_score
 
 
 @dataclass

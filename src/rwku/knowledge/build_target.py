@@ -61,8 +61,8 @@ from rwku.knowledge.probe_prompts import (
     ProbePrompt,
     prompt_records,
 )
-from rwku.models.planting import chunks
-from rwku.results import write_json_atomic
+from rwku.knowledge.planting import chunks
+from rwku.io import write_json_atomic
 
 #: Files of the sets that are not about the target (MIA retain texts, the utility sets): shared as in RWKU.
 SHARED_FILES: tuple[str, ...] = tuple(f for name in ("mia", "utility") for f in files_of(name) if f != "forget_mia")

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from rwku.errors import RwkuError
 
@@ -242,7 +242,7 @@ class MemorizationJob:
     def run_model(self, model: str, progress: ProgressFactory, lm: Any = None) -> dict[str, Any]:
         """Score every source under one model (loaded here unless given); returns its entry of ``memorization.json``."""
         from rwku.evaluation.context import EvalContext
-        from rwku.execution.key import provenance
+        from rwku.models.fingerprint import provenance
         from rwku.models.loading import load_model
         from rwku.models.prompting import PromptFormat
 
@@ -278,17 +278,18 @@ class MemorizationJob:
         }
 
 
-def write_results(out: Path, job: MemorizationJob) -> list[Path]:
-    """``texts.jsonl``, the figure (PNG, SVG), then ``memorization.json`` (last: its presence means complete)."""
-    from rwku.report.figures import memorization_scatter, save_figure
-    from rwku.results import json_safe, write_json_atomic, write_text_atomic
+def write_results(out: Path, job: MemorizationJob,
+                  draw: Callable[[Path, dict[str, Any], Sequence[dict[str, Any]]], list[Path]] | None = None) -> list[Path]:
+    """``texts.jsonl``, the figure, then ``memorization.json`` (last: its presence means complete). ``draw(out,
+    payload, rows)`` writes the figure and returns its files; the command passes
+    :func:`rwku.report.knowledge.memorization_figure` (figures belong to the report layer, above this one)."""
+    from rwku.io import json_safe, write_json_atomic, write_text_atomic
 
     lines = "".join(json.dumps(json_safe(r), ensure_ascii=False) + "\n" for r in job.rows)
     write_text_atomic(out / TEXTS, lines)
     paths = [out / TEXTS]
-    figure = memorization_scatter(panels_from(job.payload(), job.rows))
-    if figure is not None:
-        paths += save_figure(figure, out, FIGURE)
+    if draw is not None:
+        paths += draw(out, job.payload(), job.rows)
     write_json_atomic(out / RESULTS, job.payload())
     return paths + [out / RESULTS]
 
@@ -310,7 +311,7 @@ def panels_from(payload: dict[str, Any], rows: Sequence[dict[str, Any]], prefix:
 
 def load_results(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``memorization.json`` and the per-text rows of a folder (rows empty when ``texts.jsonl`` is missing)."""
-    from rwku.results import read_json
+    from rwku.io import read_json
 
     try:
         payload = read_json(folder / RESULTS)

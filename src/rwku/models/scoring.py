@@ -1,7 +1,7 @@
 """Batched log-likelihood scoring: per-token log-probs, full-vocabulary moments, next-token distributions.
 
 The official code scores MMLU and MIA texts one at a time. Here sequences are batched by shared prefix (computed
-once, see :mod:`rwku.models.batching`), and only the logits that are needed are computed (``logits_to_keep``):
+once, see :mod:`rwku.models.decoding.prefill`), and only the logits that are needed are computed (``logits_to_keep``):
 the last position for MMLU, the answer span for TruthfulQA, every position for MIA.
 """
 
@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from rwku.models.batching import RowPrefiller, prefix_sorted_batches, run_prefill
+from rwku.models.decoding.prefill import RowPrefiller, prefix_sorted_batches, run_prefill
 
 
 @dataclass
@@ -49,8 +49,8 @@ def score_tokens(
     results: list[TokenScores | None] = [None] * len(sequences)
     for batch in prefix_sorted_batches(sequences, batch_size):
         keep = max(n_scored[i] for i in batch) + 1
-        logits = run_prefill(model, [sequences[i] for i in batch], pad_id, keep, [n_scored[i] for i in batch],
-                             prefiller=prefiller).logits
+        logits = run_prefill(model, [sequences[i] for i in batch], pad_id=pad_id, keep=keep,
+                             needed_from_end=[n_scored[i] for i in batch], prefiller=prefiller).logits
         for row, i in enumerate(batch):
             n = n_scored[i]
             if n <= 0:
@@ -91,7 +91,8 @@ def next_token_probs(
     index = torch.tensor(list(candidates))
     for batch in prefix_sorted_batches(prompts, batch_size):
         rows = [prompts[i] for i in batch]
-        logits = run_prefill(model, rows, pad_id, 1, [0] * len(rows), prefiller=prefiller).logits[:, -1, :]
+        logits = run_prefill(model, rows, pad_id=pad_id, keep=1, needed_from_end=[0] * len(rows),
+                             prefiller=prefiller).logits[:, -1, :]
         probs = torch.softmax(logits, dim=-1)[:, index.to(logits.device)]
         for row, i in enumerate(batch):
             results[i] = probs[row].tolist()

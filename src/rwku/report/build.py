@@ -16,7 +16,8 @@ from rwku.report import audits, figures, knowledge
 from rwku.report.collect import Run, collect_runs, has_runs
 from rwku.report.html import case_studies, figure_html, render_report
 from rwku.report.table import Table1, build_table1, common_slugs, to_csv, to_json, to_latex, to_markdown
-from rwku.results import get_path, write_json_atomic, write_text_atomic
+from rwku.io import write_json_atomic, write_text_atomic
+from rwku.results import get_path
 
 
 @dataclass

@@ -23,7 +23,8 @@ from rwku.audits import AUDITS
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import PROBE_SETS
 from rwku.methods import METHODS
-from rwku.results import ResultStore, average_summaries, read_json
+from rwku.io import read_json
+from rwku.results import ResultStore, average_summaries
 
 PROBE_FIELDS = ("level", "type", "query", "reference", "output", "score")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from rwku.knowledge.memorization import RESULTS, load_results, panels_from
+from rwku.knowledge.memorization import FIGURE, RESULTS, load_results, panels_from
 
 
 @dataclass
@@ -53,6 +53,14 @@ def collect_memorization(folders: Sequence[Path]) -> list[Memorization]:
 def knowledge_by_label(results: Sequence[Memorization]) -> dict[str, dict[str, dict[str, Any]]]:
     """label -> target slug -> {number, name, em, nll, count}."""
     return {label: dict(entry.get("targets") or {}) for r in results for label, entry in r.labels()}
+
+
+def memorization_figure(out: Path, payload: dict[str, Any], rows: Sequence[dict[str, Any]]) -> list[Path]:
+    """Fig. 1 of one ``rwku memorization`` run into ``out`` (PNG and SVG); no files when no text was scored."""
+    from rwku.report.figures import memorization_scatter, save_figure
+
+    figure = memorization_scatter(panels_from(payload, rows))
+    return [] if figure is None else save_figure(figure, out, FIGURE)
 
 
 def figure_panels(results: Sequence[Memorization]) -> list[dict[str, Any]]:

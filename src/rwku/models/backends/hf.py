@@ -1,6 +1,6 @@
 """The default backend: transformers models run by rwku's batching (shared-prefix prefill, rows that leave the
-batch when done, only the logits that are needed; see :mod:`rwku.models.batching`), or, under invariant kernels,
-one row per pass with its prompt's shared chunks computed once (:class:`rwku.models.batching.RowPrefiller`)."""
+batch when done, only the logits that are needed; see :mod:`rwku.models.decoding`), or, under invariant kernels,
+one row per pass with its prompt's shared chunks computed once (:class:`rwku.models.decoding.prefill.RowPrefiller`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import torch
 
 from rwku.errors import RwkuError
 from rwku.models.backends.base import Backend, OnBatch, under_kernels
-from rwku.models.batching import LineEnds, RowPrefiller
-from rwku.models.generation import DRAFT_TOKENS, generate_tokens, nucleus_choice
+from rwku.models.decoding.choice import nucleus_choice
+from rwku.models.decoding.drafting import DRAFT_TOKENS
+from rwku.models.decoding.generate import generate_tokens
+from rwku.models.decoding.prefill import LineEnds, RowPrefiller
 from rwku.models.loading import LoadedModel
 from rwku.models.scoring import TokenScores, next_token_probs, score_tokens
 
@@ -26,9 +28,9 @@ class HfBackend(Backend):
     the batch is still shared: a row's prompt runs in chunks that end where its own lines end, and the chunks an
     earlier row of the same request computed for the same tokens are copied (a function of the row alone, so
     still invariant); greedy decoding runs passes of a fixed number of positions from any rows, with attention
-    position by position (:func:`rwku.models.generation.decode_slots`), since at a fixed row count a row's bits
+    position by position (:func:`rwku.models.decoding.slots.decode_slots`), since at a fixed row count a row's bits
     do not depend on the rows beside it; free positions verify prompt-lookup drafts of up to ``draft`` tokens
-    (default :data:`~rwku.models.generation.DRAFT_TOKENS`; 0 turns drafting off, which changes the time, not the
+    (default :data:`~rwku.models.decoding.drafting.DRAFT_TOKENS`; 0 turns drafting off, which changes the time, not the
     tokens)."""
 
     name = "hf"

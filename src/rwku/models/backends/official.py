@@ -17,7 +17,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from rwku.models.backends.base import OnBatch, under_kernels
 from rwku.models.backends.hf import HfBackend
-from rwku.models.batching import left_pad
+from rwku.models.decoding.prefill import left_pad
 from rwku.models.scoring import TokenScores
 
 #: The official generation batch sizes, by request.

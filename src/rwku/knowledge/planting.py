@@ -22,7 +22,8 @@ targets, their texts, the recipe and the device kind: a change to any of them bu
 
 ``smollm2-135m-demo`` (:data:`PLANTED_DEMO_MODEL`) is SmolLM2-135M planted with the default recipe on the bundled
 demo targets but the last (Mozart, the control); :func:`planted_demo_model` builds it on first use into
-``~/.cache/rwku/models/`` and reuses it afterwards.
+``~/.cache/rwku/models/`` and reuses it afterwards. Importing this module registers it with the loader
+(:func:`rwku.models.loading.register_built_model`), which cannot import it (it lies below).
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ from rwku.errors import RwkuError
 from rwku.models.loading import (
     DEFAULT_MODEL,
     PLANTED_DEMO_MODEL,
+    BuiltModel,
     LoadedModel,
     cache_root,
     load_model,
+    register_built_model,
 )
 
 #: Raised when a change to how models are planted makes earlier planted models incomparable.
@@ -158,7 +161,8 @@ def planting_texts(data: RwkuData, targets: Sequence[Target], recipe: PlantRecip
 def plant_key(base: str, texts: Sequence[PlantText], recipe: PlantRecipe, device: str = "cpu") -> str:
     """The cache key of a planted model: base model and its fingerprint, the texts (they name their targets), the
     recipe, the device kind (kernels differ) and :data:`PLANTING_VERSION`."""
-    from rwku.execution.key import digest, model_fingerprint
+    from rwku.io import digest
+    from rwku.models.fingerprint import model_fingerprint
 
     return digest({"version": PLANTING_VERSION, "base": base, "base_fingerprint": model_fingerprint(base),
                    "texts": [dataclasses.asdict(t) for t in texts], "recipe": dataclasses.asdict(recipe),
@@ -321,8 +325,8 @@ def plant(base: str, data: RwkuData, targets: Sequence[Target], out: Path, recip
     selected target (none: no table).
     """
     from rwku.evaluation.context import no_progress
-    from rwku.execution.key import model_fingerprint, provenance
-    from rwku.results import write_json_atomic, write_text_atomic
+    from rwku.io import write_json_atomic, write_text_atomic
+    from rwku.models.fingerprint import model_fingerprint, provenance
 
     progress = progress or no_progress
     planted = [t for t in targets if t != control]
@@ -427,3 +431,7 @@ def planted_demo_model(progress: Callable[[str, int], Any] | None = None) -> Pat
     cores) and cached under ``<cache>/models/smollm2-135m-demo-<key>``."""
     data, targets, control = demo_plan()
     return cached_plant(DEFAULT_MODEL, data, targets, control, PlantRecipe(), PLANTED_DEMO_MODEL, progress)
+
+
+register_built_model(PLANTED_DEMO_MODEL, BuiltModel(folder=lambda: planted_demo_model(),
+                                                    fingerprint=lambda: f"planted:{demo_key()}"))

@@ -1,4 +1,8 @@
-"""Batching primitives shared by generation and scoring: padding, ordering, and shared-prefix prefill.
+"""Prefill: prompts through the model before decoding or scoring, in one of two regimes.
+
+Under ``fast`` kernels (:func:`prefill`): padding, ordering, and shared-prefix prefill, described below. Under
+invariant kernels (:class:`RowPrefiller`): one row per pass, its prompt in chunks that end at its own line ends
+(:func:`chunk_ends`), a chunk an earlier row computed for the same tokens copied, not recomputed.
 
 RWKU prompts repeat long prefixes: every MMLU item of a task carries the same five demonstrations, every
 TruthfulQA item the same primer, every BBH item its task's chain-of-thought examples, and all of them the chat
@@ -12,13 +16,13 @@ caches are merged (right-aligned) into one batch for decoding.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
+
+from rwku.models.decoding.cache import PreallocatedLayer, cache_argument, make_cache
 
 #: Shorter common prefixes are not worth a separate forward pass.
 MIN_SHARED_PREFIX = 8
@@ -64,78 +68,6 @@ def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     return length
 
 
-def cache_argument(model: Any) -> str:
-    """Name of the forward argument that takes the KV cache (``cache`` from transformers 5.2x on)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrappers take **kwargs
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
-class PreallocatedLayer(DynamicLayer):
-    """A KV-cache layer that writes into a buffer with room to grow instead of concatenating at every step.
-
-    transformers' ``DynamicLayer`` re-allocates and copies the whole cache at every generated token, which on a
-    CPU costs as much as the attention itself for long prompts. The layer keeps ``keys``/``values`` as views of
-    its buffers, so everything that reads them (masks, ``get_seq_length``, attention) works unchanged.
-    """
-
-    def __init__(self, capacity: int):
-        super().__init__()
-        self.capacity = capacity
-        self.length = 0
-        self.key_buffer: torch.Tensor | None = None
-        self.value_buffer: torch.Tensor | None = None
-
-    def _expose(self) -> None:
-        self.keys = self.key_buffer[..., : self.length, :]
-        self.values = self.value_buffer[..., : self.length, :]
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        needed = self.length + key_states.shape[-2]
-        if self.key_buffer is None or needed > self.key_buffer.shape[-2]:
-            size = max(needed, self.capacity)
-            keys = key_states.new_empty((*key_states.shape[:2], size, key_states.shape[-1]))
-            values = value_states.new_empty((*value_states.shape[:2], size, value_states.shape[-1]))
-            if self.length:
-                keys[..., : self.length, :] = self.key_buffer[..., : self.length, :]
-                values[..., : self.length, :] = self.value_buffer[..., : self.length, :]
-            self.key_buffer, self.value_buffer = keys, values
-        self.key_buffer[..., self.length: needed, :] = key_states
-        self.value_buffer[..., self.length: needed, :] = value_states
-        self.length = needed
-        self._expose()
-        return self.keys, self.values
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        if self.length:
-            self.key_buffer = self.key_buffer.repeat_interleave(repeats, dim=0)
-            self.value_buffer = self.value_buffer.repeat_interleave(repeats, dim=0)
-            self._expose()
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self.length:
-            self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
-            self._expose()
-
-    def crop(self, tokens_to_remove: int) -> None:
-        if tokens_to_remove < 0 and self.length:
-            self.length = max(self.length + tokens_to_remove, 0)
-            self._expose()
-
-    def reset(self) -> None:
-        super().reset()
-        self.key_buffer = self.value_buffer = None
-        self.length = 0
-
-
-def make_cache(model: Any, capacity: int) -> DynamicCache:
-    """A dynamic cache whose full-attention layers preallocate ``capacity`` positions (sliding ones are kept)."""
-    cache = DynamicCache(config=model.config)
-    cache.layers = [PreallocatedLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    return cache
-
-
 @dataclass
 class Prefill:
     """A batch after its prompts went through the model: cache, mask, and logits of the last positions."""
@@ -165,7 +97,7 @@ def prefix_groups(rows: Sequence[Sequence[int]]) -> list[list[int]]:
 
 
 @torch.no_grad()
-def prefill_group(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: int, first_needed: int, extra: int,
+def prefill_group(model: Any, rows: Sequence[Sequence[int]], *, pad_id: int, keep: int, first_needed: int, extra: int,
                   need_cache: bool) -> Prefill:
     """One group: its common prefix once (up to ``first_needed``), then every row's own suffix."""
     device = next(model.parameters()).device
@@ -192,12 +124,7 @@ def prefill_group(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: 
     return Prefill(cache=cache, cache_kw=cache_kw, mask=mask, logits=out.logits.float(), last_position=positions[:, -1])
 
 
-def caches_merge(model: Any) -> bool:
-    """Whether :func:`merge_prefills` can stack this model's caches: every layer full attention (no sliding window)."""
-    return all(isinstance(layer, PreallocatedLayer) for layer in make_cache(model, 1).layers)
-
-
-def merge_prefills(model: Any, parts: Sequence[Prefill], extra: int) -> Prefill:
+def merge_prefills(model: Any, parts: Sequence[Prefill], *, extra: int) -> Prefill:
     """Stack groups into one batch for decoding: each group's cache and mask right-aligned, zeros masked on the left."""
     width = max(p.mask.shape[1] for p in parts)
     rows = sum(p.mask.shape[0] for p in parts)
@@ -228,7 +155,7 @@ def merge_prefills(model: Any, parts: Sequence[Prefill], extra: int) -> Prefill:
                    logits=torch.cat([p.logits for p in parts]), last_position=torch.cat([p.last_position for p in parts]))
 
 
-def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: int, needed_from_end: Sequence[int],
+def prefill(model: Any, rows: Sequence[Sequence[int]], *, pad_id: int, keep: int, needed_from_end: Sequence[int],
             extra: int = 0) -> Prefill:
     """Run a batch through ``model``, each prefix group's common prefix once, keeping the last ``keep`` logits.
 
@@ -243,14 +170,15 @@ def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: int, n
         first_needed = min(len(rows[i]) - 1 - needed_from_end[i] for i in group)
         group_keep = min(keep, max(needed_from_end[i] for i in group) + 1)
         single = len(groups) == 1
-        part = prefill_group(model, members, pad_id, group_keep, first_needed, extra if single else 0, need_cache=extra > 0)
+        part = prefill_group(model, members, pad_id=pad_id, keep=group_keep, first_needed=first_needed,
+                             extra=extra if single else 0, need_cache=extra > 0)
         if part.logits.shape[1] < keep:  # align the last positions of every group
             part.logits = torch.nn.functional.pad(part.logits, (0, 0, keep - part.logits.shape[1], 0))
         parts.append(part)
     if len(parts) == 1:
         return parts[0]
     if extra:
-        return merge_prefills(model, parts, extra)
+        return merge_prefills(model, parts, extra=extra)
     return Prefill(cache=None, cache_kw={}, mask=parts[0].mask, logits=torch.cat([p.logits for p in parts]),
                    last_position=torch.cat([p.last_position for p in parts]))
 
@@ -289,7 +217,7 @@ class ChunkRule:
     longest: int = 512
 
 
-def chunk_ends(row: Sequence[int], first_needed: int, line_ends: LineEnds, rule: ChunkRule = ChunkRule()) -> list[int]:
+def chunk_ends(row: Sequence[int], *, first_needed: int, line_ends: LineEnds, rule: ChunkRule = ChunkRule()) -> list[int]:
     """Where the chunks of a row's prompt end (exclusive), walking from its start: after a line end once the chunk
     holds the minimum ``rule`` sets for that kind of line end, and after ``rule.longest`` tokens in any case. No
     chunk reaches past ``first_needed`` (the first position whose logits are needed: it and the rest run in one
@@ -344,10 +272,10 @@ class RowPrefiller:
         return reused
 
     @torch.no_grad()
-    def __call__(self, row: Sequence[int], keep: int, needed_from_end: int, extra: int = 0) -> Prefill:
+    def __call__(self, row: Sequence[int], *, keep: int, needed_from_end: int, extra: int = 0) -> Prefill:
         """Row ``row`` through the model, keeping the logits of its last ``keep`` positions (``needed_from_end``
         positions before the last one need logits, so no chunk may hold them)."""
-        ends = chunk_ends(row, len(row) - 1 - needed_from_end, self.line_ends, self.rule)
+        ends = chunk_ends(row, first_needed=len(row) - 1 - needed_from_end, line_ends=self.line_ends, rule=self.rule)
         if not ends and not extra:  # nothing to chunk and no cache to keep: one plain pass, as the official code
             out = self.model(input_ids=torch.tensor([list(row)], device=self.device), logits_to_keep=keep)
             return Prefill(cache=None, cache_kw={}, mask=torch.ones((1, len(row)), dtype=torch.long, device=self.device),
@@ -369,10 +297,10 @@ class RowPrefiller:
                        logits=out.logits.float(), last_position=torch.tensor([len(row) - 1], device=self.device))
 
 
-def run_prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int, keep: int, needed_from_end: Sequence[int],
+def run_prefill(model: Any, rows: Sequence[Sequence[int]], *, pad_id: int, keep: int, needed_from_end: Sequence[int],
                 extra: int = 0, prefiller: RowPrefiller | None = None) -> Prefill:
     """:func:`prefill` of a batch, or, with a row prefiller (one row per pass), of its one row."""
     if prefiller is None:
-        return prefill(model, rows, pad_id, keep, needed_from_end, extra)
+        return prefill(model, rows, pad_id=pad_id, keep=keep, needed_from_end=needed_from_end, extra=extra)
     (row,), (needed,) = rows, needed_from_end
-    return prefiller(row, keep, needed, extra)
+    return prefiller(row, keep=keep, needed_from_end=needed, extra=extra)
