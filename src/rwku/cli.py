@@ -42,12 +42,15 @@ def split_values(values: list[str] | None) -> list[str]:
 SETS_HELP = "Comma-separated sets or groups: forget, neighbor, mia, mmlu, bbh, truthful, triviaqa, fluency, utility (the last five), all."
 
 
+#: The legend of a row marked ``*`` (shown only under a table that has one)
+STORED_LEGEND = "* stored result of an earlier run with the same settings"
+
+
 def table1(title: str, first_column: str = "target", score: bool = False) -> Table:
     """The Table-1 columns (and, for unlearning runs, the RWKU score) under their groups, with arrows."""
     from rwku.evaluation.sets import TABLE1_COLUMNS
 
-    table = Table(title=title, title_justify="left", caption="* stored result of an earlier run with the same settings",
-                  caption_justify="left")
+    table = Table(title=title, title_justify="left", caption_justify="left")
     table.add_column(first_column, no_wrap=True)
     previous = ""
     for column in TABLE1_COLUMNS:
@@ -269,6 +272,7 @@ def eval_command(
         if target.name in stored:
             mark = "*" if target.slug in outcome.reused else ""
             table.add_row(f"{target.number} {target.name}{mark}", *table1_row(stored[target.name]))
+            table.caption = STORED_LEGEND if mark else table.caption
     if len(stored) > 1:
         _, rows = shared_means({"": list(stored.values())})
         table.add_row(f"[bold]mean of {len(stored)}", *table1_row(rows[""]))
@@ -700,7 +704,6 @@ def print_plant_table(table: dict[str, Any], record: dict[str, Any]) -> None:
     for role, pair in table["means"].items():
         for which in ("base", "planted"):
             rendered.add_row(f"[bold]mean · {role} · {which}", *table1_row(pair[which]))
-    rendered.caption = None
     Console(width=max(console.width, 150)).print(rendered)
 
 
@@ -735,25 +738,72 @@ def data_info(
     Console(width=max(console.width, 120)).print(table)
 
 
+def given_value(option_names: list[str], argv: list[str]) -> str | None:
+    """The value the command line gave an option (``--limit -3`` or ``--limit=-3``; the last one given)."""
+    found = None
+    for index, word in enumerate(argv):
+        for name in option_names:
+            if word == name and index + 1 < len(argv):
+                found = argv[index + 1]
+            elif word.startswith(f"{name}="):
+                found = word.split("=", 1)[1]
+    return found
+
+
+def usage_line(exc: Exception, argv: list[str]) -> str | None:
+    """A command-line parsing error (a bad or missing option, a bad number) as one line, or None for any other
+    exception ("" for one without a message). typer's exceptions come from its own copy of click (typer >= 0.20) or from click itself."""
+    if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
+        return None
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    param = getattr(exc, "param", None)
+    message = " ".join(exc.format_message().split())
+    if not message:
+        return ""
+    value = given_value(list(param.opts), argv) if param is not None and getattr(param, "opts", None) else None
+    if value is not None and getattr(exc, "message", None):
+        message = f"{param.opts[0]} {value}: {' '.join(str(exc.message).split())}"
+    return message + where
+
+
+def stop_line(exc: Any, argv: list[str]) -> str:
+    """The one line an interrupted command prints: the signal, what was kept, what to run to go on."""
+    import shlex
+
+    kept = exc.detail or "nothing is half-written (every result file is written whole or not at all)"
+    return f"interrupted by {exc.name}: {kept}; the same command again {exc.again}: {shlex.join(['rwku', *argv])}"
+
+
 def main() -> None:
-    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    """Entry point: run the app. A user error (:class:`RwkuError`) or a bad option is one line and exit 2; SIGINT
+    or SIGTERM stops the command (its cleanup runs), prints one line saying what was kept and what to run to go
+    on, and exits 130 or 143. ``--debug`` shows the traceback instead of the line."""
+    from rwku.interrupts import Interrupted, handled
+
+    argv = sys.argv[1:]
+    stderr = Console(stderr=True)
     try:
-        app(standalone_mode=False)
+        with handled():
+            code = app(standalone_mode=False)
     except RwkuError as exc:
         if STATE["debug"]:
             raise
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted: every finished unit is stored (no file is half-written); "
-                                   "run the same command again to continue")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    except Interrupted as exc:
+        if STATE["debug"]:
+            raise
+        stderr.print(stop_line(exc, argv), highlight=False, soft_wrap=True, markup=False)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        line = usage_line(exc, argv)
+        if line is None:
+            if type(exc).__name__ == "Abort":  # typer.Abort / click.Abort: a prompt ended by EOF
+                sys.exit(1)
+            raise
+        if line:  # empty: the app's help was printed for a bare ``rwku``
+            stderr.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:  # typer returns an Exit's code in non-standalone mode
+        sys.exit(code)

@@ -18,6 +18,7 @@ from rwku.errors import RwkuError
 from rwku.evaluation.context import ProgressFactory, no_progress
 from rwku.execution.plan import UnitTask
 from rwku.execution.store import UnitOutput
+from rwku.interrupts import handlers_kept
 
 
 @dataclass
@@ -199,8 +200,9 @@ class RayExecutor:
     Each unit asks ``cpus_per_unit`` CPUs and ``gpus_per_unit`` GPUs; with GPUs, each unit gets a worker process of
     its own (a process keeps the GPU it first used). A worker that dies (killed by the system, out of memory) is
     retried by Ray itself, ``max_retries`` times; a unit that raises is retried inside its task. Results travel back
-    to the driver, which writes them: no shared disk is needed. Ctrl-C, or any error on the driver, cancels every
-    unit still queued or running. "Before" units are handed out first (the plan orders them so).
+    to the driver, which writes them: no shared disk is needed. Ctrl-C or SIGTERM (rwku's handlers are kept over
+    ``ray.init``'s), or any error on the driver, cancels every unit still queued or running. "Before" units are
+    handed out first (the plan orders them so).
     """
 
     address: str | None = None
@@ -216,9 +218,10 @@ class RayExecutor:
         ray = import_ray()
         if ray.is_initialized():
             return ray, False
-        if self.address is None:
-            return start_local_ray(self.num_cpus), True
-        ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+        with handlers_kept():  # ray.init's own SIGTERM handler would exit 15 without rwku's cleanup and message
+            if self.address is None:
+                return start_local_ray(self.num_cpus), True
+            ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         return ray, True
 
     def run(self, tasks: Sequence[UnitTask], progress: ProgressFactory, done: Done) -> None:

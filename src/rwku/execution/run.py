@@ -15,6 +15,7 @@ from rwku.evaluation.context import ProgressFactory, no_progress
 from rwku.execution.executors import Executor, Failure, LocalExecutor
 from rwku.execution.plan import Plan, UnitTask
 from rwku.execution.store import UnitOutput, aggregate_run, clear_failure, record_failure, write_unit
+from rwku.interrupts import Interrupted, deferred
 from rwku.models.loading import prepare_model
 
 #: ``on_unit(task, summary, reused, where)``: a unit was stored (or found stored: ``reused``) by ``where``.
@@ -26,16 +27,21 @@ OnFailure = Callable[[UnitTask, Failure], None]
 @dataclass
 class Outcome:
     """What a run of a plan did: every run's stored unit summaries (its folder mean averages them), the units
-    that failed."""
+    that failed, those found stored and those computed now."""
 
     units: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    computed: list[str] = field(default_factory=list)
 
 
 def execute(plan: Plan, executor: Executor | None = None, progress: ProgressFactory = no_progress,
             on_unit: OnUnit | None = None, on_failure: OnFailure | None = None) -> Outcome:
-    """Compute every unit the plan has to run, store each as it comes back, then write every run's mean."""
+    """Compute every unit the plan has to run, store each as it comes back, then write every run's mean.
+
+    A unit's files are written with signals deferred (:func:`rwku.interrupts.deferred`): an interrupt leaves each
+    unit wholly stored or not at all, and says how many of the plan's units are stored.
+    """
     executor = executor or LocalExecutor()
     outcome = Outcome()
     for task in plan.tasks:
@@ -50,8 +56,10 @@ def execute(plan: Plan, executor: Executor | None = None, progress: ProgressFact
         def done(task: UnitTask, output: UnitOutput | None, failure: Failure | None, where: str) -> None:
             if output is not None:
                 output.summary.setdefault("provenance", {})["executor"] = executor.name
-                write_unit(plan.out, task, output)
-                clear_failure(plan.out, task)
+                with deferred():
+                    write_unit(plan.out, task, output)
+                    clear_failure(plan.out, task)
+                outcome.computed.append(task.name)
                 if on_unit is not None:
                     on_unit(task, output.summary, False, where)
             elif failure.user_error and task.method is None:
@@ -65,7 +73,12 @@ def execute(plan: Plan, executor: Executor | None = None, progress: ProgressFact
                     on_failure(task, failure)
             advance(1)
 
-        executor.run(to_run, progress, done)
+        try:
+            executor.run(to_run, progress, done)
+        except Interrupted as exc:
+            stored = len(plan.tasks) - len(to_run) + len(outcome.computed)
+            exc.detail = exc.detail or f"{stored} of {len(plan.tasks)} unit(s) stored in {plan.out}, none half-written"
+            raise
     runs = plan.runs()
     if "before" in runs:  # unlearning runs: "before" first, so each other run's mean gets its RWKU score
         outcome.units["before"] = aggregate_run(plan.out, runs.pop("before"))
