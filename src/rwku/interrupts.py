@@ -28,7 +28,7 @@ class Interrupted(BaseException):
     """SIGINT or SIGTERM arrived. ``detail`` says what was kept and ``again`` what the same command does when run
     again; whoever knows sets them on the way up."""
 
-    def __init__(self, signum: int, detail: str = "", again: str = "continues") -> None:
+    def __init__(self, signum: int, detail: str = "", again: str = "starts over") -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
         self.detail = detail

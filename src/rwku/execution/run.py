@@ -77,7 +77,7 @@ def execute(plan: Plan, executor: Executor | None = None, progress: ProgressFact
             executor.run(to_run, progress, done)
         except Interrupted as exc:
             stored = len(plan.tasks) - len(to_run) + len(outcome.computed)
-            exc.detail = exc.detail or f"{stored} of {len(plan.tasks)} unit(s) stored in {plan.out}, none half-written"
+            exc.detail, exc.again = f"{stored} of {len(plan.tasks)} unit(s) stored in {plan.out}, none half-written", "continues"
             raise
     runs = plan.runs()
     if "before" in runs:  # unlearning runs: "before" first, so each other run's mean gets its RWKU score

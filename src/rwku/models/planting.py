@@ -40,6 +40,7 @@ from typing import Any, Callable, Sequence
 from rwku.data.loader import RwkuData
 from rwku.data.schema import PASSAGE, SOURCE, Target
 from rwku.errors import RwkuError
+from rwku.interrupts import Interrupted
 from rwku.models.loading import (
     DEFAULT_MODEL,
     PLANTED_DEMO_MODEL,
@@ -368,8 +369,10 @@ def plant(base: str, data: RwkuData, targets: Sequence[Target], out: Path, recip
             write_text_atomic(tmp / "table.md", table_markdown(table, sets))
         write_json_atomic(tmp / RECIPE_FILE, record)  # last: its presence marks the folder complete
         install(tmp, out, key)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, Interrupted):
+            exc.detail, exc.again = f"no planted model was written to {out} (it is written whole or not at all)", "starts over"
         raise
     return Planted(out, record)
 
