@@ -10,6 +10,7 @@ rwku's handlers installed (seen in ``/proc/<pid>/status``) for the others.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -214,3 +215,20 @@ def test_a_signal_waits_for_a_deferred_stretch():
             steps.append("written")
         steps.append("after")
     assert steps == ["written"] and caught.value.exit_code == 143
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ray_executor_interrupted(tiny_model_dir, tmp_path, sig):
+    """With ``--executor ray`` too (SIGTERM included: ``ray.init`` installs a SIGTERM handler of its own, which rwku
+    puts back): the units queued or running are cancelled, the cluster is shut down, the finished ones are kept."""
+    if importlib.util.find_spec("ray") is None:
+        if os.environ.get("RWKU_REQUIRE_RAY") == "1":
+            pytest.fail("the Ray executor tests need Ray; pip install -e '.[ray]'", pytrace=False)
+        pytest.skip("needs Ray")
+    out = tmp_path / "run"
+    child = start(eval_args(tiny_model_dir, out, "--executor", "ray", "--cpus-per-unit", "1"), tmp_path)
+    wait_for(child, lambda: len(stored_units(out)) >= 1)
+    code, seconds, lines = interrupt(child, sig)
+    kept = stored_units(out)
+    assert_stopped(code, seconds, lines, sig, f"{len(kept)} of 3 unit(s) stored in {out}")
+    assert 1 <= len(kept) and not leftovers(out)
