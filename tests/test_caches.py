@@ -152,3 +152,29 @@ def test_every_kind_is_listed_and_checked(tmp_path):
     assert [p.name for p in CACHE_KINDS["corpus"].entries(tmp_path)] == ["1_Isaac_Newton-forget-abc.json"]
     assert [p.name for p in CACHE_KINDS["retain"].entries(tmp_path)] == ["retain-abc.json"]
     assert CACHE_KINDS["corpus"].describe(corpora / "1_Isaac_Newton-forget-abc.json") == "Isaac Newton · forget"
+
+
+def test_cli_cache_lists_checks_and_removes(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path))
+    corpora = tmp_path / "corpora"
+    corpora.mkdir()
+    whole = corpora / "1_Isaac_Newton-forget-0123abcd.json"
+    whole.write_text('{"target": "Isaac Newton", "kind": "forget", "model": "tiny", "texts": ["a", "b"]}')
+    cut = corpora / "2_Marie_Curie-forget-4567cdef.json"
+    cut.write_text('{"target": "Marie Curie", "kind": "forget", "texts": ["a"')
+    code, out, _ = cli("cache")
+    text = " ".join(out.split())
+    assert code == 0 and whole.name in text and cut.name in text and "Isaac Newton · forget · tiny" in text
+    assert "2 entries" in text and str(tmp_path) in text
+    code, out, _ = cli("cache", "--check")
+    text = " ".join(out.split())
+    assert code == 0 and "1 broken entry moved aside" in text and "corrupt:" in text
+    assert whole.exists() and not cut.exists() and len(moved_aside(corpora, cut.name)) == 1
+    code, out, _ = cli("cache", "--remove", "corrupt")
+    assert code == 0 and "removed 1 entry" in out and not moved_aside(corpora, cut.name) and whole.exists()
+    code, _, err = cli("cache", "--remove", "no-such-entry")
+    assert code == 2 and "--remove no-such-entry: no such cache entry" in " ".join(err.split())
+    code, out, _ = cli("cache", "--remove", whole.name)
+    assert code == 0 and not whole.exists()
+    code, out, _ = cli("cache")
+    assert code == 0 and "0 entries" in out

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
+from rwku.errors import RwkuError
+
 T = TypeVar("T")
 #: Marks an entry moved aside: ``.<name>.corrupt-<time>`` beside where it was.
 CORRUPT_MARK = ".corrupt-"
@@ -197,6 +199,55 @@ CACHE_KINDS: dict[str, CacheKind] = {kind.name: kind for kind in (
 )}
 
 
+#: The pseudo-kind of entries moved aside (``rwku cache --remove corrupt`` deletes them)
+MOVED_ASIDE = "corrupt"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cache entry as ``rwku cache`` shows it: its kind, where it is, its size in bytes, what it holds."""
+
+    kind: str
+    path: Path
+    size: int
+    holds: str
+
+
+def list_entries(root: Path) -> list[Entry]:
+    """Every entry of every kind under ``root``, then those moved aside."""
+    found = [Entry(kind.name, path, size_of(path), kind.describe(path))
+             for kind in CACHE_KINDS.values() for path in kind.entries(root)]
+    return found + [Entry(MOVED_ASIDE, path, size_of(path), "moved aside: " + path.name[1:].split(CORRUPT_MARK)[0])
+                    for path in moved_aside(root)]
+
+
+def check_entry(entry: Entry) -> str | None:
+    """What is wrong with ``entry`` (one line), or None when it is whole. A broken entry is moved aside, as reading
+    it would (:func:`read_cached`), so that its next use builds it again."""
+    if entry.kind == MOVED_ASIDE:
+        return None
+    try:
+        CACHE_KINDS[entry.kind].check(entry.path)
+    except READ_ERRORS as exc:
+        move_aside(entry.path)
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
+def select_entries(entries: list[Entry], names: list[str]) -> list[Entry]:
+    """The entries ``names`` name: an entry's file or folder name, a kind (every entry of it), ``corrupt`` (those
+    moved aside) or ``all``; a name matching nothing is a :class:`RwkuError`."""
+    chosen: dict[Path, Entry] = {}
+    for name in names:
+        matched = [e for e in entries if name in ("all", e.kind, e.path.name)]
+        if not matched:
+            kinds = ", ".join([*CACHE_KINDS, MOVED_ASIDE])
+            raise RwkuError(f"--remove {name}: no such cache entry; give an entry's name as rwku cache lists it, a kind "
+                            f"({kinds}) or all")
+        chosen.update((e.path, e) for e in matched)
+    return list(chosen.values())
+
+
 def size_of(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -212,10 +263,13 @@ def moved_aside(root: Path) -> Iterator[Path]:
 
 
 def remove_entry(path: Path) -> int:
-    """Delete a cache entry (file or folder); the bytes freed."""
+    """Delete a cache entry (file or folder); the bytes freed. A folder is renamed to a hidden name first, so that a
+    removal cut short leaves no entry that looks whole."""
     size = size_of(path)
     if path.is_dir():
-        shutil.rmtree(path)
+        doomed = path.with_name(f".{path.name}.removing-{uuid.uuid4().hex[:6]}")
+        path.rename(doomed)
+        shutil.rmtree(doomed)
     else:
-        path.unlink()
+        path.unlink(missing_ok=True)
     return size

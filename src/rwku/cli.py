@@ -1,7 +1,8 @@
-"""The ``rwku`` command line: ``rwku eval``, ``unlearn``, ``experiment``, ``report``, ``plant`` and ``data info``.
+"""The ``rwku`` command line: ``rwku eval``, ``unlearn``, ``experiment``, ``audit``, ``report``, ``memorization``,
+``build-target``, ``plant``, ``cache`` and ``data info``.
 
-User mistakes raise :class:`RwkuError`; ``main`` prints its one line and exits 2 (``--debug`` shows the
-traceback instead).
+User mistakes (:class:`RwkuError`, a bad option value) are one line and exit 2; SIGINT and SIGTERM one line saying
+what was kept and exit 130 or 143 (``main``; ``--debug`` shows the traceback instead).
 """
 
 from __future__ import annotations
@@ -705,6 +706,46 @@ def print_plant_table(table: dict[str, Any], record: dict[str, Any]) -> None:
         for which in ("base", "planted"):
             rendered.add_row(f"[bold]mean · {role} · {which}", *table1_row(pair[which]))
     Console(width=max(console.width, 150)).print(rendered)
+
+
+@app.command("cache")
+def cache_command(
+    check: bool = typer.Option(False, "--check", help="Check every entry (JSON parses, weights whole); a broken one is moved aside, to be built again on its next use."),
+    remove: list[str] = typer.Option([], "--remove", help="Delete entries: an entry's name as listed, a kind (model, planted, corpus, retain, corrupt) or all; repeatable, comma-separated."),
+) -> None:
+    """List what rwku's caches hold (converted and planted models, corpora): kind, entry, size; check or remove entries."""
+    from rwku.caches import cache_root, check_entry, list_entries, remove_entry, select_entries
+
+    root = cache_root()
+    entries = list_entries(root)
+    if remove:
+        chosen = select_entries(entries, split_values(remove))
+        freed = sum(remove_entry(entry.path) for entry in chosen)
+        console.print(f"removed {len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'} ({gib(freed)}) from {root}: "
+                      + ", ".join(entry.path.name for entry in chosen), highlight=False)
+        return
+    table = Table(title=f"rwku cache · {root} · {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, "
+                        f"{gib(sum(e.size for e in entries))}", title_justify="left")
+    for column in ("kind", "entry", "size", "holds", *(["check"] if check else [])):
+        table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
+    broken = 0
+    for entry in entries:
+        problem = check_entry(entry) if check else None
+        broken += problem is not None
+        status = [f"corrupt: {problem}; moved aside" if problem else "ok"] if check else []
+        table.add_row(entry.kind, entry.path.name, gib(entry.size), entry.holds, *status)
+    Console(width=max(console.width, 150)).print(table)
+    if check:
+        console.print(f"{broken} broken entr{'y' if broken == 1 else 'ies'} moved aside (rwku cache --remove corrupt deletes them)"
+                      if broken else "every entry is whole", highlight=False)
+
+
+def gib(size: int) -> str:
+    """A size in bytes as a short human one (KiB, MiB, GiB)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
 
 
 @data_app.command("info")
