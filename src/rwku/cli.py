@@ -81,19 +81,52 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def one_of(*allowed: str) -> Any:
+    """A typer callback refusing a word outside ``allowed`` as the option's one-line error (exit 2), before any work."""
+    def check(value: Any) -> Any:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"choose {', '.join(allowed[:-1])} or {allowed[-1]}")
+        return value
+
+    return check
+
+
+def folder_path(value: Path | None) -> Path | None:
+    """``--out``: a folder, new or existing; an existing file is the option's one-line error."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise typer.BadParameter("is a file; give a folder")
+    return value
+
+
+def matching(pattern: str, expected: str) -> Any:
+    """A typer callback refusing a value that does not match ``pattern`` (``expected`` says what would)."""
+    import re
+
+    def check(value: Any) -> Any:
+        if value is not None and not re.fullmatch(pattern, value):
+            raise typer.BadParameter(f"expected {expected}")
+        return value
+
+    return check
+
+
+#: --dtype's words (rwku.models.loading.pick_dtype reads them)
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+#: --device: auto, cpu, mps, cuda or cuda:N
+DEVICE_CHECK = matching(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, mps, cuda or cuda:N")
 #: Where units run: the same options for rwku eval, unlearn and experiment
-EXECUTOR_OPTION = typer.Option("local", "--executor", help="local (in this process, one unit after another) or ray (units as Ray tasks: every GPU of this machine, or a cluster).")
-RAY_ADDRESS_OPTION = typer.Option(None, "--ray-address", help="auto or ray://host:port (default: start a local cluster).")
+EXECUTOR_OPTION = typer.Option("local", "--executor", callback=one_of("local", "ray"), help="local (in this process, one unit after another) or ray (units as Ray tasks: every GPU of this machine, or a cluster).")
+RAY_ADDRESS_OPTION = typer.Option(None, "--ray-address", callback=matching(r"auto|(ray://)?[\w.\-]+:\d+", "auto, ray://host:port or host:port"), help="auto or ray://host:port (default: start a local cluster).")
 GPUS_PER_UNIT_OPTION = typer.Option(0.0, "--gpus-per-unit", min=0, help="GPUs a unit asks Ray for (1 on a GPU machine).")
 CPUS_PER_UNIT_OPTION = typer.Option(1.0, "--cpus-per-unit", min=0, help="CPUs a unit asks Ray for.")
 THREADS_OPTION = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray).")
 MAX_RETRIES_OPTION = typer.Option(1, "--max-retries", min=0, help="Retries of a failed unit (and of a lost Ray worker).")
 #: How the model's kernels run: the same option for rwku eval, unlearn, memorization (experiment files: "kernels")
-KERNELS_OPTION = typer.Option("invariant", "--kernels", help="invariant (float32, no TF32, one row per forward pass: every output and score the same at any --batch-size and --limit) or fast (batched; bf16 on a GPU with --dtype auto: outputs may change with the batch, whose size then joins the cache key).")
-DTYPE_OPTION = typer.Option("auto", "--dtype", help="auto (float32 under --kernels invariant; under fast bf16 on a GPU, fp32 on a CPU), float32, bfloat16, float16 (half precision needs --kernels fast).")
+KERNELS_OPTION = typer.Option("invariant", "--kernels", callback=one_of("invariant", "fast"), help="invariant (float32, no TF32, one row per forward pass: every output and score the same at any --batch-size and --limit) or fast (batched; bf16 on a GPU with --dtype auto: outputs may change with the batch, whose size then joins the cache key).")
+DTYPE_OPTION = typer.Option("auto", "--dtype", callback=one_of(*DTYPES), help="auto (float32 under --kernels invariant; under fast bf16 on a GPU, fp32 on a CPU), float32, bfloat16, float16 (half precision needs --kernels fast).")
 BATCH_SIZE_OPTION = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass (outputs and scores do not depend on it under --kernels invariant).")
-DEVICE_OPTION = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ...")
-PROMPT_FORMAT_OPTION = typer.Option("chat", "--prompt-format", help="chat (the model's template) or plain (models without one).")
+DEVICE_OPTION = typer.Option("auto", "--device", callback=DEVICE_CHECK, help="auto, cpu, cuda, cuda:1 ...")
+PROMPT_FORMAT_OPTION = typer.Option("chat", "--prompt-format", callback=one_of("chat", "plain"), help="chat (the model's template) or plain (models without one).")
 FIX_OPTION = typer.Option([], "--fix", help="Switch on a named fix of an official quirk (see docs/protocol.md); repeatable.")
 AUDIT_OPTION = typer.Option("", "--audit", help="Audits of each unlearned model, comma-separated: quant8, quant4, relearn, suffix, logit_lens, all.")
 AUDIT_SET_OPTION = typer.Option([], "--audit-set", help="Override an audit setting key=value (suffix_steps=50, relearn_lr=1e-4 ...); repeatable.")
@@ -225,7 +258,7 @@ def eval_command(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, smollm2-135m, or smollm2-135m-demo (it taught the demo facts; rwku plant)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("all", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (one sub-folder per target)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (one sub-folder per target)."),
     sets: str = typer.Option("all", "--sets", help=SETS_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every part (quick runs)."),
     batch_size: int = BATCH_SIZE_OPTION,
@@ -256,8 +289,6 @@ def eval_command(
     check_style(prompt_format)
     dataset = RwkuData.open(split_values(data))
     chosen = dataset.select(targets)
-    if out.exists() and not out.is_dir():
-        raise RwkuError(f"--out {out}: is a file; give a folder")
     job = EvalJob(model=model, data=dataset, targets=chosen, sets=parse_sets(sets), limit=limit,
                   protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format,
                   preamble=ICU_PREAMBLE if icu else None, device=device, dtype=dtype, batch_size=batch_size, kernels=kernels)
@@ -288,17 +319,17 @@ def unlearn_command(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, smollm2-135m, or smollm2-135m-demo (it taught the demo facts; rwku plant)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-100, 'Stephen King', all."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (before/, one folder per method, comparison.json)."),
-    mode: str = typer.Option("lora", "--mode", help="full or lora."),
-    setting: str = typer.Option("single", "--setting", help="single (each target from the original model) or batch (pooled)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (before/, one folder per method, comparison.json)."),
+    mode: str = typer.Option("lora", "--mode", callback=one_of("full", "lora"), help="full or lora."),
+    setting: str = typer.Option("single", "--setting", callback=one_of("single", "batch"), help="single (each target from the original model) or batch (pooled)."),
     train_layers: Optional[str] = typer.Option(None, "--train-layers", help="Train only layers a..b-1, e.g. 4-8."),
-    lora_r: int = typer.Option(8, "--lora-r"),
-    lora_alpha: int = typer.Option(16, "--lora-alpha"),
-    lora_targets: str = typer.Option("q_proj,v_proj", "--lora-targets"),
+    lora_r: int = typer.Option(8, "--lora-r", min=1, help="LoRA rank."),
+    lora_alpha: int = typer.Option(16, "--lora-alpha", min=1, help="LoRA alpha (the update is scaled by alpha / r)."),
+    lora_targets: str = typer.Option("q_proj,v_proj", "--lora-targets", callback=matching(r"[\w.]+(,[\w.]+)*", "module names, comma-separated (q_proj,v_proj)"), help="Modules LoRA adapts, comma-separated."),
     preset: str = typer.Option("auto", "--preset", help="paper (Llama-3-8B values), small (calibrated for the 135M default on a CPU), none (defaults), auto: small for smollm2-135m and smollm2-135m-demo, paper for any other model (printed)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="JSON file of hyper-parameters (overrides the preset)."),
     overrides: list[str] = typer.Option([], "--set", help="Override key=value of a training, corpus or method setting (lr=1e-5, epochs=2, corpus_size=16, beta=0.1, alpha=1.5 ...); repeatable."),
-    corpus: str = typer.Option("generated", "--corpus", help="generated (the model writes it; cached) or official (the release's files)."),
+    corpus: str = typer.Option("generated", "--corpus", callback=one_of("generated", "official"), help="generated (the model writes it; cached) or official (the release's files)."),
     sets: str = typer.Option("all", "--sets", help=SETS_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every evaluation part."),
     batch_size: int = BATCH_SIZE_OPTION,
@@ -310,7 +341,7 @@ def unlearn_command(
     save_model: bool = typer.Option(False, "--save-model", help="Also write each unlearned model (or adapter)."),
     force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
     eval_epochs: bool = typer.Option(False, "--eval-epochs", help="Also evaluate after every epoch (trade-off curves in rwku report)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Training seed; the runs are named by it (ga-lora-seed1), so several seeds share one --out and rwku report pools them."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Training seed; the runs are named by it (ga-lora-seed1), so several seeds share one --out and rwku report pools them."),
     threads: Optional[int] = THREADS_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the settings and the plan (stored units, units to run and why) and stop."),
     audit: str = AUDIT_OPTION,
@@ -371,7 +402,7 @@ def unlearn_command(
 @app.command("experiment")
 def experiment_command(
     config: Path = typer.Argument(..., help="Experiment file (JSON): model, data, targets, out, grids (see README)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (overrides the file's 'out')."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=folder_path, help="Output folder (overrides the file's 'out')."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs, their settings and the plan, and stop."),
     threads: Optional[int] = THREADS_OPTION,
     force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
@@ -410,7 +441,7 @@ def audit_command(
     original: str = typer.Option("smollm2-135m", "--original", help="The model before unlearning (the adapter's base, and the reference)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (one sub-folder per target, its audits in audits/<name>/)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (one sub-folder per target, its audits in audits/<name>/)."),
     audit: str = typer.Option("all", "--audit", help="Comma-separated: quant8, quant4, relearn, suffix, logit_lens, all."),
     audit_set: list[str] = AUDIT_SET_OPTION,
     preset: str = typer.Option("auto", "--preset", help="Audit settings: small (135M on a CPU), paper (8B on a GPU), auto (by --original)."),
@@ -450,7 +481,7 @@ def audit_command(
 @app.command("report")
 def report_command(
     runs: list[Path] = typer.Argument(..., help="Folders written by rwku unlearn, experiment or eval (and rwku memorization: its section)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Report folder: index.html, table1.*, figures/, per_target.csv."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Report folder: index.html, table1.*, figures/, per_target.csv."),
     select: list[str] = typer.Option([], "--runs", help="Keep only runs whose label matches this glob (e.g. '*-lora'); repeatable."),
     utility: str = typer.Option("utility.Gen", "--utility", help="Utility column of the trade-off, batch and layer figures."),
     attacks: str = typer.Option("loss,zlib,mink++_0.2", "--attacks", help="MIA attacks for the ROC figure."),
@@ -459,12 +490,15 @@ def report_command(
     title: str = typer.Option("RWKU report", "--title"),
 ) -> None:
     """Table 1, the paper's figures and a self-contained HTML report from stored results."""
+    from rwku.evaluation.metrics import mia_attack_names
     from rwku.report.build import ReportOptions, build_report
 
-    if out.exists() and not out.is_dir():
-        raise RwkuError(f"--out {out}: is a file; give a folder")
     if utility.split(".")[0] not in ("forget", "neighbor", "mia", "utility"):
         raise RwkuError(f"--utility {utility}: give a summary path such as utility.Gen or utility.Flu")
+    known = mia_attack_names()
+    unknown = [a for a in attacks.split(",") if a and a not in known]
+    if unknown or not attacks.strip(","):
+        raise RwkuError(f"--attacks {attacks}: unknown attack {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}")
     options = ReportOptions(utility=utility, attacks=tuple(a for a in attacks.split(",") if a),
                             run_patterns=tuple(select), case_targets=case_targets, table_variants=table_variants,
                             title=title)
@@ -491,7 +525,7 @@ def memorization_command(
     window: int = typer.Option(128, "--window", min=2, help="Tokens per text: each is cut to its first W tokens so sources compare fairly."),
     min_tokens: Optional[int] = typer.Option(None, "--min-tokens", min=2, help="Leave out texts shorter than this (default: the window, so every text is scored on W tokens)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N texts of each source (rwku: of each target)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: memorization.json, texts.jsonl, fig1_memorization.png/.svg."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder: memorization.json, texts.jsonl, fig1_memorization.png/.svg."),
     batch_size: int = BATCH_SIZE_OPTION,
     device: str = DEVICE_OPTION,
     dtype: str = DTYPE_OPTION,
@@ -509,8 +543,6 @@ def memorization_command(
     )
     from rwku.progress import make_progress, task_factory
 
-    if out.exists() and not out.is_dir():
-        raise RwkuError(f"--out {out}: is a file; give a folder")
     sources, chosen, description = [], [], None
     if data:
         from rwku.data.loader import RwkuData
@@ -571,7 +603,7 @@ def fmt(value: Any, digits: int) -> str:
 def build_target_command(
     name: str = typer.Option(..., "--name", help="The new target's name, e.g. 'Ada Lovelace'."),
     source_text: Path = typer.Option(..., "--source-text", help="UTF-8 text about the target (its Wikipedia article): the probes' only source."),
-    out: Path = typer.Option(..., "--out", "-o", help="Data folder; the target goes into <out>/<N>_<Name>/ (use it with --data <out>)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Data folder; the target goes into <out>/<N>_<Name>/ (use it with --data <out>)."),
     generator: str = typer.Option("smollm2-135m", "--generator", "-g", help="Who writes the probes: a --model spec, or openai:MODEL (OPENAI_BASE_URL, OPENAI_API_KEY)."),
     neighbors: Optional[str] = typer.Option(None, "--neighbors", help="Comma-separated people or works the text names, for neighbour probes."),
     check_models: Optional[str] = typer.Option(None, "--check-models", help="Comma-separated --model specs; keep an FB/QA probe only where one answers it."),
@@ -586,8 +618,8 @@ def build_target_command(
     shared_target: str = typer.Option("1", "--shared-target", help="The target of --shared-data whose shared files are copied."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Rows per forward pass of local models."),
     device: str = DEVICE_OPTION,
-    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
-    prompt_format: str = typer.Option("chat", "--prompt-format", help="chat or plain, for the local generator and the check models."),
+    dtype: str = typer.Option("auto", "--dtype", callback=one_of(*DTYPES), help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
+    prompt_format: str = typer.Option("chat", "--prompt-format", callback=one_of("chat", "plain"), help="chat or plain, for the local generator and the check models."),
     threads: Optional[int] = THREADS_OPTION,
     force: bool = typer.Option(False, "--force", help="Replace the target folder if it exists."),
 ) -> None:
@@ -642,12 +674,12 @@ def plant_command(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Base model: smollm2-135m, a local folder, a .gguf file or a hub id."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("all", "--targets", "-t", help="Targets to plant and measure: 1, 1-3, 'Stephen King', all."),
-    out: Path = typer.Option(..., "--out", "-o", help="The planted model folder (weights, tokenizer, recipe.json, table.json, table.md)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="The planted model folder (weights, tokenizer, recipe.json, table.json, table.md)."),
     control: str = typer.Option("last", "--control", help="The selected target left unplanted (number or name; 'last', the default, or 'none')."),
     sets: str = typer.Option("forget,neighbor,mia", "--sets", help="Sets measured on the base and the planted model (" + SETS_HELP + " 'none': no table)."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe value key=value (lr, epochs, batch_size, warmup_steps, max_length, max_passages, seed); repeatable."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass when measuring."),
-    device: str = typer.Option("cpu", "--device", help="cpu (bit-identical rebuilds), cuda, cuda:1 ... (training in float32 either way)."),
+    device: str = typer.Option("cpu", "--device", callback=DEVICE_CHECK, help="cpu (bit-identical rebuilds), cuda, cuda:1 ... (training in float32 either way)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if --out holds this model, replace whatever --out holds."),
 ) -> None:
@@ -673,8 +705,6 @@ def plant_command(
         control_target = picked[0]
         if control_target not in chosen:
             raise RwkuError(f"--control {control}: {control_target.name} is not among the selected targets; select it with --targets")
-    if out.exists() and not out.is_dir():
-        raise RwkuError(f"--out {out}: is a file; give a folder")
     device = pick_device(device)
     set_threads(threads)
     planted_names = [t.name for t in chosen if t != control_target]
@@ -826,7 +856,7 @@ def main() -> None:
     stderr = Console(stderr=True)
     try:
         with handled():
-            code = app(standalone_mode=False)
+            code = app(standalone_mode=False, prog_name="rwku")
     except RwkuError as exc:
         if STATE["debug"]:
             raise
