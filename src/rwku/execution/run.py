@@ -50,6 +50,23 @@ def execute(plan: Plan, executor: Executor | None = None, progress: ProgressFact
             if on_unit is not None:
                 on_unit(task, task.store(plan.out).load_summary(task.slug) or {}, True, "stored")
     to_run = plan.to_run()
+    try:
+        compute_units(plan, to_run, executor, progress, outcome, on_unit, on_failure)
+    except Interrupted as exc:
+        stored = len(plan.tasks) - len(to_run) + len(outcome.computed)
+        exc.detail, exc.again = f"{stored} of {len(plan.tasks)} unit(s) stored in {plan.out}, none half-written", "continues"
+        raise
+    runs = plan.runs()
+    if "before" in runs:  # unlearning runs: "before" first, so each other run's mean gets its RWKU score
+        outcome.units["before"] = aggregate_run(plan.out, runs.pop("before"))
+    for run, tasks in runs.items():
+        outcome.units[run] = aggregate_run(plan.out, tasks, outcome.units.get("before"))
+    return outcome
+
+
+def compute_units(plan: Plan, to_run: list[UnitTask], executor: Executor, progress: ProgressFactory, outcome: Outcome,
+                  on_unit: OnUnit | None, on_failure: OnFailure | None) -> None:
+    """Prepare the models, hand ``to_run`` to the executor, and store or record each unit as it comes back."""
     for spec in sorted({task.job.model for task in to_run}):
         prepare_model(spec)
     with progress(f"units ({executor.name})", len(to_run)) as advance:
@@ -73,15 +90,4 @@ def execute(plan: Plan, executor: Executor | None = None, progress: ProgressFact
                     on_failure(task, failure)
             advance(1)
 
-        try:
-            executor.run(to_run, progress, done)
-        except Interrupted as exc:
-            stored = len(plan.tasks) - len(to_run) + len(outcome.computed)
-            exc.detail, exc.again = f"{stored} of {len(plan.tasks)} unit(s) stored in {plan.out}, none half-written", "continues"
-            raise
-    runs = plan.runs()
-    if "before" in runs:  # unlearning runs: "before" first, so each other run's mean gets its RWKU score
-        outcome.units["before"] = aggregate_run(plan.out, runs.pop("before"))
-    for run, tasks in runs.items():
-        outcome.units[run] = aggregate_run(plan.out, tasks, outcome.units.get("before"))
-    return outcome
+        executor.run(to_run, progress, done)
