@@ -150,7 +150,18 @@ def scenarios(work: Path, model: str) -> dict[str, Callable[[], tuple[str, str, 
         return ("a corpus cache entry cut short, then rwku cache --check", "rwku cache --check",
                 [x for x in result.stdout.splitlines() if x.strip()][-1], result.returncode, "broken entry moved aside")
 
+    def again():
+        args = [*demo_eval, "--out", str(out / "e1")]
+        before = units(out / "e1")
+        result = subprocess.run(["rwku", *args], env=env(work), capture_output=True, text=True)
+        rows = [x for x in result.stdout.splitlines() if "Isaac Newton" in x or "Marie Curie" in x or "Mozart" in x]
+        reused = sum("*" in x.split("│")[1] for x in rows if "│" in x)
+        return ("the interrupted evaluation run again", shlex.join(["rwku", *args]),
+                f"{len(rows)} Table-1 rows, {reused} marked * (stored)", result.returncode,
+                f"{before} unit(s) reused, {units(out / 'e1') - before} computed")
+
     table = {
+        "eval-again": again,
         "eval-int": signalled("during rwku eval (local), after its first unit", [*demo_eval, "--out", str(out / "e1")],
                               signal.SIGINT, one_unit(out / "e1"), stored_kept(out / "e1")),
         "eval-term": signalled("during rwku eval (local), after its first unit", [*demo_eval, "--out", str(out / "e2")],
@@ -162,7 +173,7 @@ def scenarios(work: Path, model: str) -> dict[str, Callable[[], tuple[str, str, 
                               [*demo_eval, "--out", str(out / "r2"), "--executor", "ray"], signal.SIGTERM, one_unit(out / "r2"),
                               stored_kept(out / "r2")),
         "unlearn-int": signalled("during rwku unlearn --method ga, after its first unit",
-                                 [*ga[:7], "1-2", *ga[8:], "--out", str(out / "u1")], signal.SIGINT, one_unit(out / "u1"),
+                                 [*ga[:8], "1-2", *ga[9:], "--out", str(out / "u1")], signal.SIGINT, one_unit(out / "u1"),
                                  stored_kept(out / "u1")),
         "plant-term": signalled("during rwku plant", ["plant", "--model", model, "--data", "demo", "--targets", "1-2", "--sets",
                                                        "forget", "--out", str(out / "p1"), "--threads", "1"],
@@ -195,15 +206,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--only", nargs="*")
+    parser.add_argument("--only", nargs="*", help="scenario names, run in this order (default: all)")
     options = parser.parse_args()
     options.work.mkdir(parents=True, exist_ok=True)
     chosen = scenarios(options.work, options.model)
     rows = []
-    for name, go in chosen.items():
-        if options.only and name not in options.only:
-            continue
-        fault, command, line, code, kept = go()
+    for name in options.only or list(chosen):  # --only: in the order given
+        fault, command, line, code, kept = chosen[name]()
         rows.append(f"| {fault} | `{command}` | {line.replace('|', '/')} | {code} | {kept} |")
         print(rows[-1], file=sys.stderr, flush=True)
     print("| fault or bad input | command | what rwku printed (last line) | exit | kept |")
