@@ -145,7 +145,7 @@ def read_cached(path: Path, load: Callable[[Path], T], *, what: str) -> T | None
     except READ_ERRORS as exc:
         aside = move_aside(path)
         where = f"moved aside to {aside.name}" if aside else "already moved aside"
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        reason = (" ".join(str(exc).split()) or type(exc).__name__).removeprefix(f"{path.name}: ")
         warn(f"{what} {path} is corrupt ({reason}); {where}; building it again")
         return None
 
