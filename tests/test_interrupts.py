@@ -232,3 +232,22 @@ def test_ray_executor_interrupted(tiny_model_dir, tmp_path, sig):
     kept = stored_units(out)
     assert_stopped(code, seconds, lines, sig, f"{len(kept)} of 3 unit(s) stored in {out}")
     assert 1 <= len(kept) and not leftovers(out)
+
+
+def test_native_code_sees_a_keyboard_interrupt_and_rwku_an_interrupted():
+    """Ray's wait/get turn only a KeyboardInterrupt from the handler into an error of theirs (anything else: a
+    SystemError): inside ``native_calls`` the handler raises one, turned back into Interrupted when it leaves."""
+    from rwku.interrupts import Interrupted, handled, native_calls
+
+    seen = []
+    with handled(), pytest.raises(Interrupted) as caught:
+        with native_calls():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+            except KeyboardInterrupt:
+                seen.append("KeyboardInterrupt")
+                raise
+    assert seen == ["KeyboardInterrupt"] and caught.value.exit_code == 143
+    with pytest.raises(KeyboardInterrupt), native_calls():  # without rwku's handlers: Python's own Ctrl-C
+        raise KeyboardInterrupt

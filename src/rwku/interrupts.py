@@ -21,7 +21,7 @@ from typing import Any, Iterator
 #: The signals turned into :class:`Interrupted`.
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-_STATE: dict[str, Any] = {"depth": 0, "pending": None}
+_STATE: dict[str, Any] = {"depth": 0, "pending": None, "native": 0, "signum": None}
 
 
 class Interrupted(BaseException):
@@ -45,9 +45,12 @@ class Interrupted(BaseException):
 
 
 def _handler(signum: int, frame: Any) -> None:
+    _STATE["signum"] = signum
     if _STATE["depth"]:
         _STATE["pending"] = _STATE["pending"] or signum
         return
+    if _STATE["native"]:
+        raise KeyboardInterrupt  # what native code that checks for signals expects (see native_calls)
     raise Interrupted(signum)
 
 
@@ -56,6 +59,7 @@ def handled() -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` (in the main thread); the handlers found
     before are put back after it. A signal ignored before stays ignored."""
     previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    _STATE["signum"] = None
     for sig, before in previous.items():
         if before is not signal.SIG_IGN:
             signal.signal(sig, _handler)
@@ -64,6 +68,7 @@ def handled() -> Iterator[None]:
     finally:
         for sig, before in previous.items():
             signal.signal(sig, before if before is not None else signal.SIG_DFL)
+        _STATE["signum"] = None
 
 
 @contextmanager
@@ -77,6 +82,23 @@ def deferred() -> Iterator[None]:
     if not _STATE["depth"] and _STATE["pending"]:
         signum, _STATE["pending"] = _STATE["pending"], None
         raise Interrupted(signum)
+
+
+@contextmanager
+def native_calls() -> Iterator[None]:
+    """Around calls into native code that turns only a ``KeyboardInterrupt`` from a signal handler into its own
+    error (Ray's ``wait`` and ``get``; anything else there becomes a ``SystemError``): within the block a signal raises
+    ``KeyboardInterrupt``, turned back into :class:`Interrupted` as it leaves the block. Without rwku's handlers
+    (the Python API) a Ctrl-C stays the ``KeyboardInterrupt`` it always was."""
+    _STATE["native"] += 1
+    try:
+        yield
+    except KeyboardInterrupt:
+        if _STATE["signum"] is None:
+            raise
+        raise Interrupted(_STATE["signum"]) from None
+    finally:
+        _STATE["native"] -= 1
 
 
 @contextmanager
