@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,6 +88,7 @@ def scenarios(work: Path, model: str) -> dict[str, Callable[[], tuple[str, str, 
 
     def signalled(name: str, args: list[str], sig: int, ready: Callable[[subprocess.Popen], bool], kept: Callable[[], str]):
         def go():
+            shutil.rmtree(Path(args[args.index("--out") + 1]), ignore_errors=True)  # a fresh run
             code, line, seconds = interrupted(args, work, sig, ready)
             return (f"{signal.Signals(sig).name} {name} (stopped in {seconds:.1f} s)", shlex.join(["rwku", *args]), line,
                     code, kept())

@@ -226,8 +226,10 @@ def test_ray_executor_interrupted(tiny_model_dir, tmp_path, sig):
             pytest.fail("the Ray executor tests need Ray; pip install -e '.[ray]'", pytrace=False)
         pytest.skip("needs Ray")
     out = tmp_path / "run"
-    child = start(eval_args(tiny_model_dir, out, "--executor", "ray", "--cpus-per-unit", "1"), tmp_path)
+    args = [*eval_args(tiny_model_dir, out, "--executor", "ray", "--cpus-per-unit", "1"), "--limit", "8"]
+    child = start(args, tmp_path)
     wait_for(child, lambda: len(stored_units(out)) >= 1)
+    time.sleep(0.5)  # the driver back in ray.wait, where Ray's native code checks for signals
     code, seconds, lines = interrupt(child, sig)
     kept = stored_units(out)
     assert_stopped(code, seconds, lines, sig, f"{len(kept)} of 3 unit(s) stored in {out}")
