@@ -114,6 +114,7 @@ def scenarios(work: Path, model: str) -> dict[str, Callable[[], tuple[str, str, 
 
     def corpus_cut():
         folder = work / "ga"
+        shutil.rmtree(folder, ignore_errors=True)  # a fresh run: its corpus is generated (or read) now
         code, line, _ = run([*ga, "--out", str(folder)], work)
         assert code == 0, line
         [path] = sorted((work / "cache" / "corpora").glob("1_Isaac_Newton-forget-*.json"))
