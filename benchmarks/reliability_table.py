@@ -118,10 +118,11 @@ def scenarios(work: Path, model: str) -> dict[str, Callable[[], tuple[str, str, 
         code, line, _ = run([*ga, "--out", str(folder)], work)
         assert code == 0, line
         [path] = sorted((work / "cache" / "corpora").glob("1_Isaac_Newton-forget-*.json"))
+        earlier = len(list(path.parent.glob(f".{path.name}.corrupt-*")))
         truncate(path)
         code, line, _ = run([*ga, "--out", str(folder), "--force"], work)
         warning = next((x for x in (work / "stderr.txt").read_text().splitlines() if x.startswith("warning:")), "")
-        aside = len(list(path.parent.glob(f".{path.name}.corrupt-*")))
+        aside = len(list(path.parent.glob(f".{path.name}.corrupt-*"))) - earlier
         return ("forget corpus cache cut to half its bytes", shlex.join(["rwku", *ga, "--out", str(folder), "--force"]),
                 warning, code, f"unit recomputed ({units(folder)} stored), broken file moved aside ({aside}), corpus rebuilt")
 
