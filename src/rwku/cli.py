@@ -110,8 +110,6 @@ def matching(pattern: str, expected: str) -> Any:
     return check
 
 
-#: --dtype's words (rwku.models.loading.pick_dtype reads them)
-DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 #: --device: auto, cpu, mps, cuda or cuda:N
 DEVICE_CHECK = matching(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, mps, cuda or cuda:N")
 #: Where units run: the same options for rwku eval, unlearn and experiment
@@ -122,8 +120,8 @@ CPUS_PER_UNIT_OPTION = typer.Option(1.0, "--cpus-per-unit", min=0, help="CPUs a 
 THREADS_OPTION = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray).")
 MAX_RETRIES_OPTION = typer.Option(1, "--max-retries", min=0, help="Retries of a failed unit (and of a lost Ray worker).")
 #: How the model's kernels run: the same option for rwku eval, unlearn, memorization (experiment files: "kernels")
-KERNELS_OPTION = typer.Option("invariant", "--kernels", callback=one_of("invariant", "fast"), help="invariant (float32, no TF32, one row per forward pass: every output and score the same at any --batch-size and --limit) or fast (batched; bf16 on a GPU with --dtype auto: outputs may change with the batch, whose size then joins the cache key).")
-DTYPE_OPTION = typer.Option("auto", "--dtype", callback=one_of(*DTYPES), help="auto (float32 under --kernels invariant; under fast bf16 on a GPU, fp32 on a CPU), float32, bfloat16, float16 (half precision needs --kernels fast).")
+KERNELS_OPTION = typer.Option("invariant", "--kernels", help="invariant (float32, no TF32, one row per forward pass: every output and score the same at any --batch-size and --limit) or fast (batched; bf16 on a GPU with --dtype auto: outputs may change with the batch, whose size then joins the cache key).")
+DTYPE_OPTION = typer.Option("auto", "--dtype", help="auto (float32 under --kernels invariant; under fast bf16 on a GPU, fp32 on a CPU), float32, bfloat16, float16 (half precision needs --kernels fast).")
 BATCH_SIZE_OPTION = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass (outputs and scores do not depend on it under --kernels invariant).")
 DEVICE_OPTION = typer.Option("auto", "--device", callback=DEVICE_CHECK, help="auto, cpu, cuda, cuda:1 ...")
 PROMPT_FORMAT_OPTION = typer.Option("chat", "--prompt-format", callback=one_of("chat", "plain"), help="chat (the model's template) or plain (models without one).")
@@ -618,7 +616,7 @@ def build_target_command(
     shared_target: str = typer.Option("1", "--shared-target", help="The target of --shared-data whose shared files are copied."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Rows per forward pass of local models."),
     device: str = DEVICE_OPTION,
-    dtype: str = typer.Option("auto", "--dtype", callback=one_of(*DTYPES), help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
     prompt_format: str = typer.Option("chat", "--prompt-format", callback=one_of("chat", "plain"), help="chat or plain, for the local generator and the check models."),
     threads: Optional[int] = THREADS_OPTION,
     force: bool = typer.Option(False, "--force", help="Replace the target folder if it exists."),
