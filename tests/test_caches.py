@@ -178,3 +178,17 @@ def test_cli_cache_lists_checks_and_removes(cli, tmp_path, monkeypatch):
     assert code == 0 and not whole.exists()
     code, out, _ = cli("cache")
     assert code == 0 and "0 entries" in out
+
+
+def test_a_removal_cut_short_is_listed_as_moved_aside(tmp_path):
+    from rwku.caches import list_entries, remove_entry
+
+    folder = tmp_path / "models" / "tiny-demo-0123"
+    folder.mkdir(parents=True)
+    (folder / "recipe.json").write_text("{}")
+    half = tmp_path / "models" / ".tiny-demo-4567.removing-abc123"
+    half.mkdir()
+    entries = {e.path.name: e for e in list_entries(tmp_path)}
+    assert entries[half.name].kind == "corrupt" and entries[half.name].holds == "moved aside: tiny-demo-4567"
+    assert entries[folder.name].kind == "planted"
+    assert remove_entry(folder) == 2 and not folder.exists() and not list(folder.parent.glob(".tiny-demo-0123*"))

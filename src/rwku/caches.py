@@ -32,6 +32,8 @@ from rwku.errors import RwkuError
 T = TypeVar("T")
 #: Marks an entry moved aside: ``.<name>.corrupt-<time>`` beside where it was.
 CORRUPT_MARK = ".corrupt-"
+#: Marks a folder being removed (renamed first): one a removal cut short left is listed as moved aside.
+REMOVING_MARK = ".removing-"
 
 
 def cache_root() -> Path:
@@ -217,8 +219,12 @@ def list_entries(root: Path) -> list[Entry]:
     """Every entry of every kind under ``root``, then those moved aside."""
     found = [Entry(kind.name, path, size_of(path), kind.describe(path))
              for kind in CACHE_KINDS.values() for path in kind.entries(root)]
-    return found + [Entry(MOVED_ASIDE, path, size_of(path), "moved aside: " + path.name[1:].split(CORRUPT_MARK)[0])
-                    for path in moved_aside(root)]
+    return found + [Entry(MOVED_ASIDE, path, size_of(path), "moved aside: " + original_name(path)) for path in moved_aside(root)]
+
+
+def original_name(aside: Path) -> str:
+    """The name of the entry a moved-aside (or half-removed) one was."""
+    return aside.name[1:].split(CORRUPT_MARK)[0].split(REMOVING_MARK)[0]
 
 
 def check_entry(entry: Entry) -> str | None:
@@ -259,7 +265,8 @@ def moved_aside(root: Path) -> Iterator[Path]:
     for folder in sorted({kind.folder for kind in CACHE_KINDS.values()}):
         base = root / folder
         if base.is_dir():
-            yield from sorted(p for p in base.iterdir() if p.name.startswith(".") and CORRUPT_MARK in p.name)
+            yield from sorted(p for p in base.iterdir()
+                              if p.name.startswith(".") and (CORRUPT_MARK in p.name or REMOVING_MARK in p.name))
 
 
 def remove_entry(path: Path) -> int:
@@ -267,7 +274,7 @@ def remove_entry(path: Path) -> int:
     removal cut short leaves no entry that looks whole."""
     size = size_of(path)
     if path.is_dir():
-        doomed = path.with_name(f".{path.name}.removing-{uuid.uuid4().hex[:6]}")
+        doomed = path.with_name(f".{path.name}{REMOVING_MARK}{uuid.uuid4().hex[:6]}")
         path.rename(doomed)
         shutil.rmtree(doomed)
     else:
