@@ -44,9 +44,10 @@ def test_eval_writes_items_and_summary_then_resumes(tiny_model_dir, tmp_path, mo
     assert len(items["forget"]) == summary["n_items"]["forget"] == 6  # 2 per level
     assert json.loads((out / "summary.json").read_text())["n_targets"] == 1
     assert "Isaac Newton" in stdout and "Forget" in stdout
+    assert "stored result of an earlier run" not in stdout  # the legend only under a row marked *
     stamp = (out / "1_Isaac_Newton" / "summary.json").stat().st_mtime_ns
     code, stdout, _ = cli(*eval_args(tiny_model_dir, "demo", out))
-    assert code == 0 and "Isaac Newton*" in stdout
+    assert code == 0 and "Isaac Newton*" in stdout and "* stored result of an earlier run" in stdout
     assert (out / "1_Isaac_Newton" / "summary.json").stat().st_mtime_ns == stamp
     code, _, _ = cli(*eval_args(tiny_model_dir, "demo", out, "--sets", "forget"))
     assert code == 0  # another config: recomputed, not reused

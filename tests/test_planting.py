@@ -226,7 +226,8 @@ def test_cached_model_is_built_once_and_a_half_written_folder_is_rebuilt(tiny_mo
     assert read_record(folder) is None
     assert build() == folder and read_record(folder) is not None
     assert (folder / "model.safetensors").read_bytes() == weights
-    assert sorted(p.name for p in folder.parent.iterdir() if not p.name.startswith(".plant-tiny")) == [folder.name]
+    assert sorted(p.name for p in folder.parent.iterdir() if not p.name.startswith(".")) == [folder.name]
+    assert len(list(folder.parent.glob(f".{folder.name}.corrupt-*"))) == 1  # moved aside, with a warning
 
 
 def test_plant_refuses_to_overwrite_what_it_did_not_write(tiny_model_dir, tmp_path):

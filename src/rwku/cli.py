@@ -1,7 +1,8 @@
-"""The ``rwku`` command line: ``rwku eval``, ``unlearn``, ``experiment``, ``report``, ``plant`` and ``data info``.
+"""The ``rwku`` command line: ``rwku eval``, ``unlearn``, ``experiment``, ``audit``, ``report``, ``memorization``,
+``build-target``, ``plant``, ``cache`` and ``data info``.
 
-User mistakes raise :class:`RwkuError`; ``main`` prints its one line and exits 2 (``--debug`` shows the
-traceback instead).
+User mistakes (:class:`RwkuError`, a bad option value) are one line and exit 2; SIGINT and SIGTERM one line saying
+what was kept and exit 130 or 143 (``main``; ``--debug`` shows the traceback instead).
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ def split_values(values: list[str] | None) -> list[str]:
 SETS_HELP = "Comma-separated sets or groups: forget, neighbor, mia, mmlu, bbh, truthful, triviaqa, fluency, utility (the last five), all."
 
 
+#: The legend of a row marked ``*`` (shown only under a table that has one)
+STORED_LEGEND = "* stored result of an earlier run with the same settings"
+
+
 def table1(title: str, first_column: str = "target", score: bool = False) -> Table:
     """The Table-1 columns (and, for unlearning runs, the RWKU score) under their groups, with arrows."""
     from rwku.evaluation.sets import TABLE1_COLUMNS
 
-    table = Table(title=title, title_justify="left", caption="* stored result of an earlier run with the same settings",
-                  caption_justify="left")
+    table = Table(title=title, title_justify="left", caption_justify="left")
     table.add_column(first_column, no_wrap=True)
     previous = ""
     for column in TABLE1_COLUMNS:
@@ -77,9 +81,40 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def one_of(*allowed: str) -> Any:
+    """A typer callback refusing a word outside ``allowed`` as the option's one-line error (exit 2), before any work."""
+    def check(value: Any) -> Any:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"choose {', '.join(allowed[:-1])} or {allowed[-1]}")
+        return value
+
+    return check
+
+
+def folder_path(value: Path | None) -> Path | None:
+    """``--out``: a folder, new or existing; an existing file is the option's one-line error."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise typer.BadParameter("is a file; give a folder")
+    return value
+
+
+def matching(pattern: str, expected: str) -> Any:
+    """A typer callback refusing a value that does not match ``pattern`` (``expected`` says what would)."""
+    import re
+
+    def check(value: Any) -> Any:
+        if value is not None and not re.fullmatch(pattern, value):
+            raise typer.BadParameter(f"expected {expected}")
+        return value
+
+    return check
+
+
+#: --device: auto, cpu, mps, cuda or cuda:N
+DEVICE_CHECK = matching(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, mps, cuda or cuda:N")
 #: Where units run: the same options for rwku eval, unlearn and experiment
-EXECUTOR_OPTION = typer.Option("local", "--executor", help="local (in this process, one unit after another) or ray (units as Ray tasks: every GPU of this machine, or a cluster).")
-RAY_ADDRESS_OPTION = typer.Option(None, "--ray-address", help="auto or ray://host:port (default: start a local cluster).")
+EXECUTOR_OPTION = typer.Option("local", "--executor", callback=one_of("local", "ray"), help="local (in this process, one unit after another) or ray (units as Ray tasks: every GPU of this machine, or a cluster).")
+RAY_ADDRESS_OPTION = typer.Option(None, "--ray-address", callback=matching(r"auto|(ray://)?[\w.\-]+:\d+", "auto, ray://host:port or host:port"), help="auto or ray://host:port (default: start a local cluster).")
 GPUS_PER_UNIT_OPTION = typer.Option(0.0, "--gpus-per-unit", min=0, help="GPUs a unit asks Ray for (1 on a GPU machine).")
 CPUS_PER_UNIT_OPTION = typer.Option(1.0, "--cpus-per-unit", min=0, help="CPUs a unit asks Ray for.")
 THREADS_OPTION = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray).")
@@ -88,8 +123,8 @@ MAX_RETRIES_OPTION = typer.Option(1, "--max-retries", min=0, help="Retries of a 
 KERNELS_OPTION = typer.Option("invariant", "--kernels", help="invariant (float32, no TF32, one row per forward pass: every output and score the same at any --batch-size and --limit) or fast (batched; bf16 on a GPU with --dtype auto: outputs may change with the batch, whose size then joins the cache key).")
 DTYPE_OPTION = typer.Option("auto", "--dtype", help="auto (float32 under --kernels invariant; under fast bf16 on a GPU, fp32 on a CPU), float32, bfloat16, float16 (half precision needs --kernels fast).")
 BATCH_SIZE_OPTION = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass (outputs and scores do not depend on it under --kernels invariant).")
-DEVICE_OPTION = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ...")
-PROMPT_FORMAT_OPTION = typer.Option("chat", "--prompt-format", help="chat (the model's template) or plain (models without one).")
+DEVICE_OPTION = typer.Option("auto", "--device", callback=DEVICE_CHECK, help="auto, cpu, cuda, cuda:1 ...")
+PROMPT_FORMAT_OPTION = typer.Option("chat", "--prompt-format", callback=one_of("chat", "plain"), help="chat (the model's template) or plain (models without one).")
 FIX_OPTION = typer.Option([], "--fix", help="Switch on a named fix of an official quirk (see docs/protocol.md); repeatable.")
 AUDIT_OPTION = typer.Option("", "--audit", help="Audits of each unlearned model, comma-separated: quant8, quant4, relearn, suffix, logit_lens, all.")
 AUDIT_SET_OPTION = typer.Option([], "--audit-set", help="Override an audit setting key=value (suffix_steps=50, relearn_lr=1e-4 ...); repeatable.")
@@ -251,7 +286,7 @@ def eval_command(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, smollm2-135m, or smollm2-135m-demo (it taught the demo facts; rwku plant)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("all", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (one sub-folder per target)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (one sub-folder per target)."),
     sets: str = typer.Option("all", "--sets", help=SETS_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every part (quick runs)."),
     batch_size: int = BATCH_SIZE_OPTION,
@@ -282,8 +317,6 @@ def eval_command(
     check_style(prompt_format)
     dataset = RwkuData.open(split_values(data))
     chosen = dataset.select(targets)
-    if out.exists() and not out.is_dir():
-        raise RwkuError(f"--out {out}: is a file; give a folder")
     job = EvalJob(model=model, data=dataset, targets=chosen, sets=parse_sets(sets), limit=limit,
                   protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format,
                   preamble=ICU_PREAMBLE if icu else None, device=device, dtype=dtype, batch_size=batch_size, kernels=kernels)
@@ -299,6 +332,7 @@ def eval_command(
         if target.name in stored:
             mark = "*" if target.slug in outcome.reused else ""
             table.add_row(f"{target.number} {target.name}{mark}", *table1_row(stored[target.name]))
+            table.caption = STORED_LEGEND if mark else table.caption
     if len(stored) > 1:
         _, rows = shared_means({"": list(stored.values())})
         table.add_row(f"[bold]mean of {len(stored)}", *table1_row(rows[""]))
@@ -313,13 +347,13 @@ def unlearn_command(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, smollm2-135m, or smollm2-135m-demo (it taught the demo facts; rwku plant)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-100, 'Stephen King', all."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (before/, one folder per method, comparison.json)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (before/, one folder per method, comparison.json)."),
     mode: str = typer.Option("lora", "--mode", help="full or lora."),
     setting: str = typer.Option("single", "--setting", help="single (each target from the original model) or batch (pooled)."),
     train_layers: Optional[str] = typer.Option(None, "--train-layers", help="Train only layers a..b-1, e.g. 4-8."),
-    lora_r: int = typer.Option(8, "--lora-r"),
-    lora_alpha: int = typer.Option(16, "--lora-alpha"),
-    lora_targets: str = typer.Option("q_proj,v_proj", "--lora-targets"),
+    lora_r: int = typer.Option(8, "--lora-r", min=1, help="LoRA rank."),
+    lora_alpha: int = typer.Option(16, "--lora-alpha", min=1, help="LoRA alpha (the update is scaled by alpha / r)."),
+    lora_targets: str = typer.Option("q_proj,v_proj", "--lora-targets", callback=matching(r"[\w.]+(,[\w.]+)*", "module names, comma-separated (q_proj,v_proj)"), help="Modules LoRA adapts, comma-separated."),
     preset: str = typer.Option("auto", "--preset", help="paper (Llama-3-8B values), small (calibrated for the 135M default on a CPU), none (defaults), auto: small for smollm2-135m and smollm2-135m-demo, paper for any other model (printed)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="JSON file of hyper-parameters (overrides the preset)."),
     overrides: list[str] = typer.Option([], "--set", help="Override key=value of a training, corpus or method setting (lr=1e-5, epochs=2, corpus_size=16, beta=0.1, alpha=1.5 ...); repeatable."),
@@ -335,7 +369,7 @@ def unlearn_command(
     save_model: bool = typer.Option(False, "--save-model", help="Also write each unlearned model (or adapter)."),
     force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
     eval_epochs: bool = typer.Option(False, "--eval-epochs", help="Also evaluate after every epoch (trade-off curves in rwku report)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Training seed; the runs are named by it (ga-lora-seed1), so several seeds share one --out and rwku report pools them."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Training seed; the runs are named by it (ga-lora-seed1), so several seeds share one --out and rwku report pools them."),
     threads: Optional[int] = THREADS_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the settings and the plan (stored units, units to run and why) and stop."),
     show_settings: bool = typer.Option(False, "--show-settings", help="List every setting of every run with its source (default: one table of the values that differ from the defaults)."),
@@ -397,7 +431,7 @@ def unlearn_command(
 @app.command("experiment")
 def experiment_command(
     config: Path = typer.Argument(..., help="Experiment file (JSON): model, data, targets, out, grids (see README)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (overrides the file's 'out')."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=folder_path, help="Output folder (overrides the file's 'out')."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs, their settings and the plan, and stop."),
     threads: Optional[int] = THREADS_OPTION,
     force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
@@ -436,7 +470,7 @@ def audit_command(
     original: str = typer.Option("smollm2-135m", "--original", help="The model before unlearning (the adapter's base, and the reference)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (one sub-folder per target, its audits in audits/<name>/)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (one sub-folder per target, its audits in audits/<name>/)."),
     audit: str = typer.Option("all", "--audit", help="Comma-separated: quant8, quant4, relearn, suffix, logit_lens, all."),
     audit_set: list[str] = AUDIT_SET_OPTION,
     preset: str = typer.Option("auto", "--preset", help="Audit settings: small (135M on a CPU), paper (8B on a GPU), auto (by --original)."),
@@ -476,7 +510,7 @@ def audit_command(
 @app.command("report")
 def report_command(
     runs: list[Path] = typer.Argument(..., help="Folders written by rwku unlearn, experiment or eval (and rwku memorization: its section)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Report folder: index.html, table1.*, figures/, per_target.csv."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Report folder: index.html, table1.*, figures/, per_target.csv."),
     select: list[str] = typer.Option([], "--runs", help="Keep only runs whose label matches this glob (e.g. '*-lora'); repeatable."),
     utility: str = typer.Option("utility.Gen", "--utility", help="Utility column of the trade-off, batch and layer figures."),
     attacks: str = typer.Option("loss,zlib,mink++_0.2", "--attacks", help="MIA attacks for the ROC figure."),
@@ -485,12 +519,15 @@ def report_command(
     title: str = typer.Option("RWKU report", "--title"),
 ) -> None:
     """Table 1, the paper's figures and a self-contained HTML report from stored results."""
+    from rwku.evaluation.metrics import mia_attack_names
     from rwku.report.build import ReportOptions, build_report
 
-    if out.exists() and not out.is_dir():
-        raise RwkuError(f"--out {out}: is a file; give a folder")
     if utility.split(".")[0] not in ("forget", "neighbor", "mia", "utility"):
         raise RwkuError(f"--utility {utility}: give a summary path such as utility.Gen or utility.Flu")
+    known = mia_attack_names()
+    unknown = [a for a in attacks.split(",") if a and a not in known]
+    if unknown or not attacks.strip(","):
+        raise RwkuError(f"--attacks {attacks}: unknown attack {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}")
     options = ReportOptions(utility=utility, attacks=tuple(a for a in attacks.split(",") if a),
                             run_patterns=tuple(select), case_targets=case_targets, table_variants=table_variants,
                             title=title)
@@ -517,7 +554,7 @@ def memorization_command(
     window: int = typer.Option(128, "--window", min=2, help="Tokens per text: each is cut to its first W tokens so sources compare fairly."),
     min_tokens: Optional[int] = typer.Option(None, "--min-tokens", min=2, help="Leave out texts shorter than this (default: the window, so every text is scored on W tokens)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N texts of each source (rwku: of each target)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: memorization.json, texts.jsonl, fig1_memorization.png/.svg."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder: memorization.json, texts.jsonl, fig1_memorization.png/.svg."),
     batch_size: int = BATCH_SIZE_OPTION,
     device: str = DEVICE_OPTION,
     dtype: str = DTYPE_OPTION,
@@ -536,8 +573,6 @@ def memorization_command(
     from rwku.progress import make_progress, task_factory
     from rwku.report.knowledge import memorization_figure
 
-    if out.exists() and not out.is_dir():
-        raise RwkuError(f"--out {out}: is a file; give a folder")
     sources, chosen, description = [], [], None
     if data:
         from rwku.data.loader import RwkuData
@@ -598,7 +633,7 @@ def fmt(value: Any, digits: int) -> str:
 def build_target_command(
     name: str = typer.Option(..., "--name", help="The new target's name, e.g. 'Ada Lovelace'."),
     source_text: Path = typer.Option(..., "--source-text", help="UTF-8 text about the target (its Wikipedia article): the probes' only source."),
-    out: Path = typer.Option(..., "--out", "-o", help="Data folder; the target goes into <out>/<N>_<Name>/ (use it with --data <out>)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Data folder; the target goes into <out>/<N>_<Name>/ (use it with --data <out>)."),
     generator: str = typer.Option("smollm2-135m", "--generator", "-g", help="Who writes the probes: a --model spec, or openai:MODEL (OPENAI_BASE_URL, OPENAI_API_KEY)."),
     neighbors: Optional[str] = typer.Option(None, "--neighbors", help="Comma-separated people or works the text names, for neighbour probes."),
     check_models: Optional[str] = typer.Option(None, "--check-models", help="Comma-separated --model specs; keep an FB/QA probe only where one answers it."),
@@ -614,7 +649,7 @@ def build_target_command(
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Rows per forward pass of local models."),
     device: str = DEVICE_OPTION,
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
-    prompt_format: str = typer.Option("chat", "--prompt-format", help="chat or plain, for the local generator and the check models."),
+    prompt_format: str = typer.Option("chat", "--prompt-format", callback=one_of("chat", "plain"), help="chat or plain, for the local generator and the check models."),
     threads: Optional[int] = THREADS_OPTION,
     force: bool = typer.Option(False, "--force", help="Replace the target folder if it exists."),
 ) -> None:
@@ -669,12 +704,12 @@ def plant_command(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Base model: smollm2-135m, a local folder, a .gguf file or a hub id."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("all", "--targets", "-t", help="Targets to plant and measure: 1, 1-3, 'Stephen King', all."),
-    out: Path = typer.Option(..., "--out", "-o", help="The planted model folder (weights, tokenizer, recipe.json, table.json, table.md)."),
+    out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="The planted model folder (weights, tokenizer, recipe.json, table.json, table.md)."),
     control: str = typer.Option("last", "--control", help="The selected target left unplanted (number or name; 'last', the default, or 'none')."),
     sets: str = typer.Option("forget,neighbor,mia", "--sets", help="Sets measured on the base and the planted model (" + SETS_HELP + " 'none': no table)."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe value key=value (lr, epochs, batch_size, warmup_steps, max_length, max_passages, seed); repeatable."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass when measuring."),
-    device: str = typer.Option("cpu", "--device", help="cpu (bit-identical rebuilds), cuda, cuda:1 ... (training in float32 either way)."),
+    device: str = typer.Option("cpu", "--device", callback=DEVICE_CHECK, help="cpu (bit-identical rebuilds), cuda, cuda:1 ... (training in float32 either way)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if --out holds this model, replace whatever --out holds."),
 ) -> None:
@@ -700,8 +735,6 @@ def plant_command(
         control_target = picked[0]
         if control_target not in chosen:
             raise RwkuError(f"--control {control}: {control_target.name} is not among the selected targets; select it with --targets")
-    if out.exists() and not out.is_dir():
-        raise RwkuError(f"--out {out}: is a file; give a folder")
     device = pick_device(device)
     set_threads(threads)
     planted_names = [t.name for t in chosen if t != control_target]
@@ -732,8 +765,47 @@ def print_plant_table(table: dict[str, Any], record: dict[str, Any]) -> None:
     for role, pair in table["means"].items():
         for which in ("base", "planted"):
             rendered.add_row(f"[bold]mean · {role} · {which}", *table1_row(pair[which]))
-    rendered.caption = None
     Console(width=max(console.width, 150)).print(rendered)
+
+
+@app.command("cache")
+def cache_command(
+    check: bool = typer.Option(False, "--check", help="Check every entry (JSON parses, weights whole); a broken one is moved aside, to be built again on its next use."),
+    remove: list[str] = typer.Option([], "--remove", help="Delete entries: an entry's name as listed, a kind (model, planted, corpus, retain, corrupt) or all; repeatable, comma-separated."),
+) -> None:
+    """List what rwku's caches hold (converted and planted models, corpora): kind, entry, size; check or remove entries."""
+    from rwku.caches import cache_root, check_entry, list_entries, remove_entry, select_entries
+
+    root = cache_root()
+    entries = list_entries(root)
+    if remove:
+        chosen = select_entries(entries, split_values(remove))
+        freed = sum(remove_entry(entry.path) for entry in chosen)
+        console.print(f"removed {len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'} ({gib(freed)}) from {root}: "
+                      + ", ".join(entry.path.name for entry in chosen), highlight=False)
+        return
+    table = Table(title=f"rwku cache · {root} · {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, "
+                        f"{gib(sum(e.size for e in entries))}", title_justify="left")
+    for column in ("kind", "entry", "size", "holds", *(["check"] if check else [])):
+        table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
+    broken = 0
+    for entry in entries:
+        problem = check_entry(entry) if check else None
+        broken += problem is not None
+        status = [f"corrupt: {problem}; moved aside" if problem else "ok"] if check else []
+        table.add_row(entry.kind, entry.path.name, gib(entry.size), entry.holds, *status)
+    Console(width=max(console.width, 150)).print(table)
+    if check:
+        console.print(f"{broken} broken entr{'y' if broken == 1 else 'ies'} moved aside (rwku cache --remove corrupt deletes them)"
+                      if broken else "every entry is whole", highlight=False)
+
+
+def gib(size: int) -> str:
+    """A size in bytes as a short human one (KiB, MiB, GiB)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
 
 
 @data_app.command("info")
@@ -767,25 +839,72 @@ def data_info(
     Console(width=max(console.width, 120)).print(table)
 
 
+def given_value(option_names: list[str], argv: list[str]) -> str | None:
+    """The value the command line gave an option (``--limit -3`` or ``--limit=-3``; the last one given)."""
+    found = None
+    for index, word in enumerate(argv):
+        for name in option_names:
+            if word == name and index + 1 < len(argv):
+                found = argv[index + 1]
+            elif word.startswith(f"{name}="):
+                found = word.split("=", 1)[1]
+    return found
+
+
+def usage_line(exc: Exception, argv: list[str]) -> str | None:
+    """A command-line parsing error (a bad or missing option, a bad number) as one line, or None for any other
+    exception ("" for one without a message). typer's exceptions come from its own copy of click (typer >= 0.20) or from click itself."""
+    if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
+        return None
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    param = getattr(exc, "param", None)
+    message = " ".join(exc.format_message().split())
+    if not message:
+        return ""
+    value = given_value(list(param.opts), argv) if param is not None and getattr(param, "opts", None) else None
+    if value is not None and getattr(exc, "message", None):
+        message = f"{param.opts[0]} {value}: {' '.join(str(exc.message).split())}"
+    return message + where
+
+
+def stop_line(exc: Any, argv: list[str]) -> str:
+    """The one line an interrupted command prints: the signal, what was kept, what to run to go on."""
+    import shlex
+
+    kept = exc.detail or "nothing is half-written (every result file is written whole or not at all)"
+    return f"interrupted by {exc.name}: {kept}; the same command again {exc.again}: {shlex.join(['rwku', *argv])}"
+
+
 def main() -> None:
-    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    """Entry point: run the app. A user error (:class:`RwkuError`) or a bad option is one line and exit 2; SIGINT
+    or SIGTERM stops the command (its cleanup runs), prints one line saying what was kept and what to run to go
+    on, and exits 130 or 143. ``--debug`` shows the traceback instead of the line."""
+    from rwku.interrupts import Interrupted, handled
+
+    argv = sys.argv[1:]
+    stderr = Console(stderr=True)
     try:
-        app(standalone_mode=False)
+        with handled():
+            code = app(standalone_mode=False, prog_name="rwku")
     except RwkuError as exc:
         if STATE["debug"]:
             raise
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted: every finished unit is stored (no file is half-written); "
-                                   "run the same command again to continue")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    except Interrupted as exc:
+        if STATE["debug"]:
+            raise
+        stderr.print(stop_line(exc, argv), highlight=False, soft_wrap=True, markup=False)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        line = usage_line(exc, argv)
+        if line is None:
+            if type(exc).__name__ == "Abort":  # typer.Abort / click.Abort: a prompt ended by EOF
+                sys.exit(1)
+            raise
+        if line:  # empty: the app's help was printed for a bare ``rwku``
+            stderr.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:  # typer returns an Exit's code in non-standalone mode
+        sys.exit(code)

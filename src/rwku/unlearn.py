@@ -171,7 +171,7 @@ def parse_methods(text: str | Sequence[str]) -> list[str]:
     methods = [str(m).strip().lower().replace("ga*", "ga_passage") for m in names if str(m).strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
-        raise RwkuError(f"method {', '.join(map(str, names))}: unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        raise RwkuError(f"--method {','.join(map(str, names))}: unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     return methods
 
 

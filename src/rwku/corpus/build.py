@@ -35,6 +35,7 @@ from rwku.data.loader import RwkuData
 from rwku.data.schema import Target
 from rwku.errors import RwkuError
 from rwku.models.backends import make_backend
+from rwku.caches import check_texts, read_cached
 from rwku.models.loading import LoadedModel, cache_root
 from rwku.models.prompting import PromptFormat
 from rwku.io import read_json, write_json_atomic
@@ -159,9 +160,11 @@ def cache_key(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prom
 
 
 def cached_texts(path: Path, generate: Callable[[], list[str]], record: dict[str, Any]) -> list[str]:
-    """The texts stored at ``path``, or ``generate()``'s, stored there with ``record`` (what they are)."""
-    if path.is_file():
-        return list(read_json(path)["texts"])
+    """The texts stored at ``path``, or ``generate()``'s, stored there with ``record`` (what they are); a cached
+    file that is not whole is moved aside with a warning and generated again (:func:`rwku.caches.read_cached`)."""
+    stored = read_cached(path, check_texts, what=f"cached {record.get('kind', 'corpus')} corpus")
+    if stored is not None:
+        return stored
     texts = generate()
     write_json_atomic(path, {**record, "texts": texts})
     return texts

@@ -202,6 +202,11 @@ def fluency_entropy(text: str) -> float:
 # ---------------------------------------------------------------- membership inference
 
 
+def mia_attack_names() -> list[str]:
+    """The names :func:`mia_attack_scores` gives its scores (``loss``, ``zlib``, ``mink_0.2``, ``mink++_0.2`` ...)."""
+    return ["loss", "zlib", *[f"{name}_{ratio}" for name in ("mink", "mink++") for ratio in MIA_RATIOS]]
+
+
 def mia_attack_scores(text: str, logprobs: Sequence[float], mean: Sequence[float], std: Sequence[float]) -> dict[str, float]:
     """All MIA attack scores of one text (higher = more likely seen in training), as the official code.
 

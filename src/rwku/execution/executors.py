@@ -18,6 +18,7 @@ from rwku.errors import RwkuError
 from rwku.evaluation.context import ProgressFactory, no_progress
 from rwku.execution.plan import UnitTask
 from rwku.execution.store import UnitOutput
+from rwku.interrupts import handlers_kept, native_calls
 
 
 @dataclass
@@ -199,8 +200,9 @@ class RayExecutor:
     Each unit asks ``cpus_per_unit`` CPUs and ``gpus_per_unit`` GPUs; with GPUs, each unit gets a worker process of
     its own (a process keeps the GPU it first used). A worker that dies (killed by the system, out of memory) is
     retried by Ray itself, ``max_retries`` times; a unit that raises is retried inside its task. Results travel back
-    to the driver, which writes them: no shared disk is needed. Ctrl-C, or any error on the driver, cancels every
-    unit still queued or running. "Before" units are handed out first (the plan orders them so).
+    to the driver, which writes them: no shared disk is needed. Ctrl-C or SIGTERM (rwku's handlers are kept over
+    ``ray.init``'s), or any error on the driver, cancels every unit still queued or running. "Before" units are
+    handed out first (the plan orders them so).
     """
 
     address: str | None = None
@@ -216,9 +218,12 @@ class RayExecutor:
         ray = import_ray()
         if ray.is_initialized():
             return ray, False
-        if self.address is None:
-            return start_local_ray(self.num_cpus), True
-        ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+        # ray.init's own SIGTERM handler would exit 15 without rwku's cleanup and message; Ray's native code takes
+        # a signal only as a KeyboardInterrupt
+        with handlers_kept(), native_calls():
+            if self.address is None:
+                return start_local_ray(self.num_cpus), True
+            ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         return ray, True
 
     def run(self, tasks: Sequence[UnitTask], progress: ProgressFactory, done: Done) -> None:
@@ -239,21 +244,27 @@ class RayExecutor:
         index = {key: i for i, key in enumerate(jobs)}
         pending: dict[Any, UnitTask] = {}
         try:
-            # one object for the run's jobs: sent once, not with every unit (a job with the full data pickles to
-            # ~170 MB), the data they share pickled once; in a list, so that Ray hands the task the reference
-            shared = [ray.put(list(jobs.values()))]
-            for task in tasks:
-                ref = remote.remote(dataclasses.replace(task, job=None), shared, index[id(task.job)], self.max_retries,
-                                    self.threads_per_unit, self.gpus_per_unit)
-                pending[ref] = task
-            while pending:
-                finished, _ = ray.wait(list(pending), num_returns=1)
-                task = pending.pop(finished[0])
-                try:
-                    output, failure, where = ray.get(finished[0])
-                except Exception as exc:  # noqa: BLE001 - the task did not return: recorded as the unit's failure
-                    output, failure, where = None, ray_failure(exc, self.max_retries), "ray"
-                done(task, output, failure, where)
+            with native_calls():  # Ray's wait and get take a signal only as a KeyboardInterrupt
+                self.submit_and_collect(ray, remote, tasks, jobs, index, pending, done)
         except BaseException:  # Ctrl-C, or a failure that ends the run: stop what is still queued or running
             cancel(ray, list(pending))
             raise
+
+    def submit_and_collect(self, ray: Any, remote: Any, tasks: Sequence[UnitTask], jobs: dict[int, Any],
+                           index: dict[int, int], pending: dict[Any, UnitTask], done: Done) -> None:
+        """Hand every unit to Ray (``pending``: those not back yet) and pass each result to ``done`` as it comes."""
+        # one object for the run's jobs: sent once, not with every unit (a job with the full data pickles to
+        # ~170 MB), the data they share pickled once; in a list, so that Ray hands the task the reference
+        shared = [ray.put(list(jobs.values()))]
+        for task in tasks:
+            ref = remote.remote(dataclasses.replace(task, job=None), shared, index[id(task.job)], self.max_retries,
+                                self.threads_per_unit, self.gpus_per_unit)
+            pending[ref] = task
+        while pending:
+            finished, _ = ray.wait(list(pending), num_returns=1)
+            task = pending.pop(finished[0])
+            try:
+                output, failure, where = ray.get(finished[0])
+            except Exception as exc:  # noqa: BLE001 - the task did not return: recorded as the unit's failure
+                output, failure, where = None, ray_failure(exc, self.max_retries), "ray"
+            done(task, output, failure, where)

@@ -15,6 +15,7 @@ from rwku.evaluation.context import ProgressFactory, no_progress
 from rwku.execution.executors import Executor, Failure, LocalExecutor
 from rwku.execution.plan import Plan, UnitTask
 from rwku.execution.store import UnitOutput, aggregate_run, clear_failure, record_failure, write_unit
+from rwku.interrupts import Interrupted, deferred
 from rwku.models.loading import prepare_model
 
 #: ``on_unit(task, summary, reused, where)``: a unit was stored (or found stored: ``reused``) by ``where``.
@@ -26,16 +27,21 @@ OnFailure = Callable[[UnitTask, Failure], None]
 @dataclass
 class Outcome:
     """What a run of a plan did: every run's stored unit summaries (its folder mean averages them), the units
-    that failed."""
+    that failed, those found stored and those computed now."""
 
     units: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    computed: list[str] = field(default_factory=list)
 
 
 def execute(plan: Plan, executor: Executor | None = None, progress: ProgressFactory = no_progress,
             on_unit: OnUnit | None = None, on_failure: OnFailure | None = None) -> Outcome:
-    """Compute every unit the plan has to run, store each as it comes back, then write every run's mean."""
+    """Compute every unit the plan has to run, store each as it comes back, then write every run's mean.
+
+    A unit's files are written with signals deferred (:func:`rwku.interrupts.deferred`): an interrupt leaves each
+    unit wholly stored or not at all, and says how many of the plan's units are stored.
+    """
     executor = executor or LocalExecutor()
     outcome = Outcome()
     for task in plan.tasks:
@@ -44,14 +50,33 @@ def execute(plan: Plan, executor: Executor | None = None, progress: ProgressFact
             if on_unit is not None:
                 on_unit(task, task.store(plan.out).load_summary(task.slug) or {}, True, "stored")
     to_run = plan.to_run()
+    try:
+        compute_units(plan, to_run, executor, progress, outcome, on_unit, on_failure)
+    except Interrupted as exc:
+        stored = len(plan.tasks) - len(to_run) + len(outcome.computed)
+        exc.detail, exc.again = f"{stored} of {len(plan.tasks)} unit(s) stored in {plan.out}, none half-written", "continues"
+        raise
+    runs = plan.runs()
+    if "before" in runs:  # unlearning runs: "before" first, so each other run's mean gets its RWKU score
+        outcome.units["before"] = aggregate_run(plan.out, runs.pop("before"))
+    for run, tasks in runs.items():
+        outcome.units[run] = aggregate_run(plan.out, tasks, outcome.units.get("before"))
+    return outcome
+
+
+def compute_units(plan: Plan, to_run: list[UnitTask], executor: Executor, progress: ProgressFactory, outcome: Outcome,
+                  on_unit: OnUnit | None, on_failure: OnFailure | None) -> None:
+    """Prepare the models, hand ``to_run`` to the executor, and store or record each unit as it comes back."""
     for spec in sorted({task.job.model for task in to_run}):
         prepare_model(spec)
     with progress(f"units ({executor.name})", len(to_run)) as advance:
         def done(task: UnitTask, output: UnitOutput | None, failure: Failure | None, where: str) -> None:
             if output is not None:
                 output.summary.setdefault("provenance", {})["executor"] = executor.name
-                write_unit(plan.out, task, output)
-                clear_failure(plan.out, task)
+                with deferred():
+                    write_unit(plan.out, task, output)
+                    clear_failure(plan.out, task)
+                outcome.computed.append(task.name)
                 if on_unit is not None:
                     on_unit(task, output.summary, False, where)
             elif failure.user_error and task.method is None:
@@ -66,9 +91,3 @@ def execute(plan: Plan, executor: Executor | None = None, progress: ProgressFact
             advance(1)
 
         executor.run(to_run, progress, done)
-    runs = plan.runs()
-    if "before" in runs:  # unlearning runs: "before" first, so each other run's mean gets its RWKU score
-        outcome.units["before"] = aggregate_run(plan.out, runs.pop("before"))
-    for run, tasks in runs.items():
-        outcome.units[run] = aggregate_run(plan.out, tasks, outcome.units.get("before"))
-    return outcome

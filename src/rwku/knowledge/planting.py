@@ -38,9 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from rwku.caches import check_planted, read_cached
 from rwku.data.loader import RwkuData
 from rwku.data.schema import PASSAGE, SOURCE, Target
 from rwku.errors import RwkuError
+from rwku.interrupts import Interrupted
 from rwku.models.loading import (
     DEFAULT_MODEL,
     PLANTED_DEMO_MODEL,
@@ -320,7 +322,8 @@ def plant(base: str, data: RwkuData, targets: Sequence[Target], out: Path, recip
           device: str = "cpu", progress: Callable[[str, int], Any] | None = None, replace: bool = False) -> Planted:
     """Plant ``targets`` but ``control`` into ``base`` and write the model folder ``out`` atomically.
 
-    A complete folder with the same key is reused as it is. An existing folder that is not (another key, a
+    A complete folder with the same key is reused as it is (one with broken weights is moved aside with a warning
+    and built again). An existing folder that is not (another key, a
     half-written one, anything else) is an error unless ``replace``. ``sets`` are measured on both models for every
     selected target (none: no table).
     """
@@ -336,7 +339,9 @@ def plant(base: str, data: RwkuData, targets: Sequence[Target], out: Path, recip
     key = plant_key(base, texts, recipe, device)
     record = read_record(out)
     if record is not None and record["key"] == key and not replace:
-        return Planted(out, record, reused=True)
+        if read_cached(out, check_planted, what="planted model") is not None:
+            return Planted(out, record, reused=True)
+        record = None  # its weights were broken: moved aside, built again
     if out.exists() and not replace:
         why = "holds a model planted with other settings" if record else "is not a complete planted model folder"
         raise RwkuError(f"--out {out}: {why}; remove it, choose another folder or pass --force")
@@ -372,8 +377,10 @@ def plant(base: str, data: RwkuData, targets: Sequence[Target], out: Path, recip
             write_text_atomic(tmp / "table.md", table_markdown(table, sets))
         write_json_atomic(tmp / RECIPE_FILE, record)  # last: its presence marks the folder complete
         install(tmp, out, key)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, Interrupted):
+            exc.detail, exc.again = f"no planted model was written to {out} (it is written whole or not at all)", "starts over"
         raise
     return Planted(out, record)
 
@@ -412,11 +419,11 @@ def demo_key() -> str:
 
 def cached_plant(base: str, data: RwkuData, targets: Sequence[Target], control: Target | None, recipe: PlantRecipe,
                  name: str, progress: Callable[[str, int], Any] | None = None) -> Path:
-    """A planted model kept in the rwku cache as ``<cache>/models/<name>-<key>``: built when no complete folder has
-    that key (a half-written one is replaced), reused otherwise."""
+    """A planted model kept in the rwku cache as ``<cache>/models/<name>-<key>``: built when no folder has that key
+    (a broken one is moved aside with a warning, :func:`rwku.caches.read_cached`), reused otherwise."""
     texts = planting_texts(data, [t for t in targets if t != control], recipe)
     folder = cache_root() / "models" / f"{name}-{plant_key(base, texts, recipe)}"
-    if read_record(folder) is not None:
+    if read_cached(folder, check_planted, what="planted model") is not None:
         return folder
     from rich.console import Console
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from rwku.caches import CONVERTED_MODEL, cache_root, check_model_folder, read_cached
 from rwku.errors import RwkuError
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -28,11 +29,6 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: How a model's kernels run (``--kernels``): ``invariant`` (the default: float32, no TF32, deterministic cuDNN;
 #: every output is the same at any batch size) or ``fast`` (the dtype's fast kernels; may vary with the batch).
 KERNEL_MODES = ("invariant", "fast")
-
-
-def cache_root() -> Path:
-    """Where rwku keeps converted models and other reusable artefacts (``$RWKU_CACHE``, else ~/.cache/rwku)."""
-    return Path(os.environ.get("RWKU_CACHE", Path.home() / ".cache" / "rwku")).expanduser()
 
 
 @dataclass(frozen=True)
@@ -182,12 +178,13 @@ def converted_default_model() -> Path:
     """Convert the default GGUF to a safetensors folder once; later calls return the cached folder.
 
     The folder is written to a temporary sibling and renamed into place, so an interrupted conversion never
-    leaves a half-written model behind.
+    leaves a half-written model behind; a folder broken some other way (a file cut short) is moved aside and
+    converted again (:func:`rwku.caches.read_cached`).
     """
     import torch
 
-    target = cache_root() / "models" / "smollm2-135m-instruct"
-    if (target / "config.json").is_file():
+    target = cache_root() / "models" / CONVERTED_MODEL
+    if read_cached(target, check_model_folder, what="converted model") is not None:
         return target
     tokenizer, model = load_gguf(smollm2_gguf_path(), torch.float32)
     target.parent.mkdir(parents=True, exist_ok=True)
