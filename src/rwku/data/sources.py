@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from rwku.data.schema import Target
+from rwku.data.schema import PERSON, Target, kind_of
 from rwku.errors import RwkuError
 
 #: Official file stem -> Hugging Face config name of ``jinzhuoran/RWKU``.
@@ -109,14 +109,15 @@ class PerTargetSource:
         targets = []
         for number, folder in sorted(self.folders.items()):
             name = TARGET_DIR.match(folder.name).group(2).replace("_", " ")  # type: ignore[union-attr]
-            intro = ""
+            intro, target_kind = "", PERSON
             path = find_kind_file(folder, "intro")
             if path is not None:
                 records = as_record_list(read_json_file(path), path)
                 if records:
                     name = str(records[0].get("target", name))
                     intro = str(records[0].get("intro", ""))
-            targets.append(Target(number=number, name=name, intro=intro))
+                    target_kind = kind_of(records[0], str(path))
+            targets.append(Target(number=number, name=name, intro=intro, kind=target_kind))
         return targets
 
     def records(self, target: Target, kind: str) -> tuple[list[dict[str, Any]], str] | None:
@@ -140,7 +141,8 @@ class MergedSource:
         if path is None:
             return []
         records = as_record_list(read_json_file(path), path)
-        return [Target(number=i + 1, name=str(r.get("target", "")), intro=str(r.get("intro", ""))) for i, r in enumerate(records)]
+        return [Target(number=i + 1, name=str(r.get("target", "")), intro=str(r.get("intro", "")),
+                       kind=kind_of(r, f"{path} record {i}")) for i, r in enumerate(records)]
 
     def _index(self, kind: str) -> dict[str, list[dict[str, Any]]] | None:
         if kind not in self._by_subject:
@@ -197,7 +199,8 @@ class HubSource:
 
     def targets(self) -> list[Target]:
         records = self._load("intro") or []
-        return [Target(number=i + 1, name=str(r["target"]), intro=str(r.get("intro", ""))) for i, r in enumerate(records)]
+        return [Target(number=i + 1, name=str(r["target"]), intro=str(r.get("intro", "")),
+                       kind=kind_of(r, f"hf:{self.path} record {i}")) for i, r in enumerate(records)]
 
     def records(self, target: Target, kind: str) -> tuple[list[dict[str, Any]], str] | None:
         if kind not in self._by_subject:
