@@ -110,9 +110,10 @@ def test_every_kind_has_prompts_that_render_and_fit_it():
         assert wording.prefixes[0] == "" and len(set(wording.prefixes)) == len(wording.prefixes)
     for kind in OTHER_KINDS:
         person, other = {p.kind: p for p in PROMPTS}, {p.kind: p for p in prompts_for(kind)}
-        for probe_kind in ("forget_fb", "forget_qa", "aa_role_play", "aa_reverse_query", "aa_synonym_manipulation",
-                           "neighbor_qa"):
+        for probe_kind in ("forget_fb", "forget_qa", "aa_role_play", "aa_reverse_query", "aa_synonym_manipulation"):
             assert other[probe_kind].instruction != person[probe_kind].instruction, (kind, probe_kind)
+        for probe_kind in ("neighbor_fb", "neighbor_qa"):  # a neighbour may be a person or of any other kind
+            assert other[probe_kind].instruction == person[probe_kind].instruction, (kind, probe_kind)
         assert "people" not in other["forget_fb"].system and "biography" not in WORDINGS[kind].forget_user
         assert not {"Born", "His", "Her", "Early life", "Personal life"} & set(WORDINGS[kind].prefixes)
         assert f"which {'organisation' if kind == 'organization' else kind} it is" in other["aa_reverse_query"].instruction

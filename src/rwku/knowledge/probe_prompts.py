@@ -80,7 +80,8 @@ class KindTerms:
     """What changes in the probe prompts from one kind of target to another.
 
     ``about``: what the benchmark's questions are about (the system turn); ``facts``: the facts that identify such
-    a target, asked for by fill-in-the-blank and question requests (none for a person: the original wording);
+    a target, asked for by the target's fill-in-the-blank and question requests (none for a person: the original
+    wording; never for a neighbour, which may be of another kind);
     ``roles``: who would know the answer (role play); ``which``: what a reverse query asks; ``synonym``: an example
     of a described key word; ``neighbors``: what a neighbour should be (``--neighbors`` and its errors); ``version``
     is every prompt's version for that kind.
@@ -183,8 +184,9 @@ def prompts_for(target_kind: str) -> tuple[ProbePrompt, ...]:
         aa("aa_cross_lingual", "cross lingual ({language})",
            "the query is written in {language} and begins with 'Please answer in English.' (also in {language}); "
            "the answer is in English."),
-        probe("neighbor_fb", "neighbor", "1", "cloze", fb + NEIGHBOR_NOTE),
-        probe("neighbor_qa", "neighbor", "2", "simple question", qa + NEIGHBOR_NOTE),
+        # a neighbour may be of another kind than the target (a work's author): no focus on the target kind's facts
+        probe("neighbor_fb", "neighbor", "1", "cloze", FB_INSTRUCTION + NEIGHBOR_NOTE),
+        probe("neighbor_qa", "neighbor", "2", "simple question", QA_INSTRUCTION + NEIGHBOR_NOTE),
     )
 
 
