@@ -300,3 +300,24 @@ def test_a_report_over_one_kind_has_no_table_per_kind(tmp_path):
     assert kind_tables(collect_runs([root])) == ({}, {})
     build_report([root], tmp_path / "report")
     assert not list((tmp_path / "report").glob("table1-*")) and "table1-kinds" not in (tmp_path / "report" / "index.html").read_text()
+
+
+# ---------------------------------------------------------------- RepE's stimuli
+
+
+def test_repe_reads_a_target_with_its_kinds_stimuli(tiny_lm, monkeypatch):
+    from rwku.methods import repe
+
+    assert set(repe.STIMULI_BY_KIND) == set(TARGET_KINDS) and repe.STIMULI_BY_KIND["person"] == repe.STIMULI
+    assert {len(s) for s in repe.STIMULI_BY_KIND.values()} == {len(repe.STIMULI)}
+    read = []
+    monkeypatch.setattr(repe, "make_backend", lambda lm: types.SimpleNamespace(
+        layer_states=lambda ids, layers: read.append([tiny_lm.tokenizer.decode(i) for i in ids]) or torch.zeros(len(ids), 1, 1)))
+    repe.reading_states(tiny_lm, PromptFormat(tiny_lm.tokenizer), ["Dune", "Ada Lovelace"], ["work", "person"])
+    novice = read[0]
+    assert len(novice) == 2 * len(repe.STIMULI)
+    assert "Who created Dune?" in novice[1] and "Who is Ada Lovelace?" in novice[len(repe.STIMULI) + 1]
+    assert not any("born" in text for text in novice[:len(repe.STIMULI)])
+    read.clear()
+    repe.reading_states(tiny_lm, PromptFormat(tiny_lm.tokenizer), ["Ada Lovelace"])  # no kinds: people, as before
+    assert "Who is Ada Lovelace?" in read[0][1]
