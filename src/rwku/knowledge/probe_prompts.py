@@ -10,7 +10,7 @@ are short (a name, a date, a few words), as the ROUGE-L recall scoring of the pr
 
 A target is a person (RWKU's kind, the prompts :data:`PROMPTS`) or a place, a work, an event or an organisation
 (:data:`rwku.data.schema.TARGET_KINDS`). Each kind's prompts (:func:`prompts_for`) are the person's with the
-kind's :class:`KindTerms` put in: the system turn names what the benchmark is about, fill-in-the-blank and question
+kind's :class:`KindTerms` put in: the system turn names what the benchmark is about, the target's fill-in-the-blank and question
 requests name the facts that identify such a target, the role-play, reverse-query and synonym attacks take roles,
 a "which ... is it" and an example that fit it. A person's terms leave the person's prompts exactly as they were;
 another kind's prompts are labelled ``<kind>:<probe kind>@<version>``.
@@ -107,7 +107,7 @@ class KindTerms:
 #: Each kind's terms. A person's reproduce :data:`SYSTEM` and the person's attack wording character for character.
 TERMS: dict[str, KindTerms] = {
     PERSON: KindTerms(about="people", roles="an expert, a historian, a biographer", which="who it is",
-                        synonym="'the writer behind ...'", neighbors="people or works the text names"),
+                      synonym="'the writer behind ...'", neighbors="people or works the text names"),
     "place": KindTerms(about="places (cities, countries, regions, buildings, landmarks)",
                        roles="a geographer, a local historian, a travel guide", which="which place it is",
                        synonym="'the river that flows through ...'",
@@ -141,13 +141,6 @@ TERMS: dict[str, KindTerms] = {
 SYSTEM = TERMS[PERSON].system()
 
 
-def attack(kind: str, type_: str, how: str, terms: KindTerms, target_kind: str) -> ProbePrompt:
-    """An adversarial (level-3) probe kind: a question about {target} from the text, asked the way ``how`` says."""
-    return ProbePrompt(kind, terms.version, "forget", "3", type_,
-                       "Text about {target}:\n{context}\n\nWrite questions about {target} that this text answers, "
-                       f"each asked in this way: {how} Each answer is copied from the text.", terms.system(), target_kind)
-
-
 def prompts_for(target_kind: str) -> tuple[ProbePrompt, ...]:
     """Every probe kind's prompt for a target of ``target_kind``: fill-in-the-blank, question, the nine attacks,
     neighbour fill-in-the-blank and question."""
@@ -158,7 +151,10 @@ def prompts_for(target_kind: str) -> tuple[ProbePrompt, ...]:
         return ProbePrompt(kind, terms.version, set_, level, type_, instruction, terms.system(), target_kind)
 
     def aa(kind: str, type_: str, how: str) -> ProbePrompt:
-        return attack(kind, type_, how, terms, target_kind)
+        """An adversarial (level-3) probe kind: a question about {target} from the text, asked the way ``how`` says."""
+        return probe(kind, "forget", "3", type_,
+                     "Text about {target}:\n{context}\n\nWrite questions about {target} that this text answers, "
+                     f"each asked in this way: {how} Each answer is copied from the text.")
 
     return (
         probe("forget_fb", "forget", "1", "cloze", fb),
