@@ -254,6 +254,12 @@ def test_a_built_work_is_evaluated_and_its_summary_names_its_kind(tmp_path, tiny
     code, _, err = cli("build-target", "--name", name, "--source-text", str(source), "--out", str(tmp_path / "data"),
                        "--kind", "novel")
     assert code == 2 and "--kind: 'novel' is not a target kind" in err
+    code, out, err = cli("build-target", "--name", name, "--source-text", str(source), "--out", str(tmp_path / "cli"),
+                         "--kind", "work", "--generator", str(tiny_model_dir), "--max-passages", "1", "--retries", "0",
+                         "--max-new-tokens", "16", "--threads", "1")  # the tiny model writes no probe, but the folder is a work's
+    assert code == 0, err
+    assert "Moby" not in out and "1 Dune (work)" in out
+    assert json.loads((tmp_path / "cli" / "1_Dune" / "intro.json").read_text())[0]["kind"] == "work"
     build_target(name, source, tmp_path / "data", KindGenerator(), ModelPool(GeneratorOptions()), neighbors=[neighbour],
                  settings=BuildSettings(max_passages=1), kind="work")
     code, _, err = cli("eval", "--model", str(tiny_model_dir), "--data", str(tmp_path / "data"), "--targets", "1",
