@@ -346,8 +346,10 @@ def test_the_demo_of_other_kinds_is_complete_and_consistent():
         assert {normalize_attack(p.type) for p in forget if p.level == "3"} == set(ATTACK_TYPES)
         assert all(p.query.count("___") == 1 for p in forget + loaded["neighbor"] if p.level == "1")
         assert all(p.neighbor for p in loaded["neighbor"]) and all(p.subject == target.name for p in forget)
-        passages = [r["text"] for r in data.raw_records(target, "source")[0]]
-        source = " ".join(passages)
+        records = data.raw_records(target, "source")[0]
+        passages = [r["text"] for r in records if r["kind"] == "passage"]
+        assert {r["kind"] for r in records} == {"passage", "statement", "qa"}
+        source = " ".join(r.get("text") or r["answer"] for r in records)  # everything planting would teach
         assert all(p.answer.removeprefix("a ") in source for p in forget), target.name  # what planting would teach
         assert all(p.answer not in source for p in loaded["neighbor"] if p.answer != "Nathaniel Hawthorne"), target.name
         texts = {t.text for t in loaded["forget_mia"]}
