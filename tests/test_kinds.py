@@ -370,3 +370,15 @@ def test_the_demo_of_other_kinds_is_evaluated_and_unlearned_with_its_kinds(tmp_p
     stored = json.loads((unit / "summary.json").read_text())
     assert stored["kinds"] == ["work"] and stored["key"]["unit"]["kinds"] == ["work"]
     assert json.loads((unit / "train_log.json").read_text())["corpus_sizes"]["forget"] == 2
+
+
+def test_a_kind_whose_runs_share_no_target_says_why_it_has_no_table(tmp_path):
+    root = mixed_folder(tmp_path / "exp")
+    write_unit(root / "npo" / "1_Ann_A", summary({"forget.All": 5.0}, config("npo"), ["Ann A"]))
+    write_unit(root / "npo" / "5_Cape", summary({"forget.All": 5.0}, config("npo"), ["Cape"], kinds=["place"]))
+    tables, missing = kind_tables(collect_runs([root]))
+    assert list(tables) == ["person"] and tables["person"].slugs == ["1_Ann_A"]
+    assert list(missing) == ["place"] and "no target is shared by all runs" in missing["place"]
+    build_report([root], tmp_path / "report")
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "no target is shared by all runs" in page and not (tmp_path / "report" / "table1-place.md").exists()
