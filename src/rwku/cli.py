@@ -24,7 +24,7 @@ app.add_typer(data_app, name="data")
 console = Console()
 STATE: dict[str, Any] = {"debug": False}
 
-DATA_HELP = "RWKU data: a folder (per-target dirs and/or merged All/ files), 'demo', or 'hf:jinzhuoran/RWKU'. Repeat to combine."
+DATA_HELP = "RWKU data: a folder (per-target dirs and/or merged All/ files), 'demo', 'demo-kinds' (a work, a place, an event), or 'hf:jinzhuoran/RWKU'. Repeat to combine."
 
 
 @app.callback()
@@ -632,10 +632,11 @@ def fmt(value: Any, digits: int) -> str:
 @app.command("build-target")
 def build_target_command(
     name: str = typer.Option(..., "--name", help="The new target's name, e.g. 'Ada Lovelace'."),
+    kind: str = typer.Option("person", "--kind", help="What the target is: person, place, work, event or organization (its probe prompts)."),
     source_text: Path = typer.Option(..., "--source-text", help="UTF-8 text about the target (its Wikipedia article): the probes' only source."),
     out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Data folder; the target goes into <out>/<N>_<Name>/ (use it with --data <out>)."),
     generator: str = typer.Option("smollm2-135m", "--generator", "-g", help="Who writes the probes: a --model spec, or openai:MODEL (OPENAI_BASE_URL, OPENAI_API_KEY)."),
-    neighbors: Optional[str] = typer.Option(None, "--neighbors", help="Comma-separated people or works the text names, for neighbour probes."),
+    neighbors: Optional[str] = typer.Option(None, "--neighbors", help="Comma-separated entities the text names that a reader could confuse with the target (people or works; places for a place ...), for neighbour probes."),
     check_models: Optional[str] = typer.Option(None, "--check-models", help="Comma-separated --model specs; keep an FB/QA probe only where one answers it."),
     threshold: float = typer.Option(1.0, "--threshold", min=0.0, max=1.0, help="ROUGE-L recall a check model's answer needs (1.0: it contains the answer)."),
     per_call: int = typer.Option(3, "--per-call", min=1, help="Probes asked for per request."),
@@ -662,7 +663,7 @@ def build_target_command(
 
     check_style(prompt_format)
     read_source_text(source_text)  # bad input fails before any model is loaded
-    target_folder(out, name, number, force)
+    target_folder(out, name, number, force, kind)
     checkers = [m.strip() for m in (check_models or "").split(",") if m.strip()]
     for spec in checkers + ([] if generator.startswith("openai:") else [generator]):
         check_model_spec(spec)
@@ -684,8 +685,9 @@ def build_target_command(
         writer = make_generator(generator, pool, task_factory(progress))
         result = build_target(name, source_text, out, writer, pool, neighbors=[n.strip() for n in (neighbors or "").split(",") if n.strip()],
                               check_models=checkers, settings=settings, number=number, shared=shared, replace=force,
-                              progress=task_factory(progress))
-    table = Table(title=f"{result.target.number} {name} · probes by {generator}", title_justify="left")
+                              kind=kind, progress=task_factory(progress))
+    shown = name if kind == "person" else f"{name} ({kind})"
+    table = Table(title=f"{result.target.number} {shown} · probes by {generator}", title_justify="left")
     columns = list(next(iter(result.table.values())).keys())
     table.add_column("kind", no_wrap=True)
     for column in columns:
@@ -813,7 +815,9 @@ def data_info(
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("all", "--targets", "-t", help="Targets to count (default: all)."),
 ) -> None:
-    """Count probes per level/type and items per set, per target and in total."""
+    """Count probes per level/type and items per set, per target and in total; say what kind each target is."""
+    from collections import Counter
+
     from rwku.data.loader import RwkuData
     from rwku.data.schema import count_records
     from rwku.evaluation.sets import ALL_PARTS
@@ -827,12 +831,14 @@ def data_info(
         per_target.append((target, counts))
         for key, value in counts.items():
             totals[key] = totals.get(key, 0) + value
-    console.print(f"[bold]{dataset.description}[/]: {len(chosen)} target(s)")
+    kinds = Counter(target.kind for target in chosen)
+    console.print(f"[bold]{dataset.description}[/]: {len(chosen)} target(s) ("
+                  + ", ".join(f"{n} {kind}" for kind, n in kinds.items()) + ")")
     table = Table(title="items per part (AA also by attack type)", title_justify="left")
     table.add_column("part", no_wrap=True)
     table.add_column("total", justify="right")
     for target, _ in per_target if len(per_target) <= 6 else []:
-        table.add_column(f"{target.number} {target.name}", justify="right")
+        table.add_column(f"{target.number} {target.name} ({target.kind})", justify="right")
     for key, value in totals.items():
         row = [str(c.get(key, 0)) for _, c in per_target] if len(per_target) <= 6 else []
         table.add_row(key, str(value), *row)

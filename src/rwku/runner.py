@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from rwku import __version__
 from rwku.data.loader import RwkuData
-from rwku.data.schema import Target, TargetData
+from rwku.data.schema import Target, TargetData, kinds_field
 from rwku.evaluation.context import EvalContext, ProgressFactory
 from rwku.evaluation.engine import evaluate_target
 from rwku.evaluation.protocol import Protocol
@@ -66,7 +66,8 @@ class EvalJob:
                                single_bos=self.protocol.has("single-bos"))
         ctx = EvalContext(lm=lm, prompts=prompts, protocol=self.protocol, batch_size=self.batch_size, progress=progress)
         result = evaluate_target(ctx, load_target(self.data, target, self.sets, self.limit), self.sets)
-        summary = {"model": self.model, "target": target.name, "target_number": target.number, "rwku_version": __version__,
+        summary = {"model": self.model, "target": target.name, "target_number": target.number, **kinds_field(task.targets),
+                   "rwku_version": __version__,
                    "protocol": self.protocol.name, "config": self.config(), "data": self.data.description, "key": task.key,
                    "provenance": provenance(lm.device), **result.summary}
         return UnitOutput(summary=summary, items={"target": target.name, "config": self.config(), **result.items})

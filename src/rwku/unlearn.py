@@ -32,7 +32,7 @@ from rwku.audits.run import AUDIT_SETS, add_audit_key, audit_data, audit_files, 
 from rwku.corpus.build import RETAIN, Corpus, CorpusSpec, build_corpus, official_corpus
 from rwku.corpus.retain import build_retain, excluded_names, people_fingerprint
 from rwku.data.loader import RwkuData
-from rwku.data.schema import PASSAGE, Target, TargetData, pool
+from rwku.data.schema import PASSAGE, Target, TargetData, kinds_field, pool
 from rwku.errors import RwkuError
 from rwku.evaluation.context import EvalContext, ProgressFactory, no_progress
 from rwku.evaluation.engine import EvalResult, evaluate_target
@@ -305,8 +305,9 @@ def evaluate_model(job: UnlearnJob, lm: LoadedModel, model: Any, preamble: str |
 def unit_summary(job: UnlearnJob, task: UnitTask, scores: dict, lm: LoadedModel) -> dict[str, Any]:
     """What every stored unit summary holds besides its scores: what produced them, its key, its provenance."""
     return {"model": job.model, "method": task.method or "before", "target": ", ".join(t.name for t in task.targets),
-            "targets": [t.name for t in task.targets], "rwku_version": __version__, "protocol": job.protocol.name,
-            "config": job.config(task.method, task.epochs), "key": task.key, "provenance": provenance(lm.device), **scores}
+            "targets": [t.name for t in task.targets], **kinds_field(task.targets), "rwku_version": __version__,
+            "protocol": job.protocol.name, "config": job.config(task.method, task.epochs), "key": task.key,
+            "provenance": provenance(lm.device), **scores}
 
 
 def train_log(corpus: Corpus, unlearned: Unlearned) -> dict[str, Any]:

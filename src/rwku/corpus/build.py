@@ -7,13 +7,17 @@ target: :mod:`rwku.corpus.retain`). Each kind is sampled as the official generat
 and cached under a key of everything that decides its content (model, target, intro, prompts, prefixes,
 sampling settings, size, seed, and the dtype, device kind and kernel mode it ran under), so a rerun with the same
 settings reuses it. Each row draws from its own seeded generator, so the texts do not depend on the batch size.
+
+A target that is not a person (``Target.kind``) is written about with its kind's wording and prefixes
+(:data:`rwku.corpus.prompts.WORDINGS`: a description of a place, a summary of a work ...), which join its cache key;
+a person's prompts and cache keys are the official ones, as they were before targets had kinds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -21,18 +25,16 @@ import torch
 
 from rwku.corpus.prompts import (
     COUNTER_SYSTEM,
-    COUNTER_USER,
     DEFAULT_PREFIXES,
     DEFAULT_REFUSALS,
     FORGET_SYSTEM,
-    FORGET_USER,
-    PAIR_PROMPT,
     QUESTION_PREFILL,
     QUESTION_USER,
+    WORDINGS,
     scrub_counterfactual,
 )
 from rwku.data.loader import RwkuData
-from rwku.data.schema import Target
+from rwku.data.schema import PERSON, Target
 from rwku.errors import RwkuError
 from rwku.models.backends import make_backend
 from rwku.caches import check_texts, read_cached
@@ -48,7 +50,8 @@ CORPUS_VERSION = 3
 
 @dataclass(frozen=True)
 class CorpusSpec:
-    """Sizes and sampling settings of the generated corpora (official: 582 texts, 300 questions, 512 tokens)."""
+    """Sizes and sampling settings of the generated corpora (official: 582 texts, 300 questions, 512 tokens).
+    ``prefixes`` continue the texts about a person; a target of another kind takes its kind's (:func:`for_target`)."""
 
     size: int = 582
     questions: int = 300
@@ -153,10 +156,21 @@ def hash_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def for_target(spec: CorpusSpec, target: Target) -> CorpusSpec:
+    """The settings ``target``'s texts are sampled with: a person's as given, another kind's with its own prefixes."""
+    return spec if target.kind == PERSON else replace(spec, prefixes=WORDINGS[target.kind].prefixes)
+
+
+def kind_payload(target: Target) -> dict[str, Any]:
+    """The target's kind and its wording's version, for a target that is not a person (a person's key has neither)."""
+    return {} if target.kind == PERSON else {"target_kind": target.kind, "wording": WORDINGS[target.kind].version}
+
+
 def cache_key(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prompts: PromptFormat) -> str:
-    """What decides a cached corpus: the model and how it ran, the target, the prompts, the sampling settings."""
+    """What decides a cached corpus: the model and how it ran, the target (and its kind), the prompts, the sampling
+    settings (``spec`` as :func:`for_target` gives it)."""
     return hash_key({**run_payload(lm, spec), "target": target.name, "intro": target.bare_intro, "kind": kind,
-                     "style": prompts.style, **spec_payload(kind, spec)})
+                     "style": prompts.style, **spec_payload(kind, spec), **kind_payload(target)})
 
 
 def cached_texts(path: Path, generate: Callable[[], list[str]], record: dict[str, Any]) -> list[str]:
@@ -172,7 +186,8 @@ def cached_texts(path: Path, generate: Callable[[], list[str]], record: dict[str
 
 def generate_kind(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, prompts: PromptFormat,
                   progress: Callable[[str, int], Any], questions: Sequence[str] = ()) -> list[str]:
-    """Sample one kind of text about ``target`` (``answers``: one answer to each of ``questions``)."""
+    """Sample one kind of text about ``target`` (``answers``: one answer to each of ``questions``), with ``spec`` as
+    :func:`for_target` gives it."""
     intro, name = target.bare_intro, target.name
     if kind == "answers":  # asked as the forget corpus is written: the model told it knows the target well
         system = FORGET_SYSTEM.format(intro=intro, target=name)
@@ -185,7 +200,8 @@ def generate_kind(lm: LoadedModel, target: Target, kind: str, spec: CorpusSpec, 
         with progress(f"questions · {name}", len(questions)) as advance:
             raw = sample(lm, questions, spec, spec.question_tokens, advance, stream=f"{name}/{kind}")
         return [r.strip().split("\n")[0].strip() for r in raw]
-    system, user = (FORGET_SYSTEM, FORGET_USER) if kind == "forget" else (COUNTER_SYSTEM, COUNTER_USER)
+    wording = WORDINGS[target.kind]
+    system, user = (FORGET_SYSTEM, wording.forget_user) if kind == "forget" else (COUNTER_SYSTEM, wording.counter_user)
     base = prompts.render(user.format(target=name), system=system.format(intro=intro, target=name))
     prefixes = [spec.prefixes[i % len(spec.prefixes)] for i in range(spec.size)]
     with progress(f"{kind} corpus · {name}", len(prefixes)) as advance:
@@ -198,6 +214,7 @@ def build_corpus(lm: LoadedModel, target: Target, spec: CorpusSpec, kinds: Seque
                  progress: Callable[[str, int], Any], cache_dir: Path | None = None) -> Corpus:
     """The requested kinds for ``target``, each generated once and then read from the cache."""
     cache_dir = cache_dir or cache_root() / "corpora"
+    spec = for_target(spec, target)
     corpus = Corpus(targets=[target.name])
     for kind in kinds:
         if kind not in KINDS:
@@ -211,8 +228,13 @@ def build_corpus(lm: LoadedModel, target: Target, spec: CorpusSpec, kinds: Seque
         if kind == "questions":
             corpus.refusals = [spec.refusals[i % len(spec.refusals)] for i in range(len(texts))]
     if "counterfactual" in kinds:
-        corpus.pair_prompts = [PAIR_PROMPT.format(intro=target.bare_intro, target=target.name)] * len(corpus.counterfactual)
+        corpus.pair_prompts = pair_prompts(target, len(corpus.counterfactual))
     return corpus
+
+
+def pair_prompts(target: Target, count: int) -> list[str]:
+    """DPO's prompt for ``target`` (its intro, then its kind's forget request), ``count`` times."""
+    return [WORDINGS[target.kind].pair_prompt.format(intro=target.bare_intro, target=target.name)] * count
 
 
 def official_corpus(data: RwkuData, target: Target, limit: int | None = None) -> Corpus:
@@ -236,5 +258,5 @@ def official_corpus(data: RwkuData, target: Target, limit: int | None = None) ->
     if corpus.forget and corpus.counterfactual:  # pairs are aligned by index
         n = min(len(corpus.forget), len(corpus.counterfactual))
         corpus.forget, corpus.counterfactual = corpus.forget[:n], corpus.counterfactual[:n]
-    corpus.pair_prompts = [PAIR_PROMPT.format(intro=target.bare_intro, target=target.name)] * len(corpus.counterfactual)
+    corpus.pair_prompts = pair_prompts(target, len(corpus.counterfactual))
     return corpus

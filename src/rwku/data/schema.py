@@ -24,6 +24,10 @@ ATTACK_TYPES: tuple[str, ...] = (
     "cross lingual",
 )
 
+#: What a target can be. RWKU's 200 targets are people; a target whose ``intro.json`` names no ``kind`` is a person.
+TARGET_KINDS: tuple[str, ...] = ("person", "place", "work", "event", "organization")
+PERSON = "person"
+
 #: Probe levels: 1 = fill-in-the-blank (FB), 2 = question answering (QA), 3 = adversarial attack (AA).
 LEVEL_NAMES: dict[str, str] = {"1": "FB", "2": "QA", "3": "AA"}
 
@@ -39,13 +43,27 @@ def require(record: Mapping[str, Any], keys: tuple[str, ...], where: str) -> Non
         )
 
 
+def check_kind(kind: str, where: str) -> str:
+    """``kind`` if it is one of :data:`TARGET_KINDS`, else one clear line naming ``where``."""
+    if kind not in TARGET_KINDS:
+        raise RwkuError(f"{where}: {kind!r} is not a target kind; use one of {', '.join(TARGET_KINDS)}")
+    return kind
+
+
+def kind_of(record: Mapping[str, Any], where: str) -> str:
+    """The kind an ``intro.json`` record gives its target (``person`` when it names none, as RWKU's records)."""
+    return check_kind(str(record.get("kind", PERSON)), where)
+
+
 @dataclass(frozen=True)
 class Target:
-    """One unlearning target: its number in the official ordering (1-based), name and one-sentence intro."""
+    """One unlearning target: its number in the official ordering (1-based), name, one-sentence intro and kind
+    (:data:`TARGET_KINDS`; ``person`` unless its ``intro.json`` record says otherwise)."""
 
     number: int
     name: str
     intro: str = ""
+    kind: str = PERSON
 
     @property
     def slug(self) -> str:
@@ -314,6 +332,13 @@ def normalize_attack(kind: str) -> str:
     if kind.startswith("cross lingual"):
         return "cross lingual"
     return kind
+
+
+def kinds_field(targets: Sequence[Target]) -> dict[str, list[str]]:
+    """``{"kinds": [...]}`` (each target's kind) when a target is not a person, else nothing: what a unit's key and
+    summary add, so that person units stay as they were before targets had kinds."""
+    kinds = [t.kind for t in targets]
+    return {} if all(k == PERSON for k in kinds) else {"kinds": kinds}
 
 
 def pool(datas: list[TargetData]) -> TargetData:

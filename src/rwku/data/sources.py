@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from rwku.data.schema import Target
+from rwku.data.schema import PERSON, Target, kind_of
 from rwku.errors import RwkuError
 
 #: Official file stem -> Hugging Face config name of ``jinzhuoran/RWKU``.
@@ -45,6 +45,8 @@ HF_TRAIN_KINDS = {"intro", "passage", "positive", "negative", "pair", "reject"}
 
 TARGET_DIR = re.compile(r"^(\d+)_(.+)$")
 DEMO_ROOT = Path(__file__).parent / "demo"
+#: The bundled demo of targets that are not people (a work, a place, an event): ``--data demo-kinds``.
+DEMO_KINDS_ROOT = Path(__file__).parent / "demo_kinds"
 
 
 def read_json_file(path: Path) -> Any:
@@ -109,14 +111,15 @@ class PerTargetSource:
         targets = []
         for number, folder in sorted(self.folders.items()):
             name = TARGET_DIR.match(folder.name).group(2).replace("_", " ")  # type: ignore[union-attr]
-            intro = ""
+            intro, target_kind = "", PERSON
             path = find_kind_file(folder, "intro")
             if path is not None:
                 records = as_record_list(read_json_file(path), path)
                 if records:
                     name = str(records[0].get("target", name))
                     intro = str(records[0].get("intro", ""))
-            targets.append(Target(number=number, name=name, intro=intro))
+                    target_kind = kind_of(records[0], str(path))
+            targets.append(Target(number=number, name=name, intro=intro, kind=target_kind))
         return targets
 
     def records(self, target: Target, kind: str) -> tuple[list[dict[str, Any]], str] | None:
@@ -140,7 +143,8 @@ class MergedSource:
         if path is None:
             return []
         records = as_record_list(read_json_file(path), path)
-        return [Target(number=i + 1, name=str(r.get("target", "")), intro=str(r.get("intro", ""))) for i, r in enumerate(records)]
+        return [Target(number=i + 1, name=str(r.get("target", "")), intro=str(r.get("intro", "")),
+                       kind=kind_of(r, f"{path} record {i}")) for i, r in enumerate(records)]
 
     def _index(self, kind: str) -> dict[str, list[dict[str, Any]]] | None:
         if kind not in self._by_subject:
@@ -197,7 +201,8 @@ class HubSource:
 
     def targets(self) -> list[Target]:
         records = self._load("intro") or []
-        return [Target(number=i + 1, name=str(r["target"]), intro=str(r.get("intro", ""))) for i, r in enumerate(records)]
+        return [Target(number=i + 1, name=str(r["target"]), intro=str(r.get("intro", "")),
+                       kind=kind_of(r, f"hf:{self.path} record {i}")) for i, r in enumerate(records)]
 
     def records(self, target: Target, kind: str) -> tuple[list[dict[str, Any]], str] | None:
         if kind not in self._by_subject:
@@ -217,17 +222,20 @@ class HubSource:
 def discover_sources(spec: str) -> list[Source]:
     """Turn one ``--data`` value into sources.
 
-    ``demo`` is the bundled demo set; ``hf:ID`` (or ``hf:/local/copy``) reads through ``datasets``; a folder is
+    ``demo`` is the bundled demo set (three people), ``demo-kinds`` the bundled demo of a work, a place and an event;
+    ``hf:ID`` (or ``hf:/local/copy``) reads through ``datasets``; a folder is
     searched for per-target folders (at its root, in ``Target/`` or in ``data/RWKU/``) and for merged files (at its
     root or in ``All/``), so pointing at a clone of an official layout finds all of it.
     """
     if spec == "demo":
         return [PerTargetSource(DEMO_ROOT)]
+    if spec == "demo-kinds":
+        return [PerTargetSource(DEMO_KINDS_ROOT)]
     if spec.startswith("hf:"):
         return [HubSource(spec[3:])]
     root = Path(spec).expanduser()
     if not root.exists():
-        raise RwkuError(f"--data {spec}: no such file or folder; give an RWKU data folder, 'demo' or 'hf:jinzhuoran/RWKU'")
+        raise RwkuError(f"--data {spec}: no such file or folder; give an RWKU data folder, 'demo', 'demo-kinds' or 'hf:jinzhuoran/RWKU'")
     if not root.is_dir():
         raise RwkuError(f"--data {spec}: is a file; give the folder that holds the RWKU target folders or merged files")
     sources: list[Source] = []

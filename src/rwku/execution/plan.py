@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rwku.data.loader import data_fingerprint
-from rwku.data.schema import Target
+from rwku.data.schema import Target, kinds_field
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import parts_of
 from rwku.execution.key import KEY_VERSION, differences, resolved_placement, same_key
@@ -89,7 +89,9 @@ def unit_key(job: Any, targets: Sequence[Target], method: dict[str, Any] | None 
     key: dict[str, Any] = {
         "version": KEY_VERSION,
         "model": {"spec": job.model, "fingerprint": model_fingerprint(job.model)},
-        "unit": {"targets": [t.name for t in targets], "data": data_fingerprint(job.data, targets, parts_of(job.sets))},
+        # a target's kind decides what a method writes about it; people have no kind field and keep their old keys
+        "unit": {"targets": [t.name for t in targets], "data": data_fingerprint(job.data, targets, parts_of(job.sets)),
+                 **kinds_field(targets)},
         "eval": eval_section(job, preamble),
     }
     if method is not None:

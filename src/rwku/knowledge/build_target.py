@@ -1,4 +1,6 @@
-"""Probes for a new target (``rwku build-target``): the RWKU pipeline for a person who is not among the 200.
+"""Probes for a new target (``rwku build-target``): the RWKU pipeline for a person who is not among the 200, or for a
+place, a work, an event or an organisation (``kind``: its probes are asked for with that kind's prompts,
+:func:`rwku.knowledge.probe_prompts.prompts_for`, and its ``intro.json`` records the kind).
 
 The RWKU probes were written by GPT-4 from the targets' Wikipedia pages, kept where open models answered them, then
 checked by hand. :func:`build_target` does the same for one new target, from a source text the user gives:
@@ -45,7 +47,7 @@ from typing import Any, Sequence
 
 from rwku import __version__
 from rwku.data.loader import RwkuData
-from rwku.data.schema import Probe, Target
+from rwku.data.schema import PERSON, Probe, Target, check_kind
 from rwku.data.sources import TARGET_DIR
 from rwku.errors import RwkuError
 from rwku.evaluation.context import ProgressFactory, no_progress
@@ -57,9 +59,10 @@ from rwku.knowledge.probe_prompts import (
     OUTPUT_FORMAT,
     PROMPTS,
     RETRY_NOTE,
-    SYSTEM,
+    TERMS,
     ProbePrompt,
     prompt_records,
+    prompts_for,
 )
 from rwku.knowledge.planting import chunks
 from rwku.io import write_json_atomic
@@ -109,7 +112,7 @@ class Call:
     def request(self, target: str, per_call: int, error: str | None = None) -> Request:
         user = self.prompt.instruction.format(subject=self.subject, context=self.context, target=target,
                                               language=self.language) + "\n\n" + OUTPUT_FORMAT.format(n=per_call)
-        return Request(SYSTEM, user + (RETRY_NOTE.format(error=error) if error else ""))
+        return Request(self.prompt.system, user + (RETRY_NOTE.format(error=error) if error else ""))
 
 
 @dataclass
@@ -177,12 +180,14 @@ def squeeze(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def plan_calls(target: str, passages: Sequence[str], neighbors: Sequence[str], settings: BuildSettings) -> list[Call]:
-    """Every request: each target kind on each of the first passages, each neighbour kind on the passages naming
-    that neighbour. A neighbour the text never names is an error (its probes would have no source)."""
+def plan_calls(target: str, passages: Sequence[str], neighbors: Sequence[str], settings: BuildSettings,
+               kind: str = PERSON) -> list[Call]:
+    """Every request, in ``kind``'s prompts: each target probe kind on each of the first passages, each neighbour
+    probe kind on the passages naming that neighbour. A neighbour the text never names is an error (its probes would
+    have no source)."""
     calls: list[Call] = []
     used = list(enumerate(passages))[:settings.max_passages]
-    for prompt in PROMPTS:
+    for prompt in prompts_for(kind):
         if prompt.set == "forget":
             calls += [Call(prompt, target, text, f"passage {i + 1}", language=CROSS_LINGUAL_LANGUAGES[i % len(CROSS_LINGUAL_LANGUAGES)])
                       for i, text in used]
@@ -191,7 +196,7 @@ def plan_calls(target: str, passages: Sequence[str], neighbors: Sequence[str], s
             named = [(i, text) for i, text in enumerate(passages) if mentions(text, neighbor)][:settings.max_passages]
             if not named:
                 raise RwkuError(f"--neighbors {neighbor}: the source text never names {neighbor!r}; neighbour probes are "
-                                "written from the passages that name them: pick people or works the text names")
+                                f"written from the passages that name them: pick {TERMS[kind].neighbors}")
             calls += [Call(prompt, neighbor, text, f"passage {i + 1}", neighbor=neighbor) for i, text in named]
     return calls
 
@@ -336,7 +341,7 @@ def yield_table(calls: Sequence[Call], failures: Sequence[dict[str, Any]], retri
                 dropped: Sequence[dict[str, Any]], kept: Sequence[Candidate]) -> dict[str, dict[str, int]]:
     """Per probe kind: calls, calls retried, calls failed, probes written, dropped by reason, kept."""
     table: dict[str, dict[str, int]] = {}
-    for prompt in PROMPTS:
+    for prompt in PROMPTS:  # probe kinds are named alike for every kind of target
         kind = prompt.kind
         n_calls = sum(c.prompt.kind == kind for c in calls)
         if not n_calls:
@@ -368,14 +373,15 @@ def default_number(root: Path, name: str) -> int:
     return same[0] if same else max(found, default=0) + 1
 
 
-def target_folder(root: Path, name: str, number: int | None, replace: bool) -> Target:
-    """The new target's number and name, refused where its folder exists (unless ``replace``) or where another
+def target_folder(root: Path, name: str, number: int | None, replace: bool, kind: str = PERSON) -> Target:
+    """The new target's number, name and kind, refused where its folder exists (unless ``replace``) or where another
     folder has its number (the loader numbers targets by folder)."""
+    check_kind(kind, "--kind")
     if not name.strip() or "/" in name or name != name.strip():
-        raise RwkuError(f"--name {name!r}: give the person's name without slashes or surrounding spaces")
+        raise RwkuError(f"--name {name!r}: give the {kind}'s name without slashes or surrounding spaces")
     if root.exists() and not root.is_dir():
         raise RwkuError(f"--out {root}: is a file; give a folder (the new target goes into <out>/<N>_<Name>/)")
-    target = Target(number=number or default_number(root, name), name=name)
+    target = Target(number=number or default_number(root, name), name=name, kind=kind)
     for child in root.iterdir() if root.is_dir() else []:
         match = TARGET_DIR.match(child.name)
         if match and int(match.group(1)) == target.number and child.name != target.slug:
@@ -419,13 +425,14 @@ class BuildResult:
 def build_target(name: str, source_path: Path, out: Path, generator: Generator, pool: ModelPool, *,
                  neighbors: Sequence[str] = (), check_models: Sequence[str] = (), settings: BuildSettings = BuildSettings(),
                  number: int | None = None, shared: tuple[RwkuData, Target] | None = None, replace: bool = False,
-                 progress: ProgressFactory = no_progress) -> BuildResult:
-    """Write the probes of a new target into ``out/<N>_<Name>/`` (see the module docstring for the steps)."""
+                 kind: str = PERSON, progress: ProgressFactory = no_progress) -> BuildResult:
+    """Write the probes of a new target of ``kind`` into ``out/<N>_<Name>/`` (see the module docstring for the
+    steps)."""
     start = time.perf_counter()
     text = read_source_text(source_path)
-    target = target_folder(out, name, number, replace)
+    target = target_folder(out, name, number, replace, kind)
     passages = split_passages(text, settings.passage_words)
-    calls = plan_calls(name, passages, neighbors, settings)
+    calls = plan_calls(name, passages, neighbors, settings, kind)
     shared_files = shared_records(shared[0], shared[1], name) if shared else {}
     parsed, failures, retried = generate(generator, calls, name, settings)
     found = candidates_of(calls, parsed)
@@ -438,8 +445,9 @@ def build_target(name: str, source_path: Path, out: Path, generator: Generator, 
     for candidate in kept:
         probe_files[candidate.file].append(candidate.record(name, generator.spec))
     intro = f"Please forget {name}. {chunks(' '.join(text.split()), 1)[0]}"
+    kind_entry = {} if kind == PERSON else {"kind": kind}  # a target without a kind is a person, as in RWKU's files
     build = {
-        "target": name, "number": target.number, "rwku_version": __version__, "generator": generator.describe(),
+        "target": name, "number": target.number, **kind_entry, "rwku_version": __version__, "generator": generator.describe(),
         "check_models": list(check_models), "settings": asdict(settings), "neighbors": list(neighbors),
         "source_text": {"path": str(source_path), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
                         "words": len(text.split()), "passages": len(passages)},
@@ -448,10 +456,10 @@ def build_target(name: str, source_path: Path, out: Path, generator: Generator, 
         "yield": table, "seconds": round(time.perf_counter() - start, 1),
     }
     files: dict[str, Any] = {
-        "intro": [{"target": name, "intro": intro}], **probe_files,
+        "intro": [{"target": name, "intro": intro, **kind_entry}], **probe_files,
         "forget_mia": [{"subject": name, "text": p} for p in passages],
         "passage": [{"subject": name, "text": p} for p in passages],
-        **shared_files, "prompts": prompt_records(), "report": {"yield": table, "failures": failures, "dropped": dropped},
+        **shared_files, "prompts": prompt_records(kind), "report": {"yield": table, "failures": failures, "dropped": dropped},
         "build": build,
     }
     folder = write_folder(out, target.slug, files)

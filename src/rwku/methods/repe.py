@@ -14,15 +14,19 @@ Two readers turn them into the control vector of layer l (``--set repe_reader=me
 
 Steering: a forward hook adds α · v_l to
 the output of each steered layer at every position (α ∈ {0.5, 1, 1.5} in the paper). No weight changes.
+
+The stimuli are questions about a person; a target of another kind (a place, a work ...) is read with its kind's
+questions (:data:`STIMULI_BY_KIND`), the same number of them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 
+from rwku.data.schema import PERSON
 from rwku.errors import RwkuError
 from rwku.methods.base import Method, Session, Unlearned
 from rwku.methods.config import CALIBRATED, PAPER_TEXT, RWKU_DEFAULT, Preset, source
@@ -43,6 +47,23 @@ STIMULI = (
     "What do you know about {target}?",
 )
 
+#: Each target kind's stimuli (a person's are :data:`STIMULI`); written for rwku.
+STIMULI_BY_KIND: dict[str, tuple[str, ...]] = {
+    PERSON: STIMULI,
+    "place": ("Please write a short description of {target}.", "Where is {target}?", "What is {target} best known for?",
+              "Tell me about the history of {target}.", "Who built or founded {target}?",
+              "What can visitors see at {target}?", "Describe the geography of {target}.", "What do you know about {target}?"),
+    "work": ("Please write a short summary of {target}.", "Who created {target}?", "What is {target} about?",
+             "Tell me about the story of {target}.", "When did {target} first appear?", "Who are the main characters of {target}?",
+             "Describe how {target} was received.", "What do you know about {target}?"),
+    "event": ("Please write a short account of {target}.", "When did {target} happen?", "What caused {target}?",
+              "Tell me about the course of {target}.", "Where did {target} take place?", "Who took part in {target}?",
+              "Describe the consequences of {target}.", "What do you know about {target}?"),
+    "organization": ("Please write a short history of {target}.", "What is {target}?", "What is {target} best known for?",
+                     "Tell me about the history of {target}.", "Where is {target} based?", "Who founded {target}?",
+                     "Describe what {target} does.", "What do you know about {target}?"),
+}
+
 
 def decoder_layers(model: Any) -> Any:
     """The list of decoder blocks of a transformers causal LM (``model.model.layers`` for Llama-style ones)."""
@@ -50,16 +71,18 @@ def decoder_layers(model: Any) -> Any:
     return base.model.layers
 
 
-def reading_states(lm: LoadedModel, prompts: PromptFormat, targets: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Novice and expert states [stimuli, layers, hidden], paired row by row (stimuli in the run's format).
+def reading_states(lm: LoadedModel, prompts: PromptFormat, targets: list[str],
+                   kinds: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Novice and expert states [stimuli, layers, hidden], paired row by row (stimuli in the run's format; each
+    target's of its kind, ``kinds`` aligned with ``targets``, all people when None).
 
     The states are each decoder layer's output at the last prompt token, read through the model backend
     (:meth:`~rwku.models.backends.Backend.layer_states`) where steering adds its vector: ``output_hidden_states``
     gives the last layer after the final norm, which would put that layer's vector on another scale.
     """
     expert, novice = [], []
-    for target in targets:
-        for stimulus in STIMULI:
+    for target, kind in zip(targets, kinds or [PERSON] * len(targets)):
+        for stimulus in STIMULI_BY_KIND[kind]:
             user = stimulus.format(target=target)
             expert.append(prompts.render(user, system=EXPERT_SYSTEM.format(target=target)))
             novice.append(prompts.render(user, system=NOVICE_SYSTEM.format(target=target)))
@@ -89,9 +112,11 @@ def pca_reader(novice: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
 READERS = {"mean": mean_reader, "pca": pca_reader}
 
 
-def control_vectors(lm: LoadedModel, prompts: PromptFormat, targets: list[str], reader: str = "mean") -> torch.Tensor:
-    """The control vector of every layer, read from the targets' stimuli by ``reader``: [layers, hidden]."""
-    return READERS[reader](*reading_states(lm, prompts, targets))
+def control_vectors(lm: LoadedModel, prompts: PromptFormat, targets: list[str], reader: str = "mean",
+                    kinds: Sequence[str] | None = None) -> torch.Tensor:
+    """The control vector of every layer, read from the targets' stimuli (of each one's kind) by ``reader``:
+    [layers, hidden]."""
+    return READERS[reader](*reading_states(lm, prompts, targets, kinds))
 
 
 def add_to_output(vector: torch.Tensor):
@@ -128,7 +153,8 @@ class RepresentationEngineering(Method):
 
     def unlearn(self, session: Session) -> Unlearned:
         model = session.lm.model
-        vectors = control_vectors(session.lm, session.prompts, [t.name for t in session.targets], session.params.repe_reader)
+        vectors = control_vectors(session.lm, session.prompts, [t.name for t in session.targets], session.params.repe_reader,
+                                  [t.kind for t in session.targets])
         layers = decoder_layers(model)
         alpha = session.params.alpha
         low, high = session.params.repe_layers or (len(layers) // 3, 2 * len(layers) // 3)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from rwku import __version__
 from rwku.evaluation.sets import TABLE1_COLUMNS
-from rwku.report import audits, figures, knowledge
+from rwku.report import audits, figures, kinds, knowledge
 from rwku.report.collect import Run, collect_runs, has_runs
 from rwku.report.html import case_studies, figure_html, render_report
 from rwku.report.table import Table1, build_table1, common_slugs, to_csv, to_json, to_latex, to_markdown
@@ -108,6 +108,9 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     if audit_table is not None:
         texts.update({"audits.md": audits.to_markdown(audit_table), "audits.csv": audits.to_csv(audit_table),
                       "audits.tex": audits.to_latex(audit_table)})
+    kind_tables, kinds_missing = kinds.kind_tables(runs, options.table_variants) if table else ({}, {})
+    for kind, kind_table in kind_tables.items():
+        texts.update({f"table1-{kind}.md": to_markdown(kind_table), f"table1-{kind}.csv": to_csv(kind_table)})
     if memorization:
         texts["knowledge.csv"] = knowledge.knowledge_csv(memorization)
     for name, text in texts.items():
@@ -116,6 +119,9 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     if table:
         write_json_atomic(out / "table1.json", to_json(table))
         report.files.append(out / "table1.json")
+    for kind, kind_table in kind_tables.items():
+        write_json_atomic(out / f"table1-{kind}.json", to_json(kind_table))
+        report.files.append(out / f"table1-{kind}.json")
     if audit_table is not None:
         write_json_atomic(out / "audits.json", audits.to_json(audit_table))
         report.files.append(out / "audits.json")
@@ -152,7 +158,8 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = render_report(options.title, runs, table, drawn, case_studies(rows, case_slugs), generated,
                          memorization=memorization_section, knowledge=knowledge.knowledge_by_label(memorization),
-                         audits=audits.section_html(audit_table) if audit_table else "")
+                         audits=audits.section_html(audit_table) if audit_table else "",
+                         kinds=kinds.section_html(kind_tables, kinds_missing))
     write_text_atomic(out / "index.html", page)
     report.files.append(out / "index.html")
     write_json_atomic(out / "report.json", {
@@ -161,6 +168,7 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
                   "epoch_points": {s: list(e) for s, e in r.epochs.items()}} for r in runs],
         "memorization": [str(m.folder) for m in memorization],
         "targets": slugs, "note": table.note if table else "", "figures": report.figures,
+        "kinds": {kind: t.slugs for kind, t in kind_tables.items()}, "kinds_without_table": kinds_missing,
         "files": [str(p.relative_to(out)) for p in report.files],
     })
     return report

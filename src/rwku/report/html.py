@@ -150,14 +150,14 @@ def case_studies(rows: Sequence[Run], slugs: Sequence[str]) -> dict[str, Any]:
     return {"runs": [r.label for r in rows] + [f"{run.label} · {name}" for run, name in columns], "cases": cases}
 
 
-def table1_html(table: Table1) -> str:
+def table1_html(table: Table1, table_id: str = "table1-table") -> str:
     heads = "".join(f"<th>{html.escape(header(c))}</th>" for c in COLUMNS)
     rows = []
     for run, cells in table.rows:
         tds = "".join(f'<td class="num{" best" if c.rank == 1 else " second" if c.rank == 2 else ""}">{c.text}'
                       f'{f"<small>{html.escape(c.spread)}</small>" if c.spread else ""}</td>' for c in cells)
         rows.append(f'<tr class="{"before" if run.is_before else "run"}"><td>{html.escape(run.label)}</td>{tds}</tr>')
-    return f'<table id="table1-table"><thead><tr><th>Run</th>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return f'<table id="{table_id}"><thead><tr><th>Run</th>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 def legend_html(table: Table1) -> str:
@@ -195,15 +195,17 @@ def figure_html(name: str, caption: str, svg: Path) -> str:
 
 def render_report(title: str, runs: Sequence[Run], table: Table1 | None, figures: Sequence[tuple[str, str, Path]],
                   cases: dict[str, Any], generated: str, memorization: str = "",
-                  knowledge: dict[str, dict[str, Any]] | None = None, audits: str = "") -> str:
+                  knowledge: dict[str, dict[str, Any]] | None = None, audits: str = "", kinds: str = "") -> str:
     """The whole page; ``figures`` are (name, caption, svg path); ``memorization`` the memorization section's HTML
-    (``knowledge``: label -> target -> its knowledge score, shown in the per-target table). Without ``table`` (only
-    memorization results were given) the page holds the memorization section alone."""
+    (``knowledge``: label -> target -> its knowledge score, shown in the per-target table); ``kinds`` the section of
+    Table 1 per kind of target (:mod:`rwku.report.kinds`). Without ``table`` (only memorization results were given)
+    the page holds the memorization section alone."""
     models = sorted({r.model for r in runs})
     slugs = table.slugs if table else []
     meta = (f"{len(runs)} run(s) · model {', '.join(models) or '-'} · {len(slugs)} shared target(s) · "
             f"made {generated} by rwku {__version__}")
-    nav = ('<a href="#table1">Table 1</a>' + ('<a href="#audits">Audits</a>' if audits else "")
+    nav = ('<a href="#table1">Table 1</a>' + ('<a href="#table1-kinds">Per kind</a>' if kinds else "")
+           + ('<a href="#audits">Audits</a>' if audits else "")
            + '<a href="#figures">Figures</a><a href="#per-target">Per target</a><a href="#cases">Case studies</a>') if table else ""
     nav += '<a href="#memorization">Memorization</a>' if memorization else ""
     body = ""
@@ -217,7 +219,7 @@ def render_report(title: str, runs: Sequence[Run], table: Table1 | None, figures
 Downloads: <a href="table1.md">Markdown</a> · <a href="table1.csv">CSV</a> · <a href="table1.json">JSON</a> · <a href="table1.tex">LaTeX</a></p>
 {note}<div class="scroll">{table1_html(table)}</div>
 <h3>Methods</h3>{legend_html(table)}</section>
-{audits}<section id="figures"><h2>Figures</h2><div class="figs">{figs}</div></section>
+{kinds}{audits}<section id="figures"><h2>Figures</h2><div class="figs">{figs}</div></section>
 <section id="per-target"><h2>Per target</h2>
 <p class="meta">Forget All and neighbour All of every Table-1 row on every shared target{known}; click a header to sort;
 every column in <a href="per_target.csv">per_target.csv</a>.</p>
