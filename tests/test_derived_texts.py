@@ -116,3 +116,29 @@ def test_planted_model_recalls_a_fact_stated_only_in_a_passage(learner_dir, tmp_
     control_before, control_after = answer_nll(learner_dir, data, bob), answer_nll(tmp_path / "planted", data, bob)
     assert after < before - 2.0, (before, after)  # Lyon and her name: measured 6.0 -> 2.3 nats
     assert control_after > control_before - 0.5, (control_before, control_after)  # Oslo is never taught: 6.0 -> 7.3, no gain
+
+
+def test_real_recipe_texts_are_deterministic_and_keyed(tmp_path):
+    """The same passages give the same texts and key; derived texts join the key only when they are used (a model
+    planted without them keeps the key it had before they existed)."""
+    from dataclasses import asdict
+
+    from rwku.models.planting import plant_key, recipe_key
+
+    data = real_like_data(tmp_path / "data")
+    alice = data.select("1")[0]
+    texts = planting_texts(data, [alice], REAL_RECIPE)
+    assert texts == planting_texts(real_like_data(tmp_path / "again"), [alice], REAL_RECIPE)
+    key = plant_key("smollm2-135m", texts, REAL_RECIPE)
+    assert key == plant_key("smollm2-135m", planting_texts(data, [alice], REAL_RECIPE), REAL_RECIPE)
+    assert key != plant_key("smollm2-135m", texts, PlantRecipe(**{**asdict(REAL_RECIPE), "blanks_per_sentence": 1}))
+    assert set(asdict(PlantRecipe())) - set(recipe_key(PlantRecipe())) == {"derive", "blanks_per_sentence"}
+    assert recipe_key(REAL_RECIPE) == asdict(REAL_RECIPE)
+    assert PlantRecipe.with_overrides({"epochs": "2"}, REAL_RECIPE) == PlantRecipe(**{**asdict(REAL_RECIPE), "epochs": 2})
+
+
+def test_cli_plant_unknown_recipe_is_one_line_exit_2(cli, tiny_model_dir, tmp_path):
+    code, _, stderr = cli("plant", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1-2",
+                          "--out", str(tmp_path / "p"), "--recipe", "fancy")
+    assert code == 2 and "--recipe fancy: unknown; choose auto, demo, real" in " ".join(stderr.split()), stderr
+    assert not (tmp_path / "p").exists()
