@@ -119,7 +119,7 @@ class PlantRecipe:
 
 
 #: The recipe for real RWKU targets (no ``source.json``): all passages and the texts derived from them by rules.
-#: Chosen by a sweep on real targets and checked on others (docs/planting.md); the lr and epochs are its sweep's.
+#: Its lr and epochs are the first point of the sweep in docs/planting.md, which says what has been measured.
 REAL_RECIPE = PlantRecipe(lr=1e-4, epochs=3, max_passages=1000, derive=1)
 #: ``rwku plant --recipe``: the named recipes; ``auto`` is ``real`` when no planted target has a ``source.json``.
 RECIPES: dict[str, PlantRecipe] = {"demo": PlantRecipe(), "real": REAL_RECIPE}
