@@ -709,7 +709,8 @@ def plant_command(
     out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="The planted model folder (weights, tokenizer, recipe.json, table.json, table.md)."),
     control: str = typer.Option("last", "--control", help="The selected target left unplanted (number or name; 'last', the default, or 'none')."),
     sets: str = typer.Option("forget,neighbor,mia", "--sets", help="Sets measured on the base and the planted model (" + SETS_HELP + " 'none': no table)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value key=value (lr, epochs, batch_size, warmup_steps, max_length, max_passages, seed); repeatable."),
+    recipe_name: str = typer.Option("auto", "--recipe", help="demo (passages and source.json), real (all passages and texts derived from them by rules; docs/planting.md) or auto: real when no planted target has a source.json."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value key=value (lr, epochs, batch_size, warmup_steps, max_length, max_passages, seed, derive, blanks_per_sentence); repeatable."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass when measuring."),
     device: str = typer.Option("cpu", "--device", callback=DEVICE_CHECK, help="cpu (bit-identical rebuilds), cuda, cuda:1 ... (training in float32 either way)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
@@ -719,10 +720,9 @@ def plant_command(
     from rwku.data.loader import RwkuData
     from rwku.evaluation.sets import parse_sets
     from rwku.models.loading import pick_device
-    from rwku.knowledge.planting import PlantRecipe, plant
+    from rwku.knowledge.planting import PlantRecipe, choose_recipe, plant
     from rwku.progress import make_progress, task_factory
 
-    recipe = PlantRecipe.with_overrides(key_values(overrides, "--set"))
     measured = () if sets.strip().lower() == "none" else parse_sets(sets)
     dataset = RwkuData.open(split_values(data))
     chosen = dataset.select(targets)
@@ -737,9 +737,11 @@ def plant_command(
         control_target = picked[0]
         if control_target not in chosen:
             raise RwkuError(f"--control {control}: {control_target.name} is not among the selected targets; select it with --targets")
+    planted = [t for t in chosen if t != control_target]
+    recipe = PlantRecipe.with_overrides(key_values(overrides, "--set"), choose_recipe(recipe_name.strip().lower(), dataset, planted))
     device = pick_device(device)
     set_threads(threads)
-    planted_names = [t.name for t in chosen if t != control_target]
+    planted_names = [t.name for t in planted]
     console.print(f"planting {', '.join(planted_names)} into {model}"
                   + (f"; control: {control_target.name}" if control_target else "; no control"), highlight=False)
     with make_progress() as progress:

@@ -80,6 +80,9 @@ class PlantRecipe:
       a batch mixing a passage with one-sentence statements is not padded to the passage's length (half the time).
     * ``seed`` 42: the training loop's shuffling and ``torch.manual_seed`` before training: the same command gives
       the same weights, bit for bit on one machine (same torch, same thread count).
+    * ``derive`` 0: 1 adds the texts :mod:`rwku.knowledge.derived_texts` writes from the passages by rules (statements
+      about the target by name, blanks, who-questions); :data:`REAL_RECIPE` sets it, the demo needs none.
+    * ``blanks_per_sentence`` 2: with ``derive``, blanks cut from each statement (the first spans in it).
     """
 
     lr: float = 7e-5
@@ -90,6 +93,8 @@ class PlantRecipe:
     max_passages: int = 16
     chunk_words: int = 48
     seed: int = 42
+    derive: int = 0
+    blanks_per_sentence: int = 2
 
     def train_config(self) -> Any:
         """The shared loop's settings (no gradient accumulation, no weight decay, clipping at 1)."""
@@ -100,8 +105,9 @@ class PlantRecipe:
                            max_length=self.max_length, seed=self.seed)
 
     @classmethod
-    def with_overrides(cls, overrides: dict[str, str]) -> "PlantRecipe":
-        """The default recipe with ``--set key=value`` values (a key the recipe lacks is an error)."""
+    def with_overrides(cls, overrides: dict[str, str], base: "PlantRecipe | None" = None) -> "PlantRecipe":
+        """``base`` (the default recipe when None) with ``--set key=value`` values (a key the recipe lacks is an
+        error)."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
         for key, text in overrides.items():
@@ -112,9 +118,25 @@ class PlantRecipe:
                 values[key] = kind(text)
             except ValueError:
                 raise RwkuError(f"--set {key}={text}: expected {'an integer' if kind is int else 'a number'}") from None
-            if values[key] < 0 or (values[key] == 0 and key not in ("warmup_steps", "seed", "max_passages")):
-                raise RwkuError(f"--set {key}={text}: must be positive" + (" or 0" if key in ("warmup_steps", "seed", "max_passages") else ""))
-        return cls(**values)
+            if values[key] < 0 or (values[key] == 0 and key not in ("warmup_steps", "seed", "max_passages", "derive")):
+                raise RwkuError(f"--set {key}={text}: must be positive" + (" or 0" if key in ("warmup_steps", "seed", "max_passages", "derive") else ""))
+        return dataclasses.replace(base or cls(), **values)
+
+
+#: The recipe for real RWKU targets (no ``source.json``): all passages and the texts derived from them by rules.
+#: Its lr and epochs are the first point of the sweep in docs/planting.md, which says what has been measured.
+REAL_RECIPE = PlantRecipe(lr=1e-4, epochs=3, max_passages=1000, derive=1)
+#: ``rwku plant --recipe``: the named recipes; ``auto`` is ``real`` when no planted target has a ``source.json``.
+RECIPES: dict[str, PlantRecipe] = {"demo": PlantRecipe(), "real": REAL_RECIPE}
+
+
+def choose_recipe(name: str, data: RwkuData, planted: Sequence[Target]) -> PlantRecipe:
+    """The recipe ``name`` (demo, real or auto) names for planting ``planted``."""
+    if name == "auto":
+        name = "demo" if any(data.raw_records(t, "source") is not None for t in planted) else "real"
+    if name not in RECIPES:
+        raise RwkuError(f"--recipe {name}: unknown; choose auto, {', '.join(RECIPES)}")
+    return RECIPES[name]
 
 
 @dataclass(frozen=True)
@@ -153,11 +175,35 @@ def planting_texts(data: RwkuData, targets: Sequence[Target], recipe: PlantRecip
         passages = [*loaded["passage"][: recipe.max_passages], *(s.text for s in loaded["source"] if s.kind == "passage")]
         own = [PlantText(target.name, "passage", piece) for p in passages for piece in chunks(p, recipe.chunk_words)]
         own += [PlantText(target.name, s.kind, s.text, s.answer) for s in loaded["source"] if s.kind != "passage"]
+        if recipe.derive:
+            own += derived_plant_texts(data, target, passages, recipe)
         if not own:
             raise RwkuError(f"target {target.number} ({target.name}): no passage.json or source.json in "
                             f"{data.description}; nothing to plant (pick another target or make it the control)")
         texts.extend(own)
     return texts
+
+
+def derived_plant_texts(data: RwkuData, target: Target, passages: Sequence[str], recipe: PlantRecipe) -> list[PlantText]:
+    """The texts :func:`rwku.knowledge.derived_texts.derive` writes from ``passages``, without any that contains one of
+    the target's forget or neighbour probe questions (the probes' answers are never read)."""
+    from rwku.evaluation.sets.probes import FORGET_PART, NEIGHBOR_PART
+    from rwku.knowledge.derived_texts import derive, drop_probe_questions
+
+    probes = data.load(target, (), optional=(FORGET_PART, NEIGHBOR_PART))
+    questions = [probe.query for part in ("forget", "neighbor") for probe in probes[part]]
+    kept, _ = drop_probe_questions(derive(passages, target.name, recipe.blanks_per_sentence), questions)
+    return [PlantText(target.name, t.kind, t.text, t.answer) for t in kept]
+
+
+def recipe_key(recipe: PlantRecipe) -> dict[str, Any]:
+    """The recipe's values in the cache key; without derived texts, their settings are left out (so models planted
+    before they existed keep their keys)."""
+    values = dataclasses.asdict(recipe)
+    if not recipe.derive:
+        values.pop("derive")
+        values.pop("blanks_per_sentence")
+    return values
 
 
 def plant_key(base: str, texts: Sequence[PlantText], recipe: PlantRecipe, device: str = "cpu") -> str:
@@ -167,7 +213,7 @@ def plant_key(base: str, texts: Sequence[PlantText], recipe: PlantRecipe, device
     from rwku.models.fingerprint import model_fingerprint
 
     return digest({"version": PLANTING_VERSION, "base": base, "base_fingerprint": model_fingerprint(base),
-                   "texts": [dataclasses.asdict(t) for t in texts], "recipe": dataclasses.asdict(recipe),
+                   "texts": [dataclasses.asdict(t) for t in texts], "recipe": recipe_key(recipe),
                    "device": device.split(":")[0]})
 
 
