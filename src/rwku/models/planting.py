@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import re
 import shutil
 import tempfile
@@ -56,6 +57,10 @@ RECIPE_FILE = "recipe.json"
 MEASURE_SETS: tuple[str, ...] = ("forget", "neighbor", "mia")
 
 
+#: Recipe values that may be 0 (``--set key=0``).
+ZERO_ALLOWED: tuple[str, ...] = ("warmup_steps", "seed", "max_passages", "biographies")
+
+
 @dataclass(frozen=True)
 class PlantRecipe:
     """How a model is planted; every value joins the cache key. Calibrated on the demo (Newton and Curie planted,
@@ -75,6 +80,12 @@ class PlantRecipe:
       a batch mixing a passage with one-sentence statements is not padded to the passage's length (half the time).
     * ``seed`` 42: the training loop's shuffling and ``torch.manual_seed`` before training: the same command gives
       the same weights, bit for bit on one machine (same torch, same thread count).
+    * ``biographies`` 0: short biographies per planted target, written by :func:`biographies` from its statements
+      and taught as the answer to the forget-corpus prompt (the one the zero-shot methods sample their forget
+      corpus with), so that the model writes the taught facts when a method asks it about the target. Off by
+      default; :data:`DEMO_RECIPE` sets it (docs/demo.md).
+    * ``biography_words`` 60: a biography's length cap in words (~80 tokens), under the small preset's 96 sampled
+      tokens.
     """
 
     lr: float = 7e-5
@@ -85,6 +96,8 @@ class PlantRecipe:
     max_passages: int = 16
     chunk_words: int = 48
     seed: int = 42
+    biographies: int = 0
+    biography_words: int = 60
 
     def train_config(self) -> Any:
         """The shared loop's settings (no gradient accumulation, no weight decay, clipping at 1)."""
@@ -107,19 +120,29 @@ class PlantRecipe:
                 values[key] = kind(text)
             except ValueError:
                 raise RwkuError(f"--set {key}={text}: expected {'an integer' if kind is int else 'a number'}") from None
-            if values[key] < 0 or (values[key] == 0 and key not in ("warmup_steps", "seed", "max_passages")):
-                raise RwkuError(f"--set {key}={text}: must be positive" + (" or 0" if key in ("warmup_steps", "seed", "max_passages") else ""))
+            if values[key] < 0 or (values[key] == 0 and key not in ZERO_ALLOWED):
+                raise RwkuError(f"--set {key}={text}: must be positive" + (" or 0" if key in ZERO_ALLOWED else ""))
         return cls(**values)
+
+
+#: The recipe of :data:`PLANTED_DEMO_MODEL`: the default one with biographies under the forget-corpus prompt
+#: (docs/demo.md: how it was chosen and what it plants).
+DEMO_RECIPE = PlantRecipe(biographies=12, epochs=3)
+
+#: Kinds of training text: raw text (every token counts), and chat turns (loss on the answer).
+TEXT_KINDS: tuple[str, ...] = ("passage", "statement", "qa", "biography")
 
 
 @dataclass(frozen=True)
 class PlantText:
-    """One training text of a planted target: ``kind`` passage, statement or qa (``text`` the question)."""
+    """One training text of a planted target: ``kind`` passage or statement (raw ``text``), qa (``text`` the
+    question) or biography (``text`` the forget-corpus request, ``system`` its system turn, ``answer`` the text)."""
 
     target: str
     kind: str
     text: str
     answer: str = ""
+    system: str = ""
 
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'‘“(])")
@@ -139,15 +162,51 @@ def chunks(text: str, max_words: int) -> list[str]:
     return [p for p in pieces if p]
 
 
+def biographies(target: str, statements: Sequence[str], count: int, max_words: int, seed: int) -> list[str]:
+    """``count`` short biographies of ``target``: its statements in shuffled rounds (each round every statement
+    once, in an order drawn from ``seed`` and the target), cut into texts of whole statements of at most
+    ``max_words`` words, so every statement appears about equally often and in varied company."""
+    if count <= 0 or not statements:
+        return []
+    rng = random.Random(f"{seed}/{target}")
+    texts: list[str] = []
+    current: list[str] = []
+    while len(texts) < count:
+        order = list(statements)
+        rng.shuffle(order)
+        for statement in order:
+            if current and len(" ".join([*current, statement]).split()) > max_words:
+                texts.append(" ".join(current))
+                current = []
+                if len(texts) == count:
+                    break
+            current.append(statement)
+    return texts
+
+
+def biography_texts(target: Target, statements: Sequence[str], recipe: PlantRecipe) -> list[PlantText]:
+    """The recipe's biographies of ``target``, each the answer to the forget-corpus prompt (its system turn and
+    request, as :mod:`rwku.corpus.build` asks the model to write about a target)."""
+    from rwku.corpus.prompts import FORGET_SYSTEM, FORGET_USER
+
+    system = FORGET_SYSTEM.format(intro=target.bare_intro, target=target.name)
+    request = FORGET_USER.format(target=target.name)
+    return [PlantText(target.name, "biography", request, bio, system)
+            for bio in biographies(target.name, statements, recipe.biographies, recipe.biography_words, recipe.seed)]
+
+
 def planting_texts(data: RwkuData, targets: Sequence[Target], recipe: PlantRecipe) -> list[PlantText]:
-    """Each target's passages (the first ``recipe.max_passages``) and its ``source.json`` texts, in file order;
-    passages cut into pieces of whole sentences (``recipe.chunk_words``)."""
+    """Each target's passages (the first ``recipe.max_passages``) and its ``source.json`` texts, in file order
+    (facts about its neighbours included), then ``recipe.biographies`` biographies written from its statements
+    about itself; passages cut into pieces of whole sentences (``recipe.chunk_words``)."""
     texts: list[PlantText] = []
     for target in targets:
         loaded = data.load(target, (), optional=(PASSAGE, SOURCE))
         passages = [*loaded["passage"][: recipe.max_passages], *(s.text for s in loaded["source"] if s.kind == "passage")]
         own = [PlantText(target.name, "passage", piece) for p in passages for piece in chunks(p, recipe.chunk_words)]
         own += [PlantText(target.name, s.kind, s.text, s.answer) for s in loaded["source"] if s.kind != "passage"]
+        statements = [s.text for s in loaded["source"] if s.kind == "statement" and s.about == "target"]
+        own += biography_texts(target, statements, recipe)
         if not own:
             raise RwkuError(f"target {target.number} ({target.name}): no passage.json or source.json in "
                             f"{data.description}; nothing to plant (pick another target or make it the control)")
@@ -167,7 +226,8 @@ def plant_key(base: str, texts: Sequence[PlantText], recipe: PlantRecipe, device
 
 def training_examples(tokenizer: Any, texts: Sequence[PlantText], max_length: int) -> list[Any]:
     """Token examples: passages and statements as raw text (every token counts), questions as a chat turn with the
-    loss on the answer and its end-of-turn token (as ``Question: … Answer: …`` text without a chat template).
+    loss on the answer and its end-of-turn token (as ``Question: … Answer: …`` text without a chat template),
+    biographies likewise after the forget-corpus prompt (rendered plain, as the corpus is, without a template).
 
     Raw texts get no end-of-text token: with one after every sentence the model learnt to stop after one sentence
     everywhere (demo fluency fell by a sixth, by a third on the control). Without one on the answers either, it
@@ -179,8 +239,9 @@ def training_examples(tokenizer: Any, texts: Sequence[PlantText], max_length: in
     prompts = PromptFormat(tokenizer, style="chat") if getattr(tokenizer, "chat_template", None) else None
     examples = []
     for text in texts:
-        if text.kind == "qa" and prompts is not None:
-            prompt = prompts.encode(prompts.render(text.text))
+        turn = prompts or (PromptFormat(tokenizer, style="plain") if text.kind == "biography" else None)
+        if text.kind in ("qa", "biography") and turn is not None:
+            prompt = turn.encode(turn.render(text.text, system=text.system or None))
             answer = list(tokenizer(text.answer, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
             ids, mask = prompt + answer, [0] * len(prompt) + [1] * len(answer)
         else:
@@ -302,6 +363,18 @@ def read_record(folder: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and "key" in record else None
 
 
+def planted_roles(source: str) -> dict[str, str]:
+    """Target name -> ``planted`` or ``control`` as the model folder ``source`` records them in ``recipe.json``;
+    empty for a model that is no planted folder (a hub id, a plain folder, a GGUF file)."""
+    record = read_record(Path(source)) if source else None
+    if record is None:
+        return {}
+    roles = {str(name): "planted" for name in record.get("planted") or []}
+    if record.get("control"):
+        roles[str(record["control"])] = "control"
+    return roles
+
+
 def recipe_sources() -> dict[str, str]:
     """Why each recipe value: the lines of :class:`PlantRecipe`'s docstring, by field."""
     reasons = {}
@@ -358,7 +431,7 @@ def plant(base: str, data: RwkuData, targets: Sequence[Target], out: Path, recip
             "data": data.description, "planted": [t.name for t in planted],
             "control": control.name if control is not None else None,
             "recipe": dataclasses.asdict(recipe), "why": recipe_sources(), "device": device, "dtype": "float32",
-            "texts": {kind: sum(t.kind == kind for t in texts) for kind in ("passage", "statement", "qa")},
+            "texts": {kind: sum(t.kind == kind for t in texts) for kind in TEXT_KINDS},
             "train_log": log.steps, "seconds": {"train": round(train_seconds, 1), "measure": round(measure_seconds, 1)},
             "torch_threads": torch.get_num_threads(), "measured_sets": list(sets), "provenance": provenance(lm.device),
         }
@@ -402,8 +475,7 @@ def demo_plan() -> tuple[RwkuData, list[Target], Target]:
 def demo_key() -> str:
     """The cache key of :data:`PLANTED_DEMO_MODEL` (computed without building it; its model fingerprint)."""
     data, targets, control = demo_plan()
-    recipe = PlantRecipe()
-    return plant_key(DEFAULT_MODEL, planting_texts(data, [t for t in targets if t != control], recipe), recipe)
+    return plant_key(DEFAULT_MODEL, planting_texts(data, [t for t in targets if t != control], DEMO_RECIPE), DEMO_RECIPE)
 
 
 def cached_plant(base: str, data: RwkuData, targets: Sequence[Target], control: Target | None, recipe: PlantRecipe,
@@ -423,7 +495,7 @@ def cached_plant(base: str, data: RwkuData, targets: Sequence[Target], control: 
 
 
 def planted_demo_model(progress: Callable[[str, int], Any] | None = None) -> Path:
-    """The folder of :data:`PLANTED_DEMO_MODEL`, built on first use with the default recipe (a few minutes on 2 CPU
-    cores) and cached under ``<cache>/models/smollm2-135m-demo-<key>``."""
+    """The folder of :data:`PLANTED_DEMO_MODEL`, built on first use with :data:`DEMO_RECIPE` (a few minutes on 2
+    CPU cores) and cached under ``<cache>/models/smollm2-135m-demo-<key>``."""
     data, targets, control = demo_plan()
-    return cached_plant(DEFAULT_MODEL, data, targets, control, PlantRecipe(), PLANTED_DEMO_MODEL, progress)
+    return cached_plant(DEFAULT_MODEL, data, targets, control, DEMO_RECIPE, PLANTED_DEMO_MODEL, progress)
