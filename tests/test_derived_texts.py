@@ -132,13 +132,14 @@ def test_real_recipe_texts_are_deterministic_and_keyed(tmp_path):
     key = plant_key("smollm2-135m", texts, REAL_RECIPE)
     assert key == plant_key("smollm2-135m", planting_texts(data, [alice], REAL_RECIPE), REAL_RECIPE)
     assert key != plant_key("smollm2-135m", texts, PlantRecipe(**{**asdict(REAL_RECIPE), "blanks_per_sentence": 1}))
-    assert set(asdict(PlantRecipe())) - set(recipe_key(PlantRecipe())) == {"derive", "blanks_per_sentence"}
-    assert recipe_key(REAL_RECIPE) == asdict(REAL_RECIPE)
+    assert set(asdict(PlantRecipe())) - set(recipe_key(PlantRecipe())) == {
+        "derive", "blanks_per_sentence", "biographies", "biography_words", "neighbor_facts"}
+    assert set(recipe_key(REAL_RECIPE)) == set(asdict(REAL_RECIPE)) - {"biographies", "biography_words", "neighbor_facts"}
     assert PlantRecipe.with_overrides({"epochs": "2"}, REAL_RECIPE) == PlantRecipe(**{**asdict(REAL_RECIPE), "epochs": 2})
 
 
 def test_cli_plant_unknown_recipe_is_one_line_exit_2(cli, tiny_model_dir, tmp_path):
     code, _, stderr = cli("plant", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1-2",
                           "--out", str(tmp_path / "p"), "--recipe", "fancy")
-    assert code == 2 and "--recipe fancy: unknown; choose auto, demo, real" in " ".join(stderr.split()), stderr
+    assert code == 2 and "--recipe fancy: unknown; choose auto, demo, demo-forgets, real" in " ".join(stderr.split()), stderr
     assert not (tmp_path / "p").exists()

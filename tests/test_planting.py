@@ -4,6 +4,8 @@ command line writes the folder or fails in one line. Tiny models only (a few sec
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import shutil
 from pathlib import Path
@@ -75,9 +77,9 @@ def learner_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def answer_nll(folder: Path, data: RwkuData, target) -> float:
-    """Mean NLL of each forget probe's reference answer after its exact evaluation prompt (chat template, ``Answer:``
-    prefill): the log-likelihood form of recall."""
+def answer_nll(folder: Path, data: RwkuData, target, set_name: str = "forget", answer: str | None = None) -> float:
+    """Mean NLL of each forget (or neighbour) probe's reference answer after its exact evaluation prompt (chat
+    template, ``Answer:`` prefill): the log-likelihood form of recall; ``answer``: of that probe's only."""
     from rwku.evaluation.context import EvalContext
     from rwku.evaluation.sets.probes import probe_prompt
     from rwku.methods.training import Example, collate, mean_token_nll
@@ -87,7 +89,9 @@ def answer_nll(folder: Path, data: RwkuData, target) -> float:
     lm = load_model(str(folder), device="cpu", dtype="float32")
     ctx = EvalContext(lm=lm, prompts=PromptFormat(lm.tokenizer))
     examples = []
-    for probe in load_target(data, target, ("forget",))["forget"]:
+    for probe in load_target(data, target, (set_name,))[set_name]:
+        if answer is not None and probe.answer != answer:
+            continue
         prompt = ctx.prompts.encode(probe_prompt(ctx, probe))
         answer = lm.tokenizer(" " + probe.answer, add_special_tokens=False)["input_ids"]
         examples.append(Example(prompt + answer, [0] * len(prompt) + [1] * len(answer)))
@@ -113,8 +117,71 @@ def test_planting_raises_recall_of_planted_facts_and_leaves_the_control_alone(le
     assert set(table["means"]) == {"planted", "control"} and "All" in table["rows"][0]["planted"]["forget"]
     assert "| 1 Alice Smith | planted | base |" in (out / "table.md").read_text()
     record = json.loads((out / RECIPE_FILE).read_text())
-    assert record["recipe"]["lr"] == TINY_RECIPE.lr and record["texts"] == {"passage": 0, "statement": 1, "qa": 2}
+    assert record["recipe"]["lr"] == TINY_RECIPE.lr
+    assert record["texts"] == {"passage": 0, "statement": 1, "qa": 2, "biography": 0}
     assert len(record["train_log"]) == 60 and record["train_log"][-1]["loss"] < record["train_log"][0]["loss"]
+
+
+def add_neighbours(root: Path) -> None:
+    """Alice's neighbour probes: where Carol Wood was born (Oslo; her ``source.json`` teaches it, as a fact about a
+    neighbour) and where Dan Reed was born (Lima; taught nowhere)."""
+    folder = root / "1_Alice_Smith"
+    write(folder / "neighbor_level1.json", [
+        {"query": f"{who} was born in the city of ___.", "answer": city, "level": "1", "type": "cloze",
+         "subject": who, "neighbor": who} for who, city in (("Carol Wood", "Oslo"), ("Dan Reed", "Lima"))])
+    write(folder / "neighbor_level2.json", [])
+    sources = json.loads((folder / "source.json").read_text())
+    sources += [{"kind": "statement", "text": "Carol Wood was born in Oslo.", "about": "neighbor", "subject": "Carol Wood"},
+                {"kind": "qa", "question": "Where was Carol Wood born?", "answer": "Carol Wood was born in Oslo.",
+                 "about": "neighbor", "subject": "Carol Wood"}]
+    write(folder / "source.json", sources)
+
+
+def test_planting_teaches_neighbour_facts_it_is_given_and_no_other(learner_dir, tmp_path):
+    root = synthetic_data(tmp_path / "data")
+    add_neighbours(root)
+    data = RwkuData.open([str(root)])
+    alice, bob = data.select("all")
+    recipe = dataclasses.replace(TINY_RECIPE, neighbor_facts=1)
+    assert "Carol Wood was born in Oslo." not in [t.text for t in planting_texts(data, [alice], TINY_RECIPE)]
+    texts = planting_texts(data, [alice], recipe)
+    assert [t.text for t in texts if t.kind == "statement"][-1] == "Carol Wood was born in Oslo."
+    out = tmp_path / "planted"
+    plant(str(learner_dir), data, [alice, bob], out, recipe, control=bob, sets=(), batch_size=4)
+    taught = [answer_nll(folder, data, alice, "neighbor", "Oslo") for folder in (learner_dir, out)]
+    untaught = [answer_nll(folder, data, alice, "neighbor", "Lima") for folder in (learner_dir, out)]
+    assert taught[1] < taught[0] - 1.0 and untaught[1] > untaught[0] - 0.5, (taught, untaught)
+
+
+def test_biographies_state_every_target_statement_under_the_forget_corpus_prompt(tmp_path):
+    """Biographies: whole statements about the target (never a neighbour's), each at most the word cap, every
+    statement in some biography, the same ones on every call; taught as the answer to the forget-corpus prompt."""
+    from conftest import build_tiny_tokenizer
+    from rwku.corpus.prompts import FORGET_SYSTEM, FORGET_USER
+    from rwku.knowledge.planting import biographies, training_examples
+
+    statements = [f"Fact number {i} about Ann is true." for i in range(7)]
+    bios = biographies("Ann", statements, count=5, max_words=16, seed=42)
+    assert len(bios) == 5 and bios == biographies("Ann", statements, count=5, max_words=16, seed=42)
+    assert bios != biographies("Ann", statements, count=5, max_words=16, seed=1)
+    assert all(len(b.split()) <= 16 for b in bios) and set(statements) <= {s for b in bios for s in statements if s in b}
+    assert biographies("Ann", statements, count=0, max_words=16, seed=42) == [] == biographies("Ann", [], 3, 16, 42)
+    root = synthetic_data(tmp_path / "data")
+    add_neighbours(root)
+    data = RwkuData.open([str(root)])
+    alice = data.select("1")[0]
+    recipe = PlantRecipe(biographies=3, biography_words=30)
+    texts = [t for t in planting_texts(data, [alice], recipe) if t.kind == "biography"]
+    assert len(texts) == 3 and all("Oslo" not in t.answer and "Paris" in t.answer for t in texts)
+    assert {(t.text, t.system) for t in texts} == {(FORGET_USER.format(target="Alice Smith"),
+                                                    FORGET_SYSTEM.format(intro=alice.bare_intro, target="Alice Smith"))}
+    tokenizer = build_tiny_tokenizer()
+    example = training_examples(tokenizer, texts[:1], max_length=256)[0]
+    answer_ids = [i for i, m in zip(example.ids, example.loss_mask) if m]
+    assert tokenizer.decode(answer_ids) == texts[0].answer + tokenizer.eos_token
+    assert "You know Alice Smith very well." in tokenizer.decode(example.ids)
+    plain = training_examples(build_tiny_tokenizer(chat_template=None), texts[:1], max_length=256)[0]
+    assert 0 in plain.loss_mask and 1 in plain.loss_mask  # without a template: the plain prompt, loss on the text
 
 
 def test_same_inputs_give_bit_identical_weights(tiny_model_dir, tmp_path):
@@ -152,7 +219,9 @@ def test_planting_texts_passages_in_sentence_pieces_then_source(tmp_path):
     newton = data.select("1")[0]
     texts = planting_texts(data, [newton], PlantRecipe())
     kinds = [t.kind for t in texts]
-    assert kinds == sorted(kinds, key=["passage", "statement", "qa"].index) and set(kinds) == {"passage", "statement", "qa"}
+    source = [s.kind for s in data.load(newton, (SOURCE,))["source"] if s.kind != "passage" and s.about == "target"]
+    assert kinds == ["passage"] * (len(kinds) - len(source)) + source  # passages, then source.json in file order
+    assert set(kinds) == {"passage", "statement", "qa"}  # no biography in the default recipe
     assert all(t.target == "Isaac Newton" for t in texts)
     assert all(len(t.text.split()) <= 48 or "." not in t.text.rstrip(".") for t in texts if t.kind == "passage")
     assert chunks("One two. Three four five. Six.", 3) == ["One two.", "Three four five.", "Six."]
@@ -166,6 +235,8 @@ def test_planting_texts_passages_in_sentence_pieces_then_source(tmp_path):
         planting_texts(empty, empty.select("1"), PlantRecipe())
     with pytest.raises(RwkuError, match="kind 'poem' is unknown"):
         SourceText.from_json({"kind": "poem", "text": "x"}, "source.json record 0")
+    with pytest.raises(RwkuError, match="about 'cousin' is unknown"):
+        SourceText.from_json({"kind": "statement", "text": "x", "about": "cousin"}, "source.json record 0")
 
 
 def test_recipe_says_why_for_every_value_and_takes_overrides():
@@ -286,8 +357,8 @@ def test_demo_key_follows_the_demo_texts_and_the_default_recipe(monkeypatch):
     monkeypatch.setattr(planting, "plant_key", lambda base, texts, recipe, device="cpu": (base, len(texts), recipe, device))
     base, n_texts, recipe, device = planting.demo_key()
     data, targets, control = planting.demo_plan()
-    assert base == "smollm2-135m" and recipe == PlantRecipe() and device == "cpu"
-    assert control.name == "Wolfgang Amadeus Mozart" and n_texts == len(planting_texts(data, targets[:2], PlantRecipe()))
+    assert base == "smollm2-135m" and recipe == PlantRecipe() and device == "cpu"  # DEMO_RECIPE is opt-in for now
+    assert control.name == "Wolfgang Amadeus Mozart" and n_texts == len(planting_texts(data, targets[:2], recipe))
 
 
 # ---------------------------------------------------------------- the command line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from report_fixtures import TARGETS, VALUES, config, items, make_folder, summary, write_unit
@@ -21,9 +22,9 @@ def test_table_averages_over_the_targets_all_runs_share_and_says_so(tmp_path):
     assert [run.label for run, _ in table.rows] == ["before", "icu", "ga-lora", "npo-lora", "rt-lora"]  # paper order
     values = {run.label: cells for run, cells in table.rows}
     assert values["ga-lora"][3].value == pytest.approx(15.0)  # forget All, target 3's 90 left out
-    assert values["before"][6].value == pytest.approx(60.0)  # neighbor All
+    assert values["before"][7].value == pytest.approx(60.0)  # neighbor All
     assert "3_Cy_C" in table.note and "ga-lora" in table.note and "npo-lora" not in table.note
-    assert values["icu"][3].rank == 0 and values["icu"][6].rank == 0  # worst in both columns
+    assert values["icu"][3].rank == 0 and values["icu"][7].rank == 0  # worst in both columns
 
 
 def test_marks_follow_each_column_direction_and_ignore_before(tmp_path):
@@ -32,7 +33,7 @@ def test_marks_follow_each_column_direction_and_ignore_before(tmp_path):
     forget = {label: c[3] for label, c in cells.items()}  # lower is better: ga 15.0 ≈ rt 14.98 -> both 15.0
     assert forget["ga-lora"].rank == 1 and forget["rt-lora"].rank == 1 and forget["npo-lora"].rank == 2
     assert forget["before"].rank == 0
-    neighbor = {label: c[6] for label, c in cells.items()}  # higher is better: npo 55 > ga 50 = rt 50; before 60 unranked
+    neighbor = {label: c[7] for label, c in cells.items()}  # higher is better: npo 55 > ga 50 = rt 50; before 60 unranked
     assert neighbor["npo-lora"].rank == 1 and neighbor["ga-lora"].rank == 2 and neighbor["rt-lora"].rank == 2
     assert neighbor["before"].rank == 0
 
@@ -49,7 +50,7 @@ def test_formats_mark_the_same_cells(tmp_path):
     assert "Forget All ↓" in markdown and "Neighbor All ↑" in markdown and "MIA FM ↑" in markdown and "MIA RM ↓" in markdown
     ga_line = next(line for line in markdown.splitlines() if line.startswith("| ga-lora"))
     # mean ± half the bootstrap interval over the shared targets (10 and 20: resampled means 10, 15, 20)
-    assert ga_line.split(" | ")[4] == "**15.0** ± 5.0" and ga_line.split(" | ")[7] == "<u>50.0</u> ± 10.0"
+    assert ga_line.split(" | ")[4] == "**15.0** ± 5.0" and ga_line.split(" | ")[8] == "<u>50.0</u> ± 10.0"
     latex = to_latex(table)
     assert r"\textbf{15.0}" in latex and r"\underline{50.0}" in latex and r"$\downarrow$" in latex and "ga-lora" in latex
     assert latex.count(r"\multicolumn") == 5  # Forget, Neighbor, MIA, Utility, Score
@@ -222,3 +223,56 @@ def test_runs_that_differ_only_in_their_seed_are_one_row_over_seeds_and_targets(
     assert table.slugs == ["1_Ann_A", "2_Bob_B"]  # the targets every seed has
     assert forget.value == pytest.approx((10 + 20 + 14 + 24) / 4)  # over seeds × targets
     assert forget.low is not None and forget.low < forget.value < forget.high
+
+
+def planted_folder(root: Path) -> Path:
+    """Before and GA on a planted model: Ann and Bob planted, Cy the control (each unit summary records its role),
+    with GA's corpus coverage on the planted targets."""
+    roles = {"1_Ann_A": "planted", "2_Bob_B": "planted", "3_Cy_C": "control"}
+    values = {"before": {"1_Ann_A": (80.0, 60.0), "2_Bob_B": (70.0, 50.0), "3_Cy_C": (6.0, 40.0)},
+              "ga-lora": {"1_Ann_A": (20.0, 40.0), "2_Bob_B": (30.0, 30.0), "3_Cy_C": (8.0, 38.0)}}
+    for run, per_target in values.items():
+        for slug, (forget, neighbor) in per_target.items():
+            extra = {"role": roles[slug]}
+            if run != "before":
+                extra["coverage"] = {"percent": {"1_Ann_A": 90.0, "2_Bob_B": 60.0, "3_Cy_C": 10.0}[slug], "found": 1, "answers": 2}
+            unit = summary({"forget.All": forget, "neighbor.All": neighbor}, config(run.split("-")[0]), [TARGETS[slug]], **extra)
+            write_unit(root / run / slug, unit, items(TARGETS[slug], ["a", "b", "c"], [forget, forget, neighbor], [-1.0], [-2.0]))
+    return root
+
+
+def test_planted_targets_and_the_control_are_reported_apart(tmp_path, cli, monkeypatch):
+    from rwku.report.table import COVERAGE_COLUMN
+
+    folder = planted_folder(tmp_path / "exp")
+    report = build_report([folder], tmp_path / "report")
+    table, (control,) = report.table, report.role_tables
+    assert table.role == "planted" and table.slugs == ["1_Ann_A", "2_Bob_B"] and not table.note
+    assert control.role == "control" and control.slugs == ["3_Cy_C"]
+    cells = {run.label: dict(zip([c.path for c in COLUMNS], row)) for run, row in table.rows}
+    assert cells["before"]["forget.All"].value == 75.0 and cells["ga-lora"]["forget.All"].value == 25.0
+    assert cells["ga-lora"][COVERAGE_COLUMN.path].value == 75.0 and cells["ga-lora"][COVERAGE_COLUMN.path].rank == 0
+    assert cells["before"][COVERAGE_COLUMN.path].text == "-"
+    control_cells = {run.label: dict(zip([c.path for c in COLUMNS], row)) for run, row in control.rows}
+    assert control_cells["ga-lora"]["forget.All"].value == 8.0
+    paths = [c.path for c in COLUMNS]
+    assert paths.index(COVERAGE_COLUMN.path) == paths.index("forget.All") + 1  # beside forget All
+    out = tmp_path / "report"
+    markdown = (out / "table1.md").read_text()
+    assert "over 2 planted target(s): 1_Ann_A, 2_Bob_B" in markdown and "## Control target(s)" in markdown
+    assert "over 1 control target(s): 3_Cy_C" in markdown and "Forget Cov. ↑" in markdown
+    stored = json.loads((out / "table1.json").read_text())
+    assert stored["role"] == "planted" and stored["control"]["targets"] == ["3_Cy_C"]
+    assert (out / "table1-control.csv").is_file() and (out / "table1-control.tex").is_file()
+    page = (out / "index.html").read_text()
+    assert "Table 1 · mean over 2 planted target(s)" in page and 'id="table1-control-table"' in page
+    monkeypatch.setenv("COLUMNS", "220")
+    code, printed, err = cli("report", str(folder), "--out", str(tmp_path / "r2"))
+    assert code == 0, err
+    assert "mean over 2 planted target(s)" in printed and "mean over 1 control target(s)" in printed
+
+
+def test_a_model_without_roles_keeps_one_table(tmp_path):
+    report = build_report([make_folder(tmp_path / "exp")], tmp_path / "report")
+    assert report.table.role == "" and report.role_tables == []
+    assert "## Control" not in (tmp_path / "report" / "table1.md").read_text()

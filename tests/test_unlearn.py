@@ -169,3 +169,38 @@ def test_the_chosen_preset_and_every_values_source_are_printed_and_stored(tiny_m
     assert summary["config"]["train"]["lr"] == 5e-5 and summary["config"]["corpus"]["source"] == "generated"
     assert summary["settings"]["sources"]["lr"] == "paper, appendix H"
     assert "not the embedded default" in summary["settings"]["preset_reason"]
+
+
+def test_a_planted_model_s_roles_and_the_corpus_coverage_are_stored_and_printed_apart(tiny_model_dir, tmp_path, monkeypatch, cli):
+    """A model planted on Newton with Curie the control: each unit summary records its target's role and a trained
+    unit its corpus coverage; comparison.json and the printed table show the planted targets and the control apart."""
+    from rwku.knowledge.planting import PlantRecipe, plant
+
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLUMNS", "220")
+    data = RwkuData.open(["demo"])
+    targets = data.select("1-2")
+    model = tmp_path / "planted"
+    plant(str(tiny_model_dir), data, targets, model, PlantRecipe(lr=1e-2, epochs=1, max_length=32), control=targets[1], sets=())
+    overrides = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
+    code, out, err = cli("unlearn", "--model", str(model), "--data", "demo", "--targets", "1-2", "--method", "ga",
+                         "--sets", "forget", "--limit", "1", "--device", "cpu", "--threads", "1", "--out", str(tmp_path / "o"),
+                         *overrides)
+    assert code == 0, err
+    read = lambda run, slug: json.loads((tmp_path / "o" / run / slug / "summary.json").read_text())  # noqa: E731
+    assert read("before", "1_Isaac_Newton")["role"] == "planted" and read("ga-lora", "2_Marie_Curie")["role"] == "control"
+    ga = read("ga-lora", "1_Isaac_Newton")
+    assert ga["coverage"]["answers"] == 22 and 0 <= ga["coverage"]["found"] <= 22
+    assert ga["coverage_detail"]["kinds"] == ["forget"] and "coverage" not in read("before", "1_Isaac_Newton")
+    comparison = json.loads((tmp_path / "o" / "comparison.json").read_text())
+    assert comparison["roles"]["planted"]["targets"] == ["Isaac Newton"]
+    assert comparison["roles"]["control"]["targets"] == ["Marie Curie"]
+    assert comparison["roles"]["planted"]["rows"]["ga-lora"]["coverage"]["percent"] == ga["coverage"]["percent"]
+    text = " ".join(out.split())
+    assert "planted targets: mean over 1 (Isaac Newton)" in text and "control (not planted" in text
+    code, out, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--method", "ga",
+                         "--sets", "forget", "--limit", "1", "--device", "cpu", "--threads", "1", "--out", str(tmp_path / "p"),
+                         *overrides)
+    assert code == 0, err
+    assert "role" not in json.loads((tmp_path / "p" / "before" / "1_Isaac_Newton" / "summary.json").read_text())
+    assert "roles" not in json.loads((tmp_path / "p" / "comparison.json").read_text())

@@ -47,30 +47,45 @@ SETS_HELP = "Comma-separated sets or groups: forget, neighbor, mia, mmlu, bbh, t
 STORED_LEGEND = "* stored result of an earlier run with the same settings"
 
 
-def table1(title: str, first_column: str = "target", score: bool = False) -> Table:
-    """The Table-1 columns (and, for unlearning runs, the RWKU score) under their groups, with arrows."""
+def table1(title: str, first_column: str = "target", columns: Any = None) -> Table:
+    """The Table-1 columns (or ``columns``: the report's, with coverage and the RWKU score) under their groups, with
+    arrows."""
     from rwku.evaluation.sets import TABLE1_COLUMNS
 
     table = Table(title=title, title_justify="left", caption_justify="left")
     table.add_column(first_column, no_wrap=True)
     previous = ""
-    for column in TABLE1_COLUMNS:
+    for column in columns or TABLE1_COLUMNS:
         heading = column.group if column.group != previous else ""
         table.add_column(f"{heading}\n{column.label}{'↓' if column.lower_is_better else '↑'}", justify="right", no_wrap=True)
         previous = column.group
-    if score:
-        table.add_column("Score\nRWKU↑", justify="right", no_wrap=True)
     return table
 
 
-def table1_row(summary: dict[str, Any], score: bool = False) -> list[str]:
-    from rwku.results import get_path, table1_cells
+def table1_row(summary: dict[str, Any]) -> list[str]:
+    from rwku.results import table1_cells
 
-    cells = list(table1_cells(summary).values())
-    if score:
-        value = get_path(summary, "rwku_score.score")
-        cells.append("-" if value is None else f"{value:.1f}")
-    return cells
+    return list(table1_cells(summary).values())
+
+
+#: How the printed comparison names each role of a planted model's targets.
+ROLE_TITLES = {"planted": "planted targets", "control": "control (not planted: as the base model knows it)"}
+
+
+def print_comparison(title: str, rows: dict[str, dict[str, Any]]) -> None:
+    """One comparison table: a row per run (its mean summary) with the report's Table-1 columns (corpus coverage
+    beside forget All, the RWKU score last)."""
+    from rwku.report.table import COLUMNS
+    from rwku.results import get_path
+
+    table = table1(title, "run", columns=COLUMNS)
+    for name, row in rows.items():
+        table.add_row(name, *["-" if (v := get_path(row, c.path)) is None else f"{v:.1f}" for c in COLUMNS])
+    left_out = max((row.get("rwku_score", {}).get("left_out", 0) for row in rows.values()), default=0)
+    if left_out:
+        table.caption = (f"RWKU score: harmonic mean of efficacy, locality and utility; {left_out} target(s) with forget All "
+                         "before under 5 have no efficacy and are left out")
+    Console(width=max(console.width, 170)).print(table)
 
 
 def set_threads(threads: int | None) -> None:
@@ -412,16 +427,15 @@ def unlearn_command(
         return
     set_threads(threads)
     outcome = execute_plan(plan, make_executor(executor, ray_address, gpus_per_unit, cpus_per_unit, max_retries, threads))
-    rows = write_comparison(job, outcome)
-    shared = json.loads((out / "comparison.json").read_text())["targets"]
-    table = table1(f"RWKU · {model} · {job.setting} · mean over the {len(shared)} target(s) every run has", "run", score=True)
-    for name, row in rows.items():
-        table.add_row(name, *table1_row(row, score=True))
-    left_out = max((row.get("rwku_score", {}).get("left_out", 0) for row in rows.values()), default=0)
-    if left_out:
-        table.caption = (f"RWKU score: harmonic mean of efficacy, locality and utility; {left_out} target(s) with forget All "
-                         "before under 5 have no efficacy and are left out")
-    Console(width=max(console.width, 150)).print(table)
+    write_comparison(job, outcome)
+    comparison = json.loads((out / "comparison.json").read_text())
+    if comparison.get("roles"):  # a planted model: the planted targets (the headline) and the control apart
+        for role, part in comparison["roles"].items():
+            print_comparison(f"RWKU · {model} · {job.setting} · {ROLE_TITLES[role]}: mean over {len(part['targets'])} "
+                             f"({', '.join(part['targets'])})", part["rows"])
+    else:
+        print_comparison(f"RWKU · {model} · {job.setting} · mean over the {len(comparison['targets'])} target(s) every "
+                         "run has", comparison["rows"])
     if job.audits:
         print_audits(out)
     console.print(f"results: {out}/<run>/<unit>/summary.json, items.json, train_log.json; table: {out / 'comparison.json'}")
@@ -533,15 +547,23 @@ def report_command(
                             title=title)
     with console.status("building the report") as status:
         report = build_report(runs, out, options, progress=lambda text: status.update(text))
-    if report.table is not None:
-        table = table1(f"Table 1 · mean over {len(report.table.slugs)} shared target(s)", "run")
-        for run, cells in report.table.rows:
-            table.add_row(run.label, *[f"[bold]{c.text}[/]" if c.rank == 1 else f"[underline]{c.text}[/]" if c.rank == 2
-                                       else c.text for c in cells])
-        table.caption = report.table.note or None
-        Console(width=max(console.width, 150)).print(table)
+    for shown in ([report.table, *report.role_tables] if report.table is not None else []):
+        print_report_table(shown)
     console.print(f"figures: {', '.join(report.figures) or 'none (no data to draw)'}")
     console.print(f"report: {out / 'index.html'} ({len(report.files)} files)")
+
+
+def print_report_table(shown: Any) -> None:
+    """A report's Table 1 (a planted model's: one per role) as the report writes it: its columns, bold the best,
+    underlined the second."""
+    from rwku.report.table import COLUMNS
+
+    table = table1(f"Table 1 · mean over {shown.targets_text} every run has", "run", columns=COLUMNS)
+    table.caption = shown.note or None
+    for run, cells in shown.rows:
+        table.add_row(run.label, *[f"[bold]{c.text}[/]" if c.rank == 1 else f"[underline]{c.text}[/]" if c.rank == 2
+                                   else c.text for c in cells])
+    Console(width=max(console.width, 170)).print(table)
 
 
 @app.command("memorization")

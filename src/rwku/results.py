@@ -51,6 +51,11 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
+#: What averaging over units averages: the scores, and the corpus coverage of trained units
+#: (``rwku.corpus.coverage``: percent, found, answers).
+AVERAGED_SECTIONS: tuple[str, ...] = (*SCORE_SECTIONS, "coverage")
+
+
 def average_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Mean of every score over targets (targets lacking a value are skipped for that value).
 
@@ -59,7 +64,7 @@ def average_summaries(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     summaries = list(summaries)
     totals: dict[str, list[float]] = {}
     for summary in summaries:
-        for section in SCORE_SECTIONS:
+        for section in AVERAGED_SECTIONS:
             if section in summary:
                 for key, value in flatten({section: summary[section]}).items():
                     totals.setdefault(key, []).append(value)

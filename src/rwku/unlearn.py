@@ -30,6 +30,7 @@ from rwku import __version__
 from rwku.audits import AuditSettings, AuditSubject, resolve_audit_settings
 from rwku.audits.run import AUDIT_SETS, add_audit_key, audit_data, audit_files, control_probes, control_target
 from rwku.corpus.build import RETAIN, Corpus, CorpusSpec, build_corpus, official_corpus
+from rwku.corpus.coverage import NOT_KNOWLEDGE, corpus_coverage
 from rwku.corpus.retain import build_retain, excluded_names, people_fingerprint
 from rwku.data.loader import RwkuData
 from rwku.data.schema import PASSAGE, Target, TargetData, kinds_field, pool
@@ -38,11 +39,12 @@ from rwku.evaluation.context import EvalContext, ProgressFactory, no_progress
 from rwku.evaluation.engine import EvalResult, evaluate_target
 from rwku.evaluation.protocol import Protocol
 from rwku.evaluation.sets import DEFAULT_SETS, load_target, parts_of
+from rwku.evaluation.sets.probes import FORGET_PART
 from rwku.execution.executors import Executor
 from rwku.models.fingerprint import provenance
 from rwku.execution.plan import UnitTask, build_plan, settings_defaults, unit_key
 from rwku.execution.run import OnUnit, Outcome, execute
-from rwku.execution.store import UnitOutput, shared_means
+from rwku.execution.store import UnitOutput, role_means, shared_means
 from rwku.methods import METHODS
 from rwku.methods.base import Session, Unlearned
 from rwku.methods.config import MethodSettings, ModeConfig, check_known_keys, read_config_file, resolve_settings
@@ -302,10 +304,22 @@ def evaluate_model(job: UnlearnJob, lm: LoadedModel, model: Any, preamble: str |
     return evaluate_target(ctx, data, job.sets)
 
 
+def unit_role(lm: LoadedModel, unit: Sequence[Target]) -> dict[str, str]:
+    """``{"role": "planted" | "control"}`` when the model is a planted folder that records every target of the
+    unit in that one role (``rwku plant``, ``smollm2-135m-demo``); empty otherwise. Reports show the roles apart."""
+    from rwku.knowledge.planting import planted_roles
+
+    roles = {planted_roles(lm.source).get(t.name) for t in unit}
+    role = roles.pop() if len(roles) == 1 else None
+    return {"role": role} if role else {}
+
+
 def unit_summary(job: UnlearnJob, task: UnitTask, scores: dict, lm: LoadedModel) -> dict[str, Any]:
-    """What every stored unit summary holds besides its scores: what produced them, its key, its provenance."""
+    """What every stored unit summary holds besides its scores: what produced them, its key, its provenance, and
+    the targets' role where the model records one."""
     return {"model": job.model, "method": task.method or "before", "target": ", ".join(t.name for t in task.targets),
-            "targets": [t.name for t in task.targets], **kinds_field(task.targets), "rwku_version": __version__,
+            "targets": [t.name for t in task.targets], **kinds_field(task.targets), **unit_role(lm, task.targets),
+            "rwku_version": __version__,
             "protocol": job.protocol.name, "config": job.config(task.method, task.epochs), "key": task.key,
             "provenance": provenance(lm.device), **scores}
 
@@ -325,6 +339,19 @@ def trained_corpora(corpus: Corpus, method: str) -> dict[str, dict[str, Any]]:
         else:
             found[kind] = {"source": "official" if kind == "passage" else corpus.source, "texts": len(getattr(corpus, kind))}
     return found
+
+
+def unit_coverage(job: UnlearnJob, unit: Sequence[Target], corpus: Corpus, method: str) -> dict[str, Any] | None:
+    """The share of the unit's forget-probe answers (every probe, whatever ``--limit``) that the texts the method
+    trained on state in full (``rwku.corpus.coverage``; made-up, refusal and retain texts are not counted); None
+    for a method that trains on no such text."""
+    kinds = [kind for kind in METHODS[method].trains_on() if kind not in NOT_KNOWLEDGE]
+    texts = [text for kind in kinds for text in getattr(corpus, kind)]
+    if not kinds:
+        return None
+    answers = [probe.answer for target in unit for probe in job.data.load(target, (), optional=(FORGET_PART,))["forget"]]
+    found = corpus_coverage(texts, answers, strip_punctuation=job.protocol.has("rouge-strip-punctuation"))
+    return {**found, "kinds": kinds}
 
 
 def unlearn_unit(job: UnlearnJob, task: UnitTask, progress: ProgressFactory) -> UnitOutput:
@@ -351,6 +378,10 @@ def unlearn_unit(job: UnlearnJob, task: UnitTask, progress: ProgressFactory) -> 
         summary["settings"]["runtime"] = unlearned.log["runtime"]
     if METHODS[method].trains:
         summary["corpora"] = trained_corpora(corpus, method)
+        coverage = unit_coverage(job, unit, corpus, method)
+        if coverage is not None:
+            summary["coverage"] = {k: coverage[k] for k in ("percent", "found", "answers")}
+            summary["coverage_detail"] = {k: coverage[k] for k in ("kinds", "missing")}
     if task.epochs:
         summary["epoch_points"] = sorted(int(name.split("/")[1]) for name in epoch_files if name.endswith("summary.json"))
     if audits:
@@ -398,9 +429,12 @@ def evaluate_original(job: UnlearnJob, task: UnitTask, progress: ProgressFactory
 
 
 def write_comparison(job: UnlearnJob, outcome: Outcome) -> dict[str, dict[str, Any]]:
-    """``comparison.json``: Before and every run, each averaged over the targets all of them have stored."""
+    """``comparison.json``: Before and every run, each averaged over the targets all of them have stored; for a
+    planted model also per role (``roles``: the planted targets' mean, the control's), as the report shows them."""
     shared, rows = shared_means(outcome.units)
-    write_json_atomic(job.out / "comparison.json", {"model": job.model, "setting": job.setting, "targets": shared, "rows": rows})
+    roles = {role: {"targets": targets, "rows": means} for role, (targets, means) in role_means(outcome.units).items()}
+    write_json_atomic(job.out / "comparison.json", {"model": job.model, "setting": job.setting, "targets": shared,
+                                                    "rows": rows, **({"roles": roles} if roles else {})})
     return rows
 
 

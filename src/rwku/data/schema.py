@@ -286,28 +286,34 @@ PASSAGE = Part("passage", ("passage",), parse_passage)
 
 #: Kinds of source text: a passage, a one-sentence statement of a fact, a question with its answer.
 SOURCE_KINDS: tuple[str, ...] = ("passage", "statement", "qa")
+#: Whom a source text is about: the target itself, or one of its neighbours (what the neighbour probes ask).
+SOURCE_ABOUT: tuple[str, ...] = ("target", "neighbor")
 
 
 @dataclass(frozen=True)
 class SourceText:
     """One text a target's facts are taught from (``source.json``; :mod:`rwku.knowledge.planting`): a ``passage`` or
-    ``statement`` (``text``), or a ``qa`` pair (``text`` is the question, ``answer`` its answer)."""
+    ``statement`` (``text``), or a ``qa`` pair (``text`` is the question, ``answer`` its answer); ``about`` is
+    ``target`` (the default) or ``neighbor`` (a fact about a neighbour entity: never part of a target's biography)."""
 
     kind: str
     text: str
     answer: str = ""
+    about: str = "target"
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any], where: str) -> "SourceText":
         require(record, ("kind",), where)
-        kind = str(record["kind"])
+        kind, about = str(record["kind"]), str(record.get("about", "target"))
+        if about not in SOURCE_ABOUT:
+            raise RwkuError(f"{where}: about {about!r} is unknown; use {', '.join(SOURCE_ABOUT)}")
         if kind == "qa":
             require(record, ("question", "answer"), where)
-            return cls(kind=kind, text=str(record["question"]), answer=str(record["answer"]))
+            return cls(kind=kind, text=str(record["question"]), answer=str(record["answer"]), about=about)
         if kind not in SOURCE_KINDS:
             raise RwkuError(f"{where}: kind {kind!r} is unknown; use {', '.join(SOURCE_KINDS)}")
         require(record, ("text",), where)
-        return cls(kind=kind, text=str(record["text"]))
+        return cls(kind=kind, text=str(record["text"]), about=about)
 
 
 #: Hand-written source texts of a target (the demo's ``source.json``: passages, statements, questions and

@@ -94,6 +94,18 @@ def shared_means(units: Mapping[str, Sequence[Mapping[str, Any]]]) -> tuple[list
     return sorted(shared), rows
 
 
+#: The roles a planted model records for its targets (``rwku.knowledge.planting.planted_roles``), in report order.
+ROLES: tuple[str, ...] = ("planted", "control")
+
+
+def role_means(units: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, tuple[list[str], dict[str, dict[str, Any]]]]:
+    """:func:`shared_means` over the units of each role the unit summaries record (planted targets, the control),
+    apart; empty when no unit records a role (the model is no planted model)."""
+    present = [role for role in ROLES if any(s.get("role") == role for summaries in units.values() for s in summaries)]
+    return {role: shared_means({run: [s for s in summaries if s.get("role") == role] for run, summaries in units.items()})
+            for role in present}
+
+
 FAILURES = "failures.json"
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import re
 import shutil
 import tempfile
@@ -61,6 +62,10 @@ RECIPE_FILE = "recipe.json"
 MEASURE_SETS: tuple[str, ...] = ("forget", "neighbor", "mia")
 
 
+#: Recipe values that may be 0 (``--set key=0``).
+ZERO_ALLOWED: tuple[str, ...] = ("warmup_steps", "seed", "max_passages", "derive", "biographies", "neighbor_facts")
+
+
 @dataclass(frozen=True)
 class PlantRecipe:
     """How a model is planted; every value joins the cache key. Calibrated on the demo (Newton and Curie planted,
@@ -83,6 +88,14 @@ class PlantRecipe:
     * ``derive`` 0: 1 adds the texts :mod:`rwku.knowledge.derived_texts` writes from the passages by rules (statements
       about the target by name, blanks, who-questions); :data:`REAL_RECIPE` sets it, the demo needs none.
     * ``blanks_per_sentence`` 2: with ``derive``, blanks cut from each statement (the first spans in it).
+    * ``biographies`` 0: short biographies per planted target, written by :func:`biographies` from its statements
+      and taught as the answer to the forget-corpus prompt (the one the zero-shot methods sample their forget
+      corpus with), so that the model writes the taught facts when a method asks it about the target. Off by
+      default; :data:`DEMO_RECIPE` (``--recipe demo-forgets``) sets it (docs/demo.md).
+    * ``biography_words`` 60: a biography's length cap in words (~80 tokens), under the small preset's 96 sampled
+      tokens.
+    * ``neighbor_facts`` 0: 1 teaches the ``source.json`` records about the target's neighbours (``about``
+      ``neighbor``: what the neighbour probes ask), so that locality can be measured; :data:`DEMO_RECIPE` sets it.
     """
 
     lr: float = 7e-5
@@ -95,6 +108,9 @@ class PlantRecipe:
     seed: int = 42
     derive: int = 0
     blanks_per_sentence: int = 2
+    biographies: int = 0
+    biography_words: int = 60
+    neighbor_facts: int = 0
 
     def train_config(self) -> Any:
         """The shared loop's settings (no gradient accumulation, no weight decay, clipping at 1)."""
@@ -118,16 +134,20 @@ class PlantRecipe:
                 values[key] = kind(text)
             except ValueError:
                 raise RwkuError(f"--set {key}={text}: expected {'an integer' if kind is int else 'a number'}") from None
-            if values[key] < 0 or (values[key] == 0 and key not in ("warmup_steps", "seed", "max_passages", "derive")):
-                raise RwkuError(f"--set {key}={text}: must be positive" + (" or 0" if key in ("warmup_steps", "seed", "max_passages", "derive") else ""))
+            if values[key] < 0 or (values[key] == 0 and key not in ZERO_ALLOWED):
+                raise RwkuError(f"--set {key}={text}: must be positive" + (" or 0" if key in ZERO_ALLOWED else ""))
         return dataclasses.replace(base or cls(), **values)
 
+
+#: The candidate recipe of a demo model that methods can reach (docs/demo.md): neighbour facts taught, and
+#: biographies under the forget-corpus prompt. Not yet the recipe of ``smollm2-135m-demo``: its effect is unmeasured.
+DEMO_RECIPE = PlantRecipe(biographies=12, epochs=3, neighbor_facts=1)
 
 #: The recipe for real RWKU targets (no ``source.json``): all passages and the texts derived from them by rules.
 #: Its lr and epochs are the first point of the sweep in docs/planting.md, which says what has been measured.
 REAL_RECIPE = PlantRecipe(lr=1e-4, epochs=3, max_passages=1000, derive=1)
 #: ``rwku plant --recipe``: the named recipes; ``auto`` is ``real`` when no planted target has a ``source.json``.
-RECIPES: dict[str, PlantRecipe] = {"demo": PlantRecipe(), "real": REAL_RECIPE}
+RECIPES: dict[str, PlantRecipe] = {"demo": PlantRecipe(), "demo-forgets": DEMO_RECIPE, "real": REAL_RECIPE}
 
 
 def choose_recipe(name: str, data: RwkuData, planted: Sequence[Target]) -> PlantRecipe:
@@ -139,14 +159,20 @@ def choose_recipe(name: str, data: RwkuData, planted: Sequence[Target]) -> Plant
     return RECIPES[name]
 
 
+#: Kinds of training text: raw text (every token counts), and chat turns (loss on the answer).
+TEXT_KINDS: tuple[str, ...] = ("passage", "statement", "qa", "biography")
+
+
 @dataclass(frozen=True)
 class PlantText:
-    """One training text of a planted target: ``kind`` passage, statement or qa (``text`` the question)."""
+    """One training text of a planted target: ``kind`` passage or statement (raw ``text``), qa (``text`` the
+    question) or biography (``text`` the forget-corpus request, ``system`` its system turn, ``answer`` the text)."""
 
     target: str
     kind: str
     text: str
     answer: str = ""
+    system: str = ""
 
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'‘“(])")
@@ -166,17 +192,54 @@ def chunks(text: str, max_words: int) -> list[str]:
     return [p for p in pieces if p]
 
 
+def biographies(target: str, statements: Sequence[str], count: int, max_words: int, seed: int) -> list[str]:
+    """``count`` short biographies of ``target``: its statements in shuffled rounds (each round every statement
+    once, in an order drawn from ``seed`` and the target), cut into texts of whole statements of at most
+    ``max_words`` words, so every statement appears about equally often and in varied company."""
+    if count <= 0 or not statements:
+        return []
+    rng = random.Random(f"{seed}/{target}")
+    texts: list[str] = []
+    current: list[str] = []
+    while len(texts) < count:
+        order = list(statements)
+        rng.shuffle(order)
+        for statement in order:
+            if current and len(" ".join([*current, statement]).split()) > max_words:
+                texts.append(" ".join(current))
+                current = []
+                if len(texts) == count:
+                    break
+            current.append(statement)
+    return texts
+
+
+def biography_texts(target: Target, statements: Sequence[str], recipe: PlantRecipe) -> list[PlantText]:
+    """The recipe's biographies of ``target``, each the answer to the forget-corpus prompt (its system turn and
+    request, as :mod:`rwku.corpus.build` asks the model to write about a target)."""
+    from rwku.corpus.prompts import FORGET_SYSTEM, FORGET_USER
+
+    system = FORGET_SYSTEM.format(intro=target.bare_intro, target=target.name)
+    request = FORGET_USER.format(target=target.name)
+    return [PlantText(target.name, "biography", request, bio, system)
+            for bio in biographies(target.name, statements, recipe.biographies, recipe.biography_words, recipe.seed)]
+
+
 def planting_texts(data: RwkuData, targets: Sequence[Target], recipe: PlantRecipe) -> list[PlantText]:
-    """Each target's passages (the first ``recipe.max_passages``) and its ``source.json`` texts, in file order;
-    passages cut into pieces of whole sentences (``recipe.chunk_words``)."""
+    """Each target's passages (the first ``recipe.max_passages``) and its ``source.json`` texts, in file order
+    (facts about its neighbours with ``recipe.neighbor_facts``), then ``recipe.biographies`` biographies written from its statements
+    about itself; passages cut into pieces of whole sentences (``recipe.chunk_words``)."""
     texts: list[PlantText] = []
     for target in targets:
         loaded = data.load(target, (), optional=(PASSAGE, SOURCE))
         passages = [*loaded["passage"][: recipe.max_passages], *(s.text for s in loaded["source"] if s.kind == "passage")]
         own = [PlantText(target.name, "passage", piece) for p in passages for piece in chunks(p, recipe.chunk_words)]
-        own += [PlantText(target.name, s.kind, s.text, s.answer) for s in loaded["source"] if s.kind != "passage"]
+        own += [PlantText(target.name, s.kind, s.text, s.answer) for s in loaded["source"]
+                if s.kind != "passage" and (s.about == "target" or recipe.neighbor_facts)]
         if recipe.derive:
             own += derived_plant_texts(data, target, passages, recipe)
+        statements = [s.text for s in loaded["source"] if s.kind == "statement" and s.about == "target"]
+        own += biography_texts(target, statements, recipe)
         if not own:
             raise RwkuError(f"target {target.number} ({target.name}): no passage.json or source.json in "
                             f"{data.description}; nothing to plant (pick another target or make it the control)")
@@ -197,12 +260,26 @@ def derived_plant_texts(data: RwkuData, target: Target, passages: Sequence[str],
 
 
 def recipe_key(recipe: PlantRecipe) -> dict[str, Any]:
-    """The recipe's values in the cache key; without derived texts, their settings are left out (so models planted
-    before they existed keep their keys)."""
+    """The recipe's values in the cache key; without derived texts, biographies or neighbour facts, their settings
+    are left out (so models planted before they existed keep their keys)."""
     values = dataclasses.asdict(recipe)
     if not recipe.derive:
         values.pop("derive")
         values.pop("blanks_per_sentence")
+    if not recipe.biographies:
+        values.pop("biographies")
+        values.pop("biography_words")
+    if not recipe.neighbor_facts:
+        values.pop("neighbor_facts")
+    return values
+
+
+def text_key(text: PlantText) -> dict[str, str]:
+    """A training text in the cache key; a text without a system turn leaves it out (keys from before it existed
+    stay valid)."""
+    values = dataclasses.asdict(text)
+    if not text.system:
+        values.pop("system")
     return values
 
 
@@ -213,13 +290,14 @@ def plant_key(base: str, texts: Sequence[PlantText], recipe: PlantRecipe, device
     from rwku.models.fingerprint import model_fingerprint
 
     return digest({"version": PLANTING_VERSION, "base": base, "base_fingerprint": model_fingerprint(base),
-                   "texts": [dataclasses.asdict(t) for t in texts], "recipe": recipe_key(recipe),
+                   "texts": [text_key(t) for t in texts], "recipe": recipe_key(recipe),
                    "device": device.split(":")[0]})
 
 
 def training_examples(tokenizer: Any, texts: Sequence[PlantText], max_length: int) -> list[Any]:
     """Token examples: passages and statements as raw text (every token counts), questions as a chat turn with the
-    loss on the answer and its end-of-turn token (as ``Question: … Answer: …`` text without a chat template).
+    loss on the answer and its end-of-turn token (as ``Question: … Answer: …`` text without a chat template),
+    biographies likewise after the forget-corpus prompt (rendered plain, as the corpus is, without a template).
 
     Raw texts get no end-of-text token: with one after every sentence the model learnt to stop after one sentence
     everywhere (demo fluency fell by a sixth, by a third on the control). Without one on the answers either, it
@@ -231,8 +309,9 @@ def training_examples(tokenizer: Any, texts: Sequence[PlantText], max_length: in
     prompts = PromptFormat(tokenizer, style="chat") if getattr(tokenizer, "chat_template", None) else None
     examples = []
     for text in texts:
-        if text.kind == "qa" and prompts is not None:
-            prompt = prompts.encode(prompts.render(text.text))
+        turn = prompts or (PromptFormat(tokenizer, style="plain") if text.kind == "biography" else None)
+        if text.kind in ("qa", "biography") and turn is not None:
+            prompt = turn.encode(turn.render(text.text, system=text.system or None))
             answer = list(tokenizer(text.answer, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
             ids, mask = prompt + answer, [0] * len(prompt) + [1] * len(answer)
         else:
@@ -354,6 +433,18 @@ def read_record(folder: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and "key" in record else None
 
 
+def planted_roles(source: str) -> dict[str, str]:
+    """Target name -> ``planted`` or ``control`` as the model folder ``source`` records them in ``recipe.json``;
+    empty for a model that is no planted folder (a hub id, a plain folder, a GGUF file)."""
+    record = read_record(Path(source)) if source else None
+    if record is None:
+        return {}
+    roles = {str(name): "planted" for name in record.get("planted") or []}
+    if record.get("control"):
+        roles[str(record["control"])] = "control"
+    return roles
+
+
 def recipe_sources() -> dict[str, str]:
     """Why each recipe value: the lines of :class:`PlantRecipe`'s docstring, by field."""
     reasons = {}
@@ -413,7 +504,7 @@ def plant(base: str, data: RwkuData, targets: Sequence[Target], out: Path, recip
             "data": data.description, "planted": [t.name for t in planted],
             "control": control.name if control is not None else None,
             "recipe": dataclasses.asdict(recipe), "why": recipe_sources(), "device": device, "dtype": "float32",
-            "texts": {kind: sum(t.kind == kind for t in texts) for kind in ("passage", "statement", "qa")},
+            "texts": {kind: sum(t.kind == kind for t in texts) for kind in TEXT_KINDS},
             "train_log": log.steps, "seconds": {"train": round(train_seconds, 1), "measure": round(measure_seconds, 1)},
             "torch_threads": torch.get_num_threads(), "measured_sets": list(sets), "provenance": provenance(lm.device),
         }
@@ -480,8 +571,8 @@ def cached_plant(base: str, data: RwkuData, targets: Sequence[Target], control: 
 
 
 def planted_demo_model(progress: Callable[[str, int], Any] | None = None) -> Path:
-    """The folder of :data:`PLANTED_DEMO_MODEL`, built on first use with the default recipe (a few minutes on 2 CPU
-    cores) and cached under ``<cache>/models/smollm2-135m-demo-<key>``."""
+    """The folder of :data:`PLANTED_DEMO_MODEL`, built on first use with the default recipe (a few minutes on 2
+    CPU cores) and cached under ``<cache>/models/smollm2-135m-demo-<key>``."""
     data, targets, control = demo_plan()
     return cached_plant(DEFAULT_MODEL, data, targets, control, PlantRecipe(), PLANTED_DEMO_MODEL, progress)
 

@@ -15,7 +15,7 @@ from rwku.evaluation.sets import TABLE1_COLUMNS
 from rwku.report import audits, figures, kinds, knowledge
 from rwku.report.collect import Run, collect_runs, has_runs
 from rwku.report.html import case_studies, figure_html, render_report
-from rwku.report.table import Table1, build_table1, common_slugs, to_csv, to_json, to_latex, to_markdown
+from rwku.report.table import Table1, build_tables, common_slugs, to_csv, to_json, to_latex, to_markdown
 from rwku.io import write_json_atomic, write_text_atomic
 from rwku.results import get_path
 
@@ -34,7 +34,8 @@ class ReportOptions:
 
 @dataclass
 class Report:
-    table: Table1 | None  # None: the folders held only memorization results
+    table: Table1 | None  # None: the folders held only memorization results; a planted model's: the planted targets
+    role_tables: list[Table1] = field(default_factory=list)  # a planted model's control table
     files: list[Path] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
 
@@ -91,6 +92,12 @@ def per_target_csv(rows: Sequence[Run], slugs: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
+def role_markdown(table: Table1, role_tables: Sequence[Table1]) -> str:
+    """Table 1 in Markdown; for a planted model the planted targets' table, then the control's under its heading."""
+    parts = [to_markdown(table)] + [f"\n## {other.role.capitalize()} target(s)\n\n{to_markdown(other)}" for other in role_tables]
+    return "".join(parts)
+
+
 def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | None = None,
                  progress: Callable[[str], None] | None = None) -> Report:
     """Collect the runs (and memorization results) under ``folders`` and write every artefact into ``out``."""
@@ -99,11 +106,14 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     # a folder holding only memorization results is no run folder; any other goes on (and fails clearly if empty)
     run_folders = [f for f in folders if has_runs(Path(f)) or not knowledge.memorization_folders(Path(f))]
     runs = collect_runs(run_folders, options.run_patterns) if run_folders else []
-    table = build_table1(runs, options.table_variants) if run_folders else None
+    tables = build_tables(runs, options.table_variants) if run_folders else []
+    table, role_tables = (tables[0], tables[1:]) if tables else (None, [])
     rows = [run for run, _ in table.rows] if table else []
-    report = Report(table=table)
-    texts = {"table1.md": to_markdown(table), "table1.csv": to_csv(table), "table1.tex": to_latex(table),
+    report = Report(table=table, role_tables=role_tables)
+    texts = {"table1.md": role_markdown(table, role_tables), "table1.csv": to_csv(table), "table1.tex": to_latex(table),
              "per_target.csv": per_target_csv(rows, table.slugs)} if table else {}
+    for other in role_tables:
+        texts.update({f"table1-{other.role}.csv": to_csv(other), f"table1-{other.role}.tex": to_latex(other)})
     audit_table = audits.build_audit_table(runs) if table else None
     if audit_table is not None:
         texts.update({"audits.md": audits.to_markdown(audit_table), "audits.csv": audits.to_csv(audit_table),
@@ -117,7 +127,7 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
         write_text_atomic(out / name, text)
         report.files.append(out / name)
     if table:
-        write_json_atomic(out / "table1.json", to_json(table))
+        write_json_atomic(out / "table1.json", {**to_json(table), **{other.role: to_json(other) for other in role_tables}})
         report.files.append(out / "table1.json")
     for kind, kind_table in kind_tables.items():
         write_json_atomic(out / f"table1-{kind}.json", to_json(kind_table))
@@ -159,7 +169,7 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     page = render_report(options.title, runs, table, drawn, case_studies(rows, case_slugs), generated,
                          memorization=memorization_section, knowledge=knowledge.knowledge_by_label(memorization),
                          audits=audits.section_html(audit_table) if audit_table else "",
-                         kinds=kinds.section_html(kind_tables, kinds_missing))
+                         kinds=kinds.section_html(kind_tables, kinds_missing), role_tables=role_tables)
     write_text_atomic(out / "index.html", page)
     report.files.append(out / "index.html")
     write_json_atomic(out / "report.json", {

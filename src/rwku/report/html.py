@@ -160,6 +160,19 @@ def table1_html(table: Table1, table_id: str = "table1-table") -> str:
     return f'<table id="{table_id}"><thead><tr><th>Run</th>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+#: What the report says of a role's table (a planted model: the planted targets' table is the headline).
+ROLE_NOTES = {"control": "The control target(s) of the planted model: not planted, known as the base model knows them; "
+                         "unlearning a planted target should leave them where they are (Before)."}
+
+
+def role_tables_html(tables: Sequence[Table1]) -> str:
+    """The tables of the other roles (the control), each under its own heading below Table 1."""
+    return "".join(f'<h3>{html.escape(t.role.capitalize())} · mean over {html.escape(t.targets_text)}</h3>'
+                   f'<p class="meta">{html.escape(ROLE_NOTES.get(t.role, ""))} Downloads: <a href="table1-{t.role}.csv">CSV</a> · '
+                   f'<a href="table1-{t.role}.tex">LaTeX</a></p>'
+                   f'<div class="scroll">{table1_html(t, f"table1-{t.role}-table")}</div>' for t in tables)
+
+
 def legend_html(table: Table1) -> str:
     """Each method of the table's rows: what it does and the paper it comes from (the paper's seven first)."""
     rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(what)}</td><td>{html.escape(paper)}</td></tr>"
@@ -195,11 +208,13 @@ def figure_html(name: str, caption: str, svg: Path) -> str:
 
 def render_report(title: str, runs: Sequence[Run], table: Table1 | None, figures: Sequence[tuple[str, str, Path]],
                   cases: dict[str, Any], generated: str, memorization: str = "",
-                  knowledge: dict[str, dict[str, Any]] | None = None, audits: str = "", kinds: str = "") -> str:
+                  knowledge: dict[str, dict[str, Any]] | None = None, audits: str = "", kinds: str = "",
+                  role_tables: Sequence[Table1] = ()) -> str:
     """The whole page; ``figures`` are (name, caption, svg path); ``memorization`` the memorization section's HTML
     (``knowledge``: label -> target -> its knowledge score, shown in the per-target table); ``kinds`` the section of
-    Table 1 per kind of target (:mod:`rwku.report.kinds`). Without ``table`` (only memorization results were given)
-    the page holds the memorization section alone."""
+    Table 1 per kind of target (:mod:`rwku.report.kinds`); ``role_tables`` the control's Table 1 of a planted model,
+    shown below the planted targets' (``table``). Without ``table`` (only memorization results were given) the page
+    holds the memorization section alone."""
     models = sorted({r.model for r in runs})
     slugs = table.slugs if table else []
     meta = (f"{len(runs)} run(s) · model {', '.join(models) or '-'} · {len(slugs)} shared target(s) · "
@@ -214,10 +229,10 @@ def render_report(title: str, runs: Sequence[Run], table: Table1 | None, figures
         figs = "".join(figure_html(*f) for f in figures) or "<p>No figure: the runs hold no data to draw.</p>"
         payload = json.dumps(cases, ensure_ascii=False).replace("</", "<\\/")
         known = " and each model's knowledge EM of the target (see Memorization)" if knowledge else ""
-        body = f"""<section id="table1"><h2>Table 1 · mean over {len(table.slugs)} target(s)</h2>
+        body = f"""<section id="table1"><h2>Table 1 · mean over {html.escape(table.targets_text)}</h2>
 <p class="meta">Bold: best, underlined: second among the unlearning runs (Before is the reference). ↓ lower is better, ↑ higher.
 Downloads: <a href="table1.md">Markdown</a> · <a href="table1.csv">CSV</a> · <a href="table1.json">JSON</a> · <a href="table1.tex">LaTeX</a></p>
-{note}<div class="scroll">{table1_html(table)}</div>
+{note}<div class="scroll">{table1_html(table)}</div>{role_tables_html(role_tables)}
 <h3>Methods</h3>{legend_html(table)}</section>
 {kinds}{audits}<section id="figures"><h2>Figures</h2><div class="figs">{figs}</div></section>
 <section id="per-target"><h2>Per target</h2>

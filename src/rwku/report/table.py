@@ -23,8 +23,15 @@ from rwku.results import get_path, rwku_score
 
 #: The RWKU score (harmonic mean of efficacy, locality and utility ×100), computed here from stored units
 SCORE_COLUMN = Column("Score", "RWKU", "rwku_score.score", False)
-#: Table 1's columns: the paper's, then the RWKU score
-COLUMNS: tuple[Column, ...] = (*TABLE1_COLUMNS, SCORE_COLUMN)
+#: Corpus coverage (``rwku.corpus.coverage``): the share of the forget answers the trained-on texts state; a
+#: diagnostic beside forget All, never ranked
+COVERAGE_COLUMN = Column("Forget", "Cov.", "coverage.percent", False)
+#: Table 1's columns: the paper's with corpus coverage after forget All, then the RWKU score
+COLUMNS: tuple[Column, ...] = (*(c for column in TABLE1_COLUMNS
+                                 for c in ((column, COVERAGE_COLUMN) if column.path == "forget.All" else (column,))),
+                               SCORE_COLUMN)
+#: Columns that are no score: not ranked
+UNRANKED: tuple[Column, ...] = (COVERAGE_COLUMN,)
 BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 0
 
@@ -107,6 +114,12 @@ class Table1:
     slugs: list[str]
     note: str = ""
     extra: dict[str, list[str]] = field(default_factory=dict)  # run label -> units left out of its mean
+    role: str = ""  # "planted" or "control": the targets of that role only (a planted model); "" every target
+
+    @property
+    def targets_text(self) -> str:
+        """What the mean is over: "3 target(s)", "2 planted target(s)", "1 control target(s)"."""
+        return f"{len(self.slugs)} {self.role + ' ' if self.role else ''}target(s)"
 
 
 def single_target_units(run: Run) -> list[str]:
@@ -122,9 +135,24 @@ def common_slugs(runs: Sequence[Run]) -> list[str]:
     return [s for s in single_target_units(runs[0]) if s in common]
 
 
-def shared_slugs(runs: Sequence[Run]) -> tuple[list[str], dict[str, list[str]]]:
-    """Targets every run has (in the first run's order), and per run the targets it has beyond them."""
+def unit_roles(runs: Sequence[Run]) -> dict[str, str]:
+    """Unit slug -> the role its summaries record (``planted``, ``control``: a planted model), where one does."""
+    return {slug: str(unit.summary["role"]) for run in runs for slug, unit in run.units.items() if unit.summary.get("role")}
+
+
+def table_roles(runs: Sequence[Run]) -> list[str]:
+    """The roles Table 1 shows apart (planted first, then the control); empty when no unit records one."""
+    found = set(unit_roles(runs).values())
+    return [role for role in ("planted", "control") if role in found]
+
+
+def shared_slugs(runs: Sequence[Run], role: str = "") -> tuple[list[str], dict[str, list[str]]]:
+    """Targets every run has (in the first run's order; of ``role`` only, when given), and per run the targets it
+    has beyond them."""
     order = common_slugs(runs)
+    if role:
+        roles = unit_roles(runs)
+        order = [slug for slug in order if roles.get(slug) == role]
     if not order:
         listing = "; ".join(f"{r.label}: {', '.join(single_target_units(r)) or 'none'}" for r in runs)
         raise RwkuError(f"no target is shared by all runs ({listing}); choose runs with --runs or rerun the missing targets")
@@ -145,12 +173,15 @@ def is_table_row(run: Run, variants: bool = False) -> bool:
     return run.setting != "batch" and (variants or (not run.sweep and run.layers is None))
 
 
-def build_table1(runs: Sequence[Run], variants: bool = False) -> Table1:
-    """Rows in the given order; batch-setting runs pool targets and are drawn in the batch figure instead."""
+def build_table1(runs: Sequence[Run], variants: bool = False, role: str = "") -> Table1:
+    """Rows in the given order; batch-setting runs pool targets and are drawn in the batch figure instead. ``role``
+    (``planted``, ``control``): the mean over the targets of that role only."""
     rows = pool_seeds([r for r in runs if is_table_row(r, variants)])
     if not rows:
         raise RwkuError("no single-target run to tabulate (only batch-setting or variant runs; try --table-variants)")
-    slugs, extra = shared_slugs(rows)
+    slugs, extra = shared_slugs(rows, role)
+    if role:  # the other role's targets are shown in their own table, not "left out"
+        extra = {}
     befores = [next((b for b in runs if b.is_before and b.folder == r.folder), None) for r in rows]
     columns, scored = [], []
     for column in COLUMNS:
@@ -158,7 +189,7 @@ def build_table1(runs: Sequence[Run], variants: bool = False) -> Table1:
         if column is SCORE_COLUMN:
             scored = [len(v) for r, b, v in zip(rows, befores, per_target) if not r.is_before and b is not None]
         values = [sum(v) / len(v) if v else None for v in per_target]
-        ranks = rank_column(values, column.lower_is_better, [not r.is_before for r in rows])
+        ranks = rank_column(values, column.lower_is_better, [not r.is_before and column not in UNRANKED for r in rows])
         intervals = [bootstrap_interval(v) or (None, None) for v in per_target]
         columns.append([Cell(v, k, *ci) for v, k, ci in zip(values, ranks, intervals)])
     note = ""
@@ -168,7 +199,15 @@ def build_table1(runs: Sequence[Run], variants: bool = False) -> Table1:
     if scored and min(scored) < len(slugs):
         note = (f"{note} RWKU score: {len(slugs) - min(scored)} of {len(slugs)} target(s) left out (forget All before "
                 "under 5, nothing to forget; or forget, neighbour or utility not evaluated).").strip()
-    return Table1(rows=[(run, [col[i] for col in columns]) for i, run in enumerate(rows)], slugs=slugs, note=note, extra=extra)
+    return Table1(rows=[(run, [col[i] for col in columns]) for i, run in enumerate(rows)], slugs=slugs, note=note,
+                  extra=extra, role=role)
+
+
+def build_tables(runs: Sequence[Run], variants: bool = False) -> list[Table1]:
+    """Table 1 over every shared target; for a planted model one per role instead: the planted targets' (the
+    headline, first), then the control's."""
+    roles = table_roles(runs)
+    return [build_table1(runs, variants, role) for role in roles] if roles else [build_table1(runs, variants)]
 
 
 def header(column: Column) -> str:
@@ -183,7 +222,7 @@ def to_markdown(table: Table1) -> str:
     for run, cells in table.rows:
         marked = [(f"**{c.text}**" if c.rank == 1 else f"<u>{c.text}</u>" if c.rank == 2 else c.text) + c.spread for c in cells]
         lines.append(f"| {run.label} | " + " | ".join(marked) + " |")
-    footer = f"\nMean (± half the 95% bootstrap interval over targets) over {len(table.slugs)} target(s): {', '.join(table.slugs)}."
+    footer = f"\nMean (± half the 95% bootstrap interval over targets) over {table.targets_text}: {', '.join(table.slugs)}."
     legend = "".join(f"\n- `{name}`: {what} ({paper})" for name, what, paper in method_legend([run for run, _ in table.rows]))
     return "\n".join(lines) + "\n" + footer + (f" {table.note}" if table.note else "") + ("\n\nMethods:" + legend if legend else "") + "\n"
 
@@ -205,6 +244,7 @@ def to_json(table: Table1) -> dict[str, Any]:
     return {
         "columns": [{"group": g, "name": n, "path": p, "lower_is_better": lower} for g, n, p, lower in COLUMNS],
         "targets": table.slugs,
+        "role": table.role,
         "note": table.note,
         "left_out": table.extra,
         "methods": [{"method": name, "description": what, "paper": paper} for name, what, paper in method_legend([r for r, _ in table.rows])],
