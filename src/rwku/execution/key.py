@@ -7,6 +7,10 @@ fields, never from "whatever a config dict holds":
 * ``model``: the model as given, and a fingerprint of its files (size and the first and last MiB of each file; the
   package version for the embedded default; the planting key for ``smollm2-135m-demo``), so a replaced checkpoint
   under the same path, or a model planted with another recipe, is not reused.
+  A served model (``openai:NAME``) is what its server reports of it (``GET /v1/models``: the name, and whatever
+  else the server says, vLLM's root and maximum length, llama.cpp's parameter count and size, ``rwku serve``'s
+  fingerprint of the files it loaded), and the tokenizer that renders its prompts with its fingerprint; its
+  ``eval`` device and dtype are ``server``.
 * ``unit``: the targets and a fingerprint of the unit's records as stored, so edited data is not reused.
 * ``eval``: sets, limit, protocol fixes, prompt format and preamble, the resolved dtype and device kind, the kernel
   mode (``--kernels``), and the batch size only under ``fast`` kernels: under ``invariant`` (float32, no TF32,
@@ -88,6 +92,19 @@ def model_fingerprint(spec: str) -> str:
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
         return digest([[str(p.relative_to(path)), *file_fingerprint(p)] for p in files])
     return f"hub:{spec}"  # a hub id: its revision is whatever the hub serves under that name
+
+
+@lru_cache(maxsize=16)
+def served_identity(spec: str, base_url: str | None = None) -> dict[str, Any]:
+    """What the server at ``base_url`` (``OPENAI_BASE_URL`` when None) reports of the model ``openai:NAME``; a
+    server that is down, or does not serve NAME, is a one-line error here, before any unit runs."""
+    import os
+
+    from rwku.models.endpoint import ServedModel, ServedOptions
+
+    if base_url is None:
+        return served_identity(spec, os.environ.get("OPENAI_BASE_URL", ""))
+    return ServedModel(spec, ServedOptions(retries=1, timeout=60.0)).identity
 
 
 def data_fingerprint(data: RwkuData, targets: Sequence[Target], parts: Sequence[Part]) -> str:
