@@ -327,7 +327,7 @@ def test_loopback_server_refuses_sampling_an_unknown_model_and_other_paths(tiny_
 
 def test_eval_through_the_server_is_stored_resumable_and_keyed_by_the_server(tiny_model_dir, tmp_path, tiny_server, cli):
     args = ["eval", "--model", "openai:tiny", "--tokenizer", str(tiny_model_dir), "--data", str(DEMO_ROOT), "--targets", "1",
-            "--out", str(tmp_path / "served"), "--limit", "2", "--threads", "1"]
+            "--out", str(tmp_path / "served"), "--limit", "2", "--threads", "1", "--top-logprobs", "8"]
     code, out, err = cli(*args)
     assert code == 0, err
     summary = json.loads((tmp_path / "served" / "1_Isaac_Newton" / "summary.json").read_text())
@@ -343,7 +343,12 @@ def test_eval_through_the_server_is_stored_resumable_and_keyed_by_the_server(tin
     theirs = json.loads((tmp_path / "served" / "1_Isaac_Newton" / "items.json").read_text())
     for part in ("forget", "neighbor", "mia"):
         assert theirs[part] == mine[part], part
-    assert theirs["utility"] == mine["utility"]
+    for name in ("bbh", "triviaqa", "fluency"):
+        assert theirs["utility"][name] == mine["utility"][name], name
+    for a, b in zip(mine["utility"]["truthful"], theirs["utility"]["truthful"]):  # the server scores every position
+        assert b["output"] == a["output"] and b["choice_logprobs"] == pytest.approx(a["choice_logprobs"], rel=1e-5)
+    for a, b in zip(mine["utility"]["mmlu"], theirs["utility"]["mmlu"]):  # letters outside the top 8: echo, float noise
+        assert b["output"] == a["output"] and b["letter_probs"] == pytest.approx(a["letter_probs"], rel=1e-5)
 
 
 def test_a_lora_adapter_served_by_name_answers_as_the_adapter_loaded_locally(tiny_model_dir, tmp_path, monkeypatch):
