@@ -380,3 +380,23 @@ def test_a_lora_adapter_served_by_name_answers_as_the_adapter_loaded_locally(tin
 
 def tiny_lm_ids(lm, text):
     return lm.tokenizer(text)["input_ids"]
+
+
+def test_mia_without_vocabulary_moments_reports_min_k_plus_plus_missing(tiny_model_dir, monkeypatch):
+    """A server that returns no moments (any but rwku serve): Min-K%++ is left out and said so, never guessed."""
+    from rwku.data.schema import MiaText
+    from rwku.evaluation.context import EvalContext
+    from rwku.evaluation.sets.mia import evaluate_mia
+    from rwku.models.prompting import PromptFormat
+
+    def reply(body):
+        prompt = body["prompt"]
+        return choice(logprobs={"tokens": [f"token_id:{t}" for t in prompt], "token_logprobs": [None] + [-1.0] * (len(prompt) - 1)})
+
+    with serving(FakeServer(reply), monkeypatch):
+        lm = load_served("openai:fake", tokenizer=str(tiny_model_dir), options=FAST)
+        ctx = EvalContext(lm=lm, prompts=PromptFormat(lm.tokenizer))
+        texts = [MiaText(text="Stephen King is an American author.", subject="Stephen King")]
+        summary, items = evaluate_mia(ctx, texts, texts)
+    assert summary["FM"] == pytest.approx(100.0) and "mink_0.2" in summary["attacks"]
+    assert not any(name.startswith("mink++") for name in items[0]["attacks"]) and "mink++" in summary["attacks_missing"]
