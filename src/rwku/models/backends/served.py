@@ -7,7 +7,7 @@ ids, so the server sees exactly the tokens the ``hf`` backend would run. Every r
 * ``generate``: greedy (temperature 0), ``max_tokens`` the official limit, the stop ids as ``stop_token_ids``
   with ``ignore_eos`` (vLLM's and SGLang's fields; a server that ignores them runs to the limit), and each
   continuation cut before its first stop id here, whatever the server did. The tokens are read from the
-  ``token_ids`` the server returns (vLLM's ``return_token_ids``), else from log-prob tokens written as
+  ``token_ids`` the server returns (vLLM's ``return_token_ids``), else from log-prob tokens it sends written as
   ``token_id:N`` (vLLM's ``return_tokens_as_token_ids``), else re-encoded from the text (checked to decode back);
 * ``score``: the prompt's own log-probs, ``echo`` with ``logprobs`` (or vLLM's ``prompt_logprobs`` when the server
   returns those), token by token; the server must return one per token sent, for the same ids; ``greedy`` reads
