@@ -321,6 +321,11 @@ def test_loopback_server_refuses_sampling_an_unknown_model_and_other_paths(tiny_
     status, body = post("/completions", {"model": "other", "prompt": [1, 5], "temperature": 0})
     assert status == 404 and "does not exist" in body["error"]["message"]
     assert post("/chat/completions", {"model": "tiny"})[0] == 404
+    assert post("/completions", {"model": "tiny", "prompt": [1, 5], "temperature": 0, "max_tokens": 0})[0] == 400
+    status, body = post("/completions", {"model": "tiny", "prompt": [1, 5, 6], "temperature": 0, "max_tokens": 0, "echo": True,
+                                         "logprobs": 0, "return_tokens_as_token_ids": True})
+    assert status == 200 and body["choices"][0]["logprobs"]["tokens"] == ["token_id:1", "token_id:5", "token_id:6"]
+    assert body["choices"][0]["logprobs"]["token_logprobs"][0] is None and body["choices"][0]["token_ids"] == []
     status, body = post("/completions", {"model": "tiny", "prompt": "Stephen King", "temperature": 0, "max_tokens": 3})
     assert status == 200 and len(body["choices"][0]["token_ids"]) <= 3
 

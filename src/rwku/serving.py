@@ -150,7 +150,10 @@ def prompt_ids(tokenizer: Any, prompt: Any) -> list[list[int]]:
 def choice(worker: Worker, prompt: list[int], body: dict[str, Any], index: int) -> dict[str, Any]:
     """One prompt's choice: the greedy continuation, and the log-probs the request asks for."""
     tokenizer, lm = worker.lm.tokenizer, worker.lm
-    max_tokens, echo, k = int(body.get("max_tokens") or 16), bool(body.get("echo")), body.get("logprobs")
+    max_tokens = 16 if body.get("max_tokens") is None else int(body["max_tokens"])
+    echo, k = bool(body.get("echo")), body.get("logprobs")
+    if max_tokens < 0 or (max_tokens == 0 and not echo):
+        raise RequestError(400, "max_tokens: at least 1 (0 only with echo, to score the prompt alone)")
     limit = getattr(lm.model.config, "max_position_embeddings", None)
     if limit and len(prompt) + max_tokens > limit:
         raise RequestError(400, f"This model's maximum context length is {limit} tokens; the prompt has {len(prompt)} "
@@ -162,6 +165,8 @@ def choice(worker: Worker, prompt: list[int], body: dict[str, Any], index: int) 
     if next_probs is not None:  # one token: the argmax of the same distribution its log-probs come from
         best = max(range(len(next_probs)), key=next_probs.__getitem__)
         generated = [] if best in stops else [best]
+    elif max_tokens == 0:
+        generated = []
     else:
         generated = worker.call(("generate", max_tokens, stops), [prompt])[0]
     skip = body.get("skip_special_tokens", True)
