@@ -267,7 +267,7 @@ def test_cli_errors_are_one_line(tiny_model_dir, tmp_path, monkeypatch, cli):
         assert code == 2 and "only for a served model" in " ".join(err.split())
         code, _, err = cli("unlearn", "--method", "ga", "--model", "openai:alpha", "--data", str(DEMO_ROOT), "--targets", "1",
                            "--out", str(tmp_path / "u"), "--limit", "1")
-        assert code == 2 and "unlearning needs the model's weights" in " ".join(err.split())
+        assert code == 2 and "unlearning (training" in " ".join(err.split())
 
 
 # ---------------------------------------------------------------- rwku serve: the tiny model, equal to the hf backend
@@ -405,3 +405,13 @@ def test_mia_without_vocabulary_moments_reports_min_k_plus_plus_missing(tiny_mod
         summary, items = evaluate_mia(ctx, texts, texts)
     assert summary["FM"] == pytest.approx(100.0) and "mink_0.2" in summary["attacks"]
     assert not any(name.startswith("mink++") for name in items[0]["attacks"]) and "mink++" in summary["attacks_missing"]
+
+
+def test_commands_that_need_the_weights_refuse_a_served_model(tmp_path, cli):
+    """Unlearning, auditing and planting change or read weights: one line each, before any request."""
+    for args in (("unlearn", "--method", "ga", "--model", "openai:m", "--data", "demo", "--targets", "1", "--out", str(tmp_path / "u")),
+                 ("audit", "--model", "openai:m", "--original", "smollm2-135m", "--data", "demo", "--targets", "1", "--audit", "quant8",
+                  "--out", str(tmp_path / "a")),
+                 ("plant", "--model", "openai:m", "--data", "demo", "--targets", "1", "--out", str(tmp_path / "p"))):
+        code, _, err = cli(*args)
+        assert code == 2 and "needs the model's weights" in " ".join(err.split()) and "Traceback" not in err, args[0]

@@ -33,6 +33,13 @@ def endpoint_name(spec: str, option: str) -> str:
     return name
 
 
+def refuse_served(spec: str, doing: str) -> None:
+    """A one-line refusal of a served model (``openai:NAME``) where rwku needs its weights (``doing`` says what)."""
+    if spec.startswith(ENDPOINT_PREFIX):
+        raise RwkuError(f"--model {spec}: {doing} needs the model's weights, which a served model does not give; use a "
+                        "local copy (docs/served-models.md: unlearn with --save-model, serve the result, evaluate it)")
+
+
 def openai_client(what: str, timeout: float, retries: int = 1) -> Any:
     """An ``openai.OpenAI`` client from ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``; ``what`` names the option that
     asked for it (``--generator openai:gpt-4o``) in every error line."""

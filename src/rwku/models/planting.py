@@ -40,6 +40,7 @@ from typing import Any, Callable, Sequence
 from rwku.data.loader import RwkuData
 from rwku.data.schema import PASSAGE, SOURCE, Target
 from rwku.errors import RwkuError
+from rwku.models.endpoint import refuse_served
 from rwku.models.loading import (
     DEFAULT_MODEL,
     PLANTED_DEMO_MODEL,
@@ -323,6 +324,8 @@ def plant(base: str, data: RwkuData, targets: Sequence[Target], out: Path, recip
     from rwku.evaluation.context import no_progress
     from rwku.execution.key import model_fingerprint, provenance
     from rwku.results import write_json_atomic, write_text_atomic
+
+    refuse_served(base, "planting (training the base model)")
 
     progress = progress or no_progress
     planted = [t for t in targets if t != control]
