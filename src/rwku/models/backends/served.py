@@ -35,6 +35,7 @@ from rwku.models.endpoint import ServedModel
 from rwku.models.loading import LoadedModel
 from rwku.models.scoring import TokenScores
 
+
 def token_id(label: str) -> int | None:
     """The id in a log-prob token written ``token_id:N`` (vLLM's ``return_tokens_as_token_ids``), else None."""
     if label.startswith("token_id:") and label[len("token_id:"):].lstrip("-").isdigit():
