@@ -155,7 +155,7 @@ def test_scoring_refuses_a_server_that_scored_other_tokens_or_too_few(tiny_model
         backend = served_backend(tiny_model_dir, options=ServedOptions(concurrency=1))
         with pytest.raises(RwkuError, match="scored other tokens than rwku sent"):
             backend.score("TruthfulQA", [[1, 7]], [1])
-        with pytest.raises(RwkuError, match="returned 1 prompt log-probs for 2 tokens.*echo with logprobs"):
+        with pytest.raises(RwkuError, match="returned 1 prompt log-probs for 2 tokens.*log-probs with echo"):
             backend.score("TruthfulQA", [[1, 7]], [1])
 
 

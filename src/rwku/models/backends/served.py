@@ -130,7 +130,7 @@ class ServedBackend(Backend):
 
     def too_few_scored(self, returned: int, sent: int, task: str) -> RwkuError:
         return RwkuError(f"{self.served.what}: the server returned {returned} prompt log-probs for {sent} tokens ({task}); "
-                         "it must support echo with logprobs (vLLM, SGLang and rwku serve do; llama.cpp's server does not)")
+                         "it must return the prompt's log-probs with echo (vLLM and rwku serve do)")
 
     def alternative_id(self, label: str) -> int:
         """The token id of a top-log-prob key: ``token_id:N``, else the one token that decodes to the label."""
@@ -175,7 +175,7 @@ class ServedBackend(Backend):
         top = tops[0] if tops else None
         if not top or len(top) < k:
             raise RwkuError(f"{self.served.what}: the server returned {len(top or {})} top log-probs where {k} were asked "
-                            f"({task}); start vLLM with --max-logprobs {k} (llama.cpp: --n-probs {k}), or ask for fewer "
+                            f"({task}); start vLLM with --max-logprobs {k} (or raise your server's limit), or ask for fewer "
                             "with --top-logprobs")
         return {self.alternative_id(label): value for label, value in top.items()}
 
