@@ -35,7 +35,7 @@ def main() -> None:
     from rwku.evaluation.context import no_progress
     from rwku.models.loading import DEFAULT_MODEL, load_model
     from rwku.knowledge.planting import PlantRecipe, measure, plant, scores_only
-    from rwku.results import write_json_atomic
+    from rwku.io import write_json_atomic
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True)

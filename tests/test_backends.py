@@ -80,9 +80,11 @@ def test_official_backend_moves_its_inputs_to_its_device(tiny_lm):
 
 
 def test_backends_are_registered_and_unknown_names_are_refused(tiny_lm):
-    assert set(BACKENDS) == {"hf", "official"} and isinstance(make_backend(tiny_lm), HfBackend)
-    with pytest.raises(RwkuError, match="backend vllm: unknown; choose hf, official"):
+    assert set(BACKENDS) == {"hf", "official", "served"} and isinstance(make_backend(tiny_lm), HfBackend)
+    with pytest.raises(RwkuError, match="backend vllm: unknown; choose hf, official, served"):
         make_backend(tiny_lm, "vllm")
+    with pytest.raises(RwkuError, match="is a local model; serve it"):
+        make_backend(tiny_lm, "served")
 
 
 def test_requests_run_under_their_kernel_mode_and_restore_it(tiny_lm):

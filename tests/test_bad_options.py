@@ -18,7 +18,7 @@ import pytest
 from rwku.cli import app
 
 #: Options any text is right for (titles, names, free lists of entities)
-FREE_TEXT = {("report", "--title"), ("build-target", "--name"), ("build-target", "--neighbors")}
+FREE_TEXT = {("report", "--title"), ("build-target", "--name"), ("build-target", "--neighbors"), ("serve", "--name")}
 #: A bad value for each option that is not a number or a path, by option name (any command)
 BAD_WORDS = {
     "--model": "/no/such/model", "--original": "/no/such/model", "--generator": "/no/such/model",
@@ -28,7 +28,7 @@ BAD_WORDS = {
     "--executor": "slurm", "--ray-address": "nonsense", "--method": "ga,nosuchmethod", "--mode": "half",
     "--setting": "triple", "--train-layers": "8-4", "--lora-targets": ",", "--preset": "huge", "--corpus": "synthetic",
     "--set": "nokey", "--audit-set": "nokey", "--audit": "nosuchaudit", "--source": "nofile", "--utility": "nosuch.Gen",
-    "--attacks": "nosuchattack", "--runs": "[", "--remove": "no-such-entry", "--kind": "novel", "--recipe": "nosuchrecipe",
+    "--attacks": "nosuchattack", "--runs": "[", "--remove": "no-such-entry", "--kind": "novel", "--recipe": "nosuchrecipe", "--tokenizer": "/no/such/model", "--lora": "noequals",
 }
 
 
@@ -103,6 +103,7 @@ def setup(tmp_path, tiny_model_dir, monkeypatch):
                          "--shared-data", "demo"],
         "plant": ["--model", model, "--data", "demo", "--targets", "1-2", "--out", out],
         "cache": [],
+        "serve": ["--model", model, "--port", "0"],
         "data info": ["--data", "demo"],
     }
     return base, tmp_path / "file"

@@ -298,10 +298,14 @@ def audit_settings(job: Any) -> dict[str, tuple[Any, str]]:
 
 @app.command("eval")
 def eval_command(
-    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, smollm2-135m, or smollm2-135m-demo (it taught the demo facts; rwku plant)."),
+    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, smollm2-135m, smollm2-135m-demo (it taught the demo facts; rwku plant), or openai:NAME, a model on an OpenAI-compatible server (OPENAI_BASE_URL, OPENAI_API_KEY; docs/served-models.md)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
     targets: str = typer.Option("all", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all."),
     out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (one sub-folder per target)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="With --model openai:NAME: the tokenizer (a model spec) that renders its prompts; default NAME."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="With --model openai:NAME: requests in flight at once."),
+    request_timeout: float = typer.Option(600.0, "--request-timeout", min=1, help="With --model openai:NAME: seconds a request may take (retried with backoff, as 429 and 5xx answers)."),
+    top_logprobs: int = typer.Option(20, "--top-logprobs", min=1, help="With --model openai:NAME: top log-probs asked for MMLU's letters (the server must allow as many: vLLM --max-logprobs)."),
     sets: str = typer.Option("all", "--sets", help=SETS_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every part (quick runs)."),
     batch_size: int = BATCH_SIZE_OPTION,
@@ -326,15 +330,19 @@ def eval_command(
     from rwku.evaluation.sets import parse_sets
     from rwku.execution.plan import build_plan
     from rwku.execution.store import shared_means
+    from rwku.models.endpoint import ServedOptions, is_served
     from rwku.models.prompting import check_style
     from rwku.runner import EvalJob
 
     check_style(prompt_format)
+    if tokenizer is not None and not is_served(model):
+        raise RwkuError(f"--tokenizer {tokenizer}: only for a served model (--model openai:NAME); a local model has its own")
     dataset = RwkuData.open(split_values(data))
     chosen = dataset.select(targets)
     job = EvalJob(model=model, data=dataset, targets=chosen, sets=parse_sets(sets), limit=limit,
                   protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format,
-                  preamble=ICU_PREAMBLE if icu else None, device=device, dtype=dtype, batch_size=batch_size, kernels=kernels)
+                  preamble=ICU_PREAMBLE if icu else None, device=device, dtype=dtype, batch_size=batch_size, kernels=kernels,
+                  tokenizer=tokenizer, served=ServedOptions(concurrency=concurrency, timeout=request_timeout, top_logprobs=top_logprobs))
     plan = build_plan(out, job.tasks(), force=force)  # bad data fails here, before the model is loaded
     if dry_run:
         print_plan(plan)
@@ -832,6 +840,32 @@ def gib(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.1f} {unit}"
     return f"{size} B"
+
+
+@app.command("serve")
+def serve_command(
+    model: str = typer.Option("smollm2-135m", "--model", "-m", help="The model to serve: hub id, local folder (a --save-model folder of full weights), .gguf file, smollm2-135m."),
+    name: Optional[str] = typer.Option(None, "--name", help="The name it is served under (default: the --model spec): evaluate it with --model openai:NAME."),
+    lora: list[str] = typer.Option([], "--lora", help="NAME=PATH: also serve a LoRA adapter folder (rwku unlearn --save-model in lora mode) over the model, as vLLM's --lora-modules; repeatable."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port on 127.0.0.1 (0: a free one)."),
+    device: str = DEVICE_OPTION,
+    batch_size: int = BATCH_SIZE_OPTION,
+    threads: Optional[int] = THREADS_OPTION,
+) -> None:
+    """Serve local models on 127.0.0.1 through an OpenAI-compatible completions API (for rwku eval --model openai:NAME)."""
+    from rwku.serving import ServedModels, load_served_models, make_server, parse_lora
+
+    set_threads(threads)
+    adapters = parse_lora(lora)
+    server = make_server(ServedModels(load_served_models(model, name, adapters, device=device), batch_size=batch_size), port)
+    host, bound = server.server_address[:2]
+    names = ", ".join([name or model, *adapters])
+    console.print(f"serving {names} on http://{host}:{bound}/v1 (export OPENAI_BASE_URL=http://{host}:{bound}/v1 "
+                  f"OPENAI_API_KEY=local; rwku eval --model openai:{name or model}); Ctrl-C stops", highlight=False)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
 
 
 @data_app.command("info")

@@ -27,6 +27,7 @@ from rwku.evaluation.protocol import Protocol
 from rwku.models.fingerprint import model_fingerprint, provenance
 from rwku.execution.plan import UnitTask, unit_key
 from rwku.execution.store import UnitOutput
+from rwku.models.endpoint import refuse_served
 from rwku.models.loading import LoadedModel, load_model
 from rwku.models.prompting import PromptFormat
 from rwku.io import read_json
@@ -91,6 +92,8 @@ class AuditJob:
         """One unit per target at the top of the output folder; the original model joins the key."""
         if not self.audits:
             raise RwkuError("--audit: name at least one audit (quant8, quant4, relearn, suffix, logit_lens or all)")
+        refuse_served(self.model, "auditing (attacks change the weights)")
+        refuse_served(self.original, "auditing (the original model's weights)")
         saved_method(self.model)
         tasks = []
         for target in self.targets:

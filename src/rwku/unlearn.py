@@ -49,6 +49,7 @@ from rwku.methods import METHODS
 from rwku.methods.base import Session, Unlearned
 from rwku.methods.config import MethodSettings, ModeConfig, check_known_keys, read_config_file, resolve_settings
 from rwku.methods.training import num_layers
+from rwku.models.endpoint import refuse_served
 from rwku.models.loading import LoadedModel, load_model
 from rwku.models.prompting import PromptFormat
 from rwku.io import write_json_atomic
@@ -185,6 +186,7 @@ def check_job(job: UnlearnJob, check_keys: bool = True) -> None:
     """
     if job.setting not in ("single", "batch"):
         raise RwkuError(f"setting {job.setting}: choose single or batch")
+    refuse_served(job.model, "unlearning (training, and the corpus rwku samples from it)")
     if job.corpus_source not in ("generated", "official"):
         raise RwkuError(f"corpus {job.corpus_source}: choose generated or official")
     if job.corpus_source == "official":

@@ -207,18 +207,23 @@ def mia_attack_names() -> list[str]:
     return ["loss", "zlib", *[f"{name}_{ratio}" for name in ("mink", "mink++") for ratio in MIA_RATIOS]]
 
 
-def mia_attack_scores(text: str, logprobs: Sequence[float], mean: Sequence[float], std: Sequence[float]) -> dict[str, float]:
+def mia_attack_scores(text: str, logprobs: Sequence[float], mean: Sequence[float] | None,
+                      std: Sequence[float] | None) -> dict[str, float]:
     """All MIA attack scores of one text (higher = more likely seen in training), as the official code.
 
     ``loss`` is the mean token log-likelihood (minus the NLL), ``zlib`` divides it by the zlib-compressed
     byte length, ``mink_k`` averages the lowest ⌊k·T⌋ token log-probs, ``mink++_k`` does the same on
-    z-scored log-probs ((log p − μ)/σ). ⌊k·T⌋ = 0 gives NaN, as ``np.mean([])`` does officially.
+    z-scored log-probs ((log p − μ)/σ). ⌊k·T⌋ = 0 gives NaN, as ``np.mean([])`` does officially. Without the
+    vocabulary moments (``mean``/``std`` None: a served model whose server does not return them) there is no
+    ``mink++`` score at all.
     """
     lp = np.asarray(logprobs, dtype=np.float64)
     ll = float(lp.mean()) if lp.size else float("nan")
     scores = {"loss": ll, "zlib": ll / len(zlib.compress(text.encode("utf-8")))}
-    z = (lp - np.asarray(mean, dtype=np.float64)) / np.asarray(std, dtype=np.float64)
-    for name, values in (("mink", lp), ("mink++", z)):
+    attacks = [("mink", lp)]
+    if mean is not None and std is not None:
+        attacks.append(("mink++", (lp - np.asarray(mean, dtype=np.float64)) / np.asarray(std, dtype=np.float64)))
+    for name, values in attacks:
         ordered = np.sort(values)
         for ratio in MIA_RATIOS:
             k = int(len(values) * ratio)

@@ -8,6 +8,10 @@ fields, never from "whatever a config dict holds":
   package version for the embedded default; the planting key for ``smollm2-135m-demo``), so a replaced checkpoint
   under the same path, or a model planted with another recipe, is not reused
   (:func:`rwku.models.fingerprint.model_fingerprint`).
+  A served model (``openai:NAME``) is what its server reports of it (``GET /v1/models``: the name, and whatever
+  else the server says, vLLM's root and maximum length, llama.cpp's parameter count and size, ``rwku serve``'s
+  fingerprint of the files it loaded), and the tokenizer that renders its prompts with its fingerprint; its
+  ``eval`` device and dtype are ``server``.
 * ``unit``: the targets and a fingerprint of the unit's records as stored, so edited data is not reused
   (:func:`rwku.data.loader.data_fingerprint`).
 * ``eval``: sets, limit, protocol fixes, prompt format and preamble, the resolved dtype and device kind, the kernel
@@ -30,12 +34,24 @@ matches when the asked value is that field's default (:func:`same_key`).
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any, Mapping
 
 from rwku.io import json_safe
 
 #: Raised when stored results stop being comparable; what each version changed is in docs/evaluation.md ("Versions").
 KEY_VERSION = 3
+@lru_cache(maxsize=16)
+def served_identity(spec: str, base_url: str | None = None) -> dict[str, Any]:
+    """What the server at ``base_url`` (``OPENAI_BASE_URL`` when None) reports of the model ``openai:NAME``; a
+    server that is down, or does not serve NAME, is a one-line error here, before any unit runs."""
+    import os
+
+    from rwku.models.endpoint import ServedModel, ServedOptions
+
+    if base_url is None:
+        return served_identity(spec, os.environ.get("OPENAI_BASE_URL", ""))
+    return ServedModel(spec, ServedOptions(retries=1, timeout=60.0)).identity
 
 
 def resolved_placement(device: str, dtype: str, kernels: str = "invariant") -> tuple[str, str]:

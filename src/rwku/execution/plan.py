@@ -17,7 +17,8 @@ from rwku.data.loader import data_fingerprint
 from rwku.data.schema import Target, kinds_field
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import parts_of
-from rwku.execution.key import KEY_VERSION, differences, resolved_placement, same_key
+from rwku.execution.key import KEY_VERSION, differences, resolved_placement, same_key, served_identity
+from rwku.models.endpoint import endpoint_name, is_served
 from rwku.models.fingerprint import model_fingerprint
 from rwku.results import ResultStore
 
@@ -74,7 +75,7 @@ class Plan:
 
 def eval_section(job: Any, preamble: str | None = None) -> dict[str, Any]:
     """What decides an evaluation's outputs: sets, limit, fixes, prompts, and where and how the model runs."""
-    device, dtype = resolved_placement(job.device, job.dtype, job.kernels)
+    device, dtype = ("server", "server") if is_served(job.model) else resolved_placement(job.device, job.dtype, job.kernels)
     section = {"sets": list(job.sets), "limit": job.limit, "protocol": sorted(job.protocol.fixes),
                "prompt_format": job.prompt_format, "preamble": preamble, "device": device, "dtype": dtype,
                "kernels": job.kernels}
@@ -83,12 +84,22 @@ def eval_section(job: Any, preamble: str | None = None) -> dict[str, Any]:
     return section
 
 
+def model_section(job: Any) -> dict[str, Any]:
+    """What identifies the model: its spec and a fingerprint of its files; for a served model (``openai:NAME``) what
+    the server reports of it (``/v1/models``) and the tokenizer that renders its prompts."""
+    if not is_served(job.model):
+        return {"spec": job.model, "fingerprint": model_fingerprint(job.model)}
+    tokenizer = getattr(job, "tokenizer", None) or endpoint_name(job.model, "--model")
+    return {"spec": job.model, "server": served_identity(job.model),
+            "tokenizer": {"spec": tokenizer, "fingerprint": model_fingerprint(tokenizer)}}
+
+
 def unit_key(job: Any, targets: Sequence[Target], method: dict[str, Any] | None = None,
              preamble: str | None = None) -> dict[str, Any]:
     """The declared key of one unit of ``job`` (see :mod:`rwku.execution.key` for each field)."""
     key: dict[str, Any] = {
         "version": KEY_VERSION,
-        "model": {"spec": job.model, "fingerprint": model_fingerprint(job.model)},
+        "model": model_section(job),
         # a target's kind decides what a method writes about it; people have no kind field and keep their old keys
         "unit": {"targets": [t.name for t in targets], "data": data_fingerprint(job.data, targets, parts_of(job.sets)),
                  **kinds_field(targets)},

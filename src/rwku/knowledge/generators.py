@@ -8,19 +8,18 @@ A generator takes requests (a system turn and a user turn) and returns one answe
   prompts ask for), which small models otherwise rarely begin with;
 * an **OpenAI-compatible chat endpoint**, ``openai:MODEL``, through the ``openai`` package (``pip install
   'rwku[openai]'``), with the base URL and key from ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` (any key for a
-  local server), at temperature 0.
+  local server), at temperature 0 (the client is :mod:`rwku.models.endpoint`'s, shared with ``--model openai:NAME``).
 
 :data:`GENERATOR_KINDS` maps a spec's prefix to its kind; a spec without a known prefix is a local model.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
-from rwku.errors import RwkuError
 from rwku.evaluation.context import EvalContext, ProgressFactory, no_progress
+from rwku.models.endpoint import endpoint_errors, endpoint_name, openai_client
 from rwku.models.loading import LoadedModel, load_model
 from rwku.models.prompting import PromptFormat
 
@@ -53,7 +52,7 @@ class Generator(Protocol):
         """What produced the answers (stored in the target folder's ``build.json``)."""
 
     def answer(self, requests: Sequence[Request]) -> list[str]:
-        """One answer text per request, in order; an unreachable generator raises :class:`RwkuError`."""
+        """One answer text per request, in order; an unreachable generator raises :class:`rwku.errors.RwkuError`."""
 
 
 class ModelPool:
@@ -104,11 +103,9 @@ class OpenAIGenerator:
 
     def __init__(self, spec: str, options: GeneratorOptions):
         self.spec = spec
-        self.model = spec.split(":", 1)[1]
-        if not self.model:
-            raise RwkuError(f"--generator {spec}: name the endpoint's model, e.g. openai:gpt-4o")
+        self.model = endpoint_name(spec, "--generator")
         self.options = options
-        self.client = openai_client(spec, options.timeout)
+        self.client = openai_client(f"--generator {spec}", options.timeout)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "openai", "spec": self.spec, "model": self.model, "base_url": str(self.client.base_url),
@@ -118,34 +115,13 @@ class OpenAIGenerator:
         return [self.complete(request) for request in requests]
 
     def complete(self, request: Request) -> str:
-        import openai
-
         messages = [{"role": "system", "content": request.system}, {"role": "user", "content": request.user}]
-        try:
+        with endpoint_errors(f"--generator {self.spec}", self.client):
             response = self.client.chat.completions.create(model=self.model, messages=messages, temperature=0,
                                                            max_tokens=self.options.max_new_tokens)
-        except openai.APIConnectionError as exc:
-            raise RwkuError(f"--generator {self.spec}: cannot reach {self.client.base_url} ({exc}); check OPENAI_BASE_URL "
-                            "and that the server is running") from exc
-        except openai.APIStatusError as exc:
-            raise RwkuError(f"--generator {self.spec}: {self.client.base_url} answered HTTP {exc.status_code} "
-                            f"({exc.message}); check the model name and OPENAI_API_KEY") from exc
         if not response.choices:
             return ""
         return response.choices[0].message.content or ""
-
-
-def openai_client(spec: str, timeout: float) -> Any:
-    """An ``openai.OpenAI`` client from ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` (one retry of a lost connection)."""
-    try:
-        import openai
-    except ImportError:
-        raise RwkuError(f"--generator {spec}: needs the openai package; install it with pip install 'rwku[openai]'") from None
-    if not os.environ.get("OPENAI_API_KEY"):
-        raise RwkuError(f"--generator {spec}: OPENAI_API_KEY is not set; set it (any value for a local server) "
-                        "and OPENAI_BASE_URL for an endpoint other than OpenAI's")
-    return openai.OpenAI(base_url=os.environ.get("OPENAI_BASE_URL") or None, api_key=os.environ["OPENAI_API_KEY"],
-                         timeout=timeout, max_retries=1)
 
 
 #: Spec prefix -> how to make that kind of generator; a spec without one of these prefixes is a local model.

@@ -44,6 +44,7 @@ from rwku.data.loader import RwkuData
 from rwku.data.schema import PASSAGE, SOURCE, Target
 from rwku.errors import RwkuError
 from rwku.interrupts import Interrupted
+from rwku.models.endpoint import refuse_served
 from rwku.models.loading import (
     DEFAULT_MODEL,
     PLANTED_DEMO_MODEL,
@@ -467,6 +468,8 @@ def plant(base: str, data: RwkuData, targets: Sequence[Target], out: Path, recip
     from rwku.evaluation.context import no_progress
     from rwku.io import write_json_atomic, write_text_atomic
     from rwku.models.fingerprint import model_fingerprint, provenance
+
+    refuse_served(base, "planting (training the base model)")
 
     progress = progress or no_progress
     planted = [t for t in targets if t != control]

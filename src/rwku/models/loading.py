@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from rwku.caches import CONVERTED_MODEL, cache_root, check_model_folder, read_cached
 from rwku.errors import RwkuError
+from rwku.models.endpoint import ServedModel, ServedOptions, is_served
 
 DEFAULT_MODEL = "smollm2-135m"
 #: The default model taught the demo targets' facts (:mod:`rwku.knowledge.planting`), built on first use.
@@ -72,12 +73,17 @@ class LoadedModel:
     kernels: str = "invariant"
 
     @property
+    def served(self) -> bool:
+        """Whether the model runs on an OpenAI-compatible server (:class:`rwku.models.endpoint.ServedModel`)."""
+        return isinstance(self.model, ServedModel)
+
+    @property
     def device(self) -> Any:
-        return next(self.model.parameters()).device
+        return self.model.device if self.served else next(self.model.parameters()).device
 
     @property
     def dtype(self) -> Any:
-        return next(self.model.parameters()).dtype
+        return self.model.dtype if self.served else next(self.model.parameters()).dtype
 
 
 def pick_device(device: str) -> str:
@@ -243,37 +249,80 @@ def check_model_spec(spec: str) -> None:
         raise RwkuError(f"--model {spec}: no such file or folder; check the path")
 
 
-def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", kernels: str = "invariant") -> LoadedModel:
+def model_location(spec: str) -> tuple[str, str | None]:
+    """Where a local model spec's files are: the folder (or hub id) ``from_pretrained`` reads, and the GGUF file's
+    name in it for a ``.gguf`` spec (else None); the default and the planted demo model are made on first use."""
+    if spec == DEFAULT_MODEL:
+        return str(converted_default_model()), None
+    if (built := built_model(spec)) is not None:
+        return str(built.folder()), None
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return str(path.parent), path.name
+    if path.is_dir():
+        return str(path), None
+    check_model_spec(spec)
+    return spec, None
+
+
+def ready_tokenizer(tokenizer: Any) -> Any:
+    """A tokenizer as the evaluation uses it: a pad token (EOS, as officially) and left padding."""
+    if tokenizer.pad_token is None:  # the official code pads with EOS
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_tokenizer(spec: str, option: str = "--tokenizer") -> Any:
+    """The tokenizer of a local model spec alone (a served model's prompts are rendered with it)."""
+    from transformers import AutoTokenizer
+
+    location, gguf_file = model_location(spec)
+    try:
+        return ready_tokenizer(AutoTokenizer.from_pretrained(location, **({"gguf_file": gguf_file} if gguf_file else {})))
+    except (OSError, ValueError, KeyError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RwkuError(f"{option} {spec}: cannot load a tokenizer from it ({first_line}); give a local model folder, "
+                        f"a .gguf file, '{DEFAULT_MODEL}', or a hub id reachable from this machine") from exc
+
+
+def load_served(spec: str, tokenizer: str | None = None, options: ServedOptions = ServedOptions()) -> LoadedModel:
+    """A model on an OpenAI-compatible server (``openai:NAME``): the server's handle, checked to serve NAME, and the
+    tokenizer that renders its prompts (``tokenizer``, else NAME itself when it is a local model spec)."""
+    served = ServedModel(spec, options)
+    if tokenizer is None:
+        try:
+            loaded = load_tokenizer(served.name, option=f"--model {spec}: the tokenizer")
+        except RwkuError as exc:
+            raise RwkuError(f"{exc}; name the tokenizer that renders its prompts with --tokenizer PATH_OR_SPEC") from None
+    else:
+        loaded = load_tokenizer(tokenizer)
+    served.identity  # noqa: B018 - a server that is down or lacks the model fails here, before any request
+    return LoadedModel(model=served, tokenizer=loaded, name=spec, source=f"{served.base_url} {served.name}", kernels="invariant")
+
+
+def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", kernels: str = "invariant",
+               tokenizer: str | None = None, served: ServedOptions = ServedOptions()) -> LoadedModel:
     """Load ``spec`` for evaluation (eval mode, left padding, a pad token) on ``device``, in the dtype ``kernels``
-    allows (:func:`pick_dtype`); the backends run it under that kernel mode.
+    allows (:func:`pick_dtype`); the backends run it under that kernel mode. ``openai:NAME`` is a model on an
+    OpenAI-compatible server instead (:func:`load_served`: ``tokenizer`` and ``served`` are for it alone).
 
     transformers' own weight-loading bar is switched off: rwku's bars show the progress, and a run that starts each
     unit from the original model would otherwise print one per unit.
     """
     from transformers.utils import logging as hf_logging
 
+    if is_served(spec):
+        return load_served(spec, tokenizer, served)
     hf_logging.disable_progress_bar()
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device, kernels)
-    if spec == DEFAULT_MODEL:
-        source = converted_default_model()
-        tokenizer, model = load_pretrained(str(source), torch_dtype)
-    elif (built := built_model(spec)) is not None:
-        source = built.folder()
-        tokenizer, model = load_pretrained(str(source), torch_dtype)
+    location, gguf_file = model_location(spec)
+    if gguf_file is not None:
+        loaded_tokenizer, model = load_gguf(Path(location) / gguf_file, torch_dtype)
     else:
-        path = Path(spec).expanduser()
-        if path.is_file() and path.suffix == ".gguf":
-            tokenizer, model = load_gguf(path, torch_dtype)
-        elif path.is_dir():
-            tokenizer, model = load_pretrained(str(path), torch_dtype)
-        else:
-            check_model_spec(spec)
-            tokenizer, model = load_pretrained(spec, torch_dtype)
-        source = spec
-    if tokenizer.pad_token is None:  # the official code pads with EOS
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"
+        loaded_tokenizer, model = load_pretrained(location, torch_dtype)
+    source = location if spec == DEFAULT_MODEL or built_model(spec) is not None else spec
     model = place_model(model, device)
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, name=spec, source=str(source), kernels=kernels)
+    return LoadedModel(model=model, tokenizer=ready_tokenizer(loaded_tokenizer), name=spec, source=str(source), kernels=kernels)

@@ -28,7 +28,7 @@ def score_texts(ctx: "EvalContext", texts: Sequence[MiaText], label: str) -> lis
     scores = ctx.score(f"MIA {label}", encoded, [len(e) - 1 for e in encoded], vocab_moments=True)
     items = []
     for text, token_scores in zip(raw, scores):
-        attacks = mia_attack_scores(text, token_scores.logprobs, token_scores.mean or [], token_scores.std or [])
+        attacks = mia_attack_scores(text, token_scores.logprobs, token_scores.mean, token_scores.std)
         items.append({"set": label, "text": text, "n_tokens": len(token_scores.logprobs), "nll": -attacks["loss"], "attacks": attacks})
     return items
 
@@ -49,6 +49,9 @@ def evaluate_mia(ctx: "EvalContext", forget: Sequence[MiaText], retain: Sequence
             "RM": mean_or_none(rm_scores),
             "auc": None if math.isnan(auc) else auc,
         }
+    if (fm or rm) and not any(name.startswith("mink++") for name in summary["attacks"]):
+        summary["attacks_missing"] = {"mink++": "the backend returned no vocabulary moments (a served model whose server "
+                                                "does not report them; rwku serve does)"}
     return summary, fm + rm
 
 

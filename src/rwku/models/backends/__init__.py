@@ -8,14 +8,20 @@ from rwku.errors import RwkuError
 from rwku.models.backends.base import Backend, kernel_settings
 from rwku.models.backends.hf import HfBackend
 from rwku.models.backends.official import OfficialBackend
+from rwku.models.backends.served import ServedBackend
 from rwku.models.loading import LoadedModel
 
-BACKENDS: dict[str, type[Backend]] = {backend.name: backend for backend in (HfBackend, OfficialBackend)}
+BACKENDS: dict[str, type[Backend]] = {backend.name: backend for backend in (HfBackend, OfficialBackend, ServedBackend)}
 
 
 def make_backend(lm: LoadedModel, name: str = "hf", batch_size: int = 16, device: Any = None, draft: int | None = None) -> Backend:
     """The backend ``name`` running ``lm`` (``hf``, the default, or ``official``); ``draft`` sets the ``hf``
-    backend's prompt-lookup drafting (None: its default, see :class:`HfBackend`)."""
+    backend's prompt-lookup drafting (None: its default, see :class:`HfBackend`). A served model (``openai:NAME``)
+    always runs on its server (:class:`ServedBackend`)."""
+    if lm.served or name == "served":
+        if name not in ("hf", "served") or draft:
+            raise RwkuError(f"backend {name}: {lm.name} runs on its server; only the served backend runs it")
+        return ServedBackend(lm, batch_size=batch_size)
     if name not in BACKENDS:
         raise RwkuError(f"backend {name}: unknown; choose {', '.join(BACKENDS)}")
     if draft and name != "hf":
@@ -23,4 +29,4 @@ def make_backend(lm: LoadedModel, name: str = "hf", batch_size: int = 16, device
     return BACKENDS[name](lm, batch_size=batch_size, device=device, **({"draft": draft} if draft is not None else {}))
 
 
-__all__ = ["BACKENDS", "Backend", "HfBackend", "OfficialBackend", "kernel_settings", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "HfBackend", "OfficialBackend", "ServedBackend", "kernel_settings", "make_backend"]
