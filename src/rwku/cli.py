@@ -39,7 +39,8 @@ def split_values(values: list[str] | None) -> list[str]:
     return out
 
 
-SETS_HELP = "Comma-separated sets or groups: forget, neighbor, mia, mmlu, bbh, truthful, triviaqa, fluency, utility (the last five), all."
+SETS_HELP = ("Comma-separated sets or groups: forget, neighbor, mia, mmlu, bbh, truthful, triviaqa, fluency, utility (the last five), "
+             "all (every set but verbmem), verbmem (verbatim memorization, opt-in: all,verbmem).")
 
 
 def table1(title: str, first_column: str = "target", score: bool = False) -> Table:

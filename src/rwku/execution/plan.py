@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 
 from rwku.data.schema import Target
 from rwku.errors import RwkuError
-from rwku.evaluation.sets import parts_of
+from rwku.evaluation.sets import parts_of, set_keys
 from rwku.execution.key import KEY_VERSION, data_fingerprint, differences, model_fingerprint, resolved_placement, same_key
 from rwku.results import ResultStore
 
@@ -78,6 +78,8 @@ def eval_section(job: Any, preamble: str | None = None) -> dict[str, Any]:
                "kernels": job.kernels}
     if job.kernels == "fast":
         section["batch_size"] = job.batch_size
+    if set_keys(job.sets):  # only opt-in sets have settings of their own: other keys stay as they were
+        section["set_settings"] = set_keys(job.sets)
     return section
 
 
