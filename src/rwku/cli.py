@@ -306,6 +306,7 @@ def unlearn_command(
     save_model: bool = typer.Option(False, "--save-model", help="Also write each unlearned model (or adapter)."),
     force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
     eval_epochs: bool = typer.Option(False, "--eval-epochs", help="Also evaluate after every epoch (trade-off curves in rwku report)."),
+    reference: bool = typer.Option(True, "--reference/--no-reference", help="For a planted model (smollm2-135m-demo, an rwku plant folder): also evaluate its base model, the never-taught reference, on each planted target (reference/; knowledge removed, over-forgetting, PrivLeak in rwku report)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Training seed; the runs are named by it (ga-lora-seed1), so several seeds share one --out and rwku report pools them."),
     threads: Optional[int] = THREADS_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the settings and the plan (stored units, units to run and why) and stop."),
@@ -338,7 +339,7 @@ def unlearn_command(
         corpus_source=corpus, sets=parse_sets(sets), limit=limit, batch_size=batch_size,
         protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device, dtype=dtype,
         kernels=kernels, save_model=save_model, eval_epochs=eval_epochs, out=out, sweep={"seed": seed} if seed is not None else {},
-        audits=parse_audits(audit), audit_overrides=key_values(audit_set, "--audit-set"),
+        audits=parse_audits(audit), audit_overrides=key_values(audit_set, "--audit-set"), reference=reference,
     )
     check_job(job)
     print_settings(job)

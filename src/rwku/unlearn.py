@@ -4,6 +4,7 @@ corpus, run the method, evaluate with the rwku engine, and store the result besi
 Layout of an ``--out`` folder::
 
     <out>/before/<unit>/{summary,items}.json               the original model, evaluated once per unit
+    <out>/reference/<unit>/{summary,items}.json            a planted model's base (never taught), per planted unit
     <out>/<run>/<unit>/{summary,items,train_log}.json       run = <method>[-<mode>][-<sweep>][-batch]
     <out>/<run>/<unit>/epochs/<k>/{summary,items}.json      after epoch k < last, with ``eval_epochs``
     <out>/<run>/<unit>/audits/<name>/{summary,items}.json   each audit of the unlearned model, with ``audits``
@@ -37,6 +38,7 @@ from rwku.errors import RwkuError
 from rwku.evaluation.context import EvalContext, no_progress
 from rwku.evaluation.engine import EvalResult, evaluate_target
 from rwku.evaluation.protocol import Protocol
+from rwku.evaluation.reference import REFERENCE_RUN
 from rwku.evaluation.sets import DEFAULT_SETS, load_target, parts_of
 from rwku.execution.executors import Executor
 from rwku.execution.key import provenance
@@ -48,6 +50,7 @@ from rwku.methods.base import Session, Unlearned
 from rwku.methods.config import MethodSettings, ModeConfig, check_known_keys, read_config_file, resolve_settings
 from rwku.methods.training import num_layers
 from rwku.models.loading import LoadedModel, load_model
+from rwku.models.planting import planted_record
 from rwku.models.prompting import PromptFormat
 from rwku.results import write_json_atomic
 from rwku.runner import original_model
@@ -88,6 +91,8 @@ class UnlearnJob:
     audits: Sequence[str] = ()  # registry names of the audits run on each unit's unlearned model
     audit_overrides: dict[str, Any] = field(default_factory=dict)
     out: Path = Path("runs/unlearn")
+    reference: bool = True  # evaluate the never-taught reference of a planted model (REFERENCE_RUN)
+    reference_of: str | None = None  # set on a reference job: the planted model it is the reference of
 
     @property
     def audit_settings(self) -> AuditSettings:
@@ -115,8 +120,28 @@ class UnlearnJob:
         return name + ("-batch" if self.setting == "batch" else "")
 
     def eval_config(self) -> dict[str, Any]:
-        return {"model": self.model, "sets": list(self.sets), "limit": self.limit, "protocol": sorted(self.protocol.fixes),
-                "prompt_format": self.prompt_format, "kernels": self.kernels}
+        config = {"model": self.model, "sets": list(self.sets), "limit": self.limit, "protocol": sorted(self.protocol.fixes),
+                  "prompt_format": self.prompt_format, "kernels": self.kernels}
+        return {**config, "reference_of": self.reference_of} if self.reference_of else config
+
+    def reference_job(self) -> tuple["UnlearnJob | None", set[str]]:
+        """The job that evaluates the never-taught reference (the base model the job's model was planted from) and
+        the planted targets' names; (None, empty) for a model without a planting record or with ``reference`` off."""
+        record = planted_record(self.model) if self.reference else None
+        if record is None:
+            return None, set()
+        job = dataclasses.replace(self, model=record["base"], methods=[], audits=(), eval_epochs=False,
+                                  reference=False, reference_of=self.model)
+        return job, set(record["planted"])
+
+    def reference_tasks(self) -> list[UnitTask]:
+        """A ``reference`` unit for each unit whose targets were all planted: the base model on the unit's data,
+        keyed like any evaluation of the base model (computed once, reused by every later run)."""
+        reference, planted = self.reference_job()
+        if reference is None:
+            return []
+        return [UnitTask(run=REFERENCE_RUN, slug=unit_slug(unit), targets=tuple(unit), job=reference, method=None,
+                         key=unit_key(reference, unit)) for unit in self.units() if all(t.name in planted for t in unit)]
 
     def config(self, method: str | None, epochs: bool = False) -> dict[str, Any]:
         """The readable settings a unit summary shows and the report reads (method, mode, setting, values)."""
@@ -149,7 +174,8 @@ class UnlearnJob:
         return section
 
     def tasks(self) -> list[UnitTask]:
-        """A "before" unit per unit, then each method's units, each with its declared key."""
+        """A "before" unit per unit, then each method's units, each with its declared key; for a planted model the
+        reference units of its planted targets."""
         tasks = []
         for unit in self.units():
             slug = unit_slug(unit)
@@ -159,7 +185,7 @@ class UnlearnJob:
                 tasks.append(UnitTask(run=self.run_name(method), slug=slug, targets=tuple(unit), job=self, method=method,
                                       key=add_audit_key(self, unit, unit_key(self, unit, self.method_key(method))),
                                       defaults=settings_defaults(settings), epochs=self.eval_epochs and METHODS[method].trains))
-        return tasks
+        return tasks + self.reference_tasks()
 
     def compute(self, task: UnitTask, progress: Any) -> UnitOutput:
         return evaluate_original(self, task, progress) if task.method is None else unlearn_unit(self, task, progress)
@@ -389,16 +415,19 @@ def evaluate_epoch(job: UnlearnJob, task: UnitTask, lm: LoadedModel, model: Any,
 
 
 def evaluate_original(job: UnlearnJob, task: UnitTask, progress: Any) -> UnitOutput:
-    """A "before" unit: the original model on the unit's data."""
+    """A "before" unit: the original model on the unit's data (a ``reference`` unit: the base model's)."""
     lm = load_original(job, fresh=False)
     result = evaluate_model(job, lm, lm.model, None, load_unit(job, task.targets), progress)
     summary = unit_summary(job, task, result.summary, lm)
+    if task.run == REFERENCE_RUN:
+        summary["method"] = summary["config"]["method"] = REFERENCE_RUN
     return UnitOutput(summary=summary, items={"config": summary["config"], **result.items})
 
 
 def write_comparison(job: UnlearnJob, outcome: Outcome) -> dict[str, dict[str, Any]]:
     """``comparison.json``: Before and every run, each averaged over the targets all of them have stored."""
-    shared, rows = shared_means(outcome.units)
+    # the reference covers planted targets only: it would shrink the targets every run shares
+    shared, rows = shared_means({run: units for run, units in outcome.units.items() if run != REFERENCE_RUN})
     write_json_atomic(job.out / "comparison.json", {"model": job.model, "setting": job.setting, "targets": shared, "rows": rows})
     return rows
 

@@ -15,7 +15,17 @@ from rwku.evaluation.sets import TABLE1_COLUMNS
 from rwku.report import audits, figures, knowledge
 from rwku.report.collect import Run, collect_runs, has_runs
 from rwku.report.html import case_studies, figure_html, render_report
-from rwku.report.table import Table1, build_table1, common_slugs, to_csv, to_json, to_latex, to_markdown
+from rwku.report.table import (
+    REFERENCE_COLUMNS,
+    Table1,
+    build_table1,
+    common_slugs,
+    reference_value,
+    to_csv,
+    to_json,
+    to_latex,
+    to_markdown,
+)
 from rwku.results import get_path, write_json_atomic, write_text_atomic
 
 
@@ -78,15 +88,20 @@ def figure_plan(runs: Sequence[Run], table: Table1, options: ReportOptions) -> l
     ]
 
 
-def per_target_csv(rows: Sequence[Run], slugs: Sequence[str]) -> str:
-    """Every Table-1 value of every row on every shared target: the numbers behind each mean."""
+def per_target_csv(rows: Sequence[Run], slugs: Sequence[str], runs: Sequence[Run] = ()) -> str:
+    """Every Table-1 value of every row on every shared target: the numbers behind each mean; with a never-taught
+    reference in the folders, each unit's values against it too (``n/a`` on a target without one)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["run", "target"] + [path for _, _, path, _ in TABLE1_COLUMNS])
+    against = REFERENCE_COLUMNS if any(r.reference for r in rows) else ()
+    writer.writerow(["run", "target"] + [path for _, _, path, _ in TABLE1_COLUMNS] + [c.path for c in against])
     for run in rows:
+        before = next((b for b in runs if b.is_before and b.folder == run.folder), None)
         for slug in slugs:
             values = [get_path(run.units[slug].summary, path) for _, _, path, _ in TABLE1_COLUMNS]
-            writer.writerow([run.label, slug] + ["" if v is None else repr(v) for v in values])
+            reference = [reference_value(run, before, slug, c) for c in against]
+            writer.writerow([run.label, slug] + ["" if v is None else repr(v) for v in values]
+                            + ["n/a" if v is None else repr(v) for v in reference])
     return buffer.getvalue()
 
 
@@ -102,7 +117,7 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     rows = [run for run, _ in table.rows] if table else []
     report = Report(table=table)
     texts = {"table1.md": to_markdown(table), "table1.csv": to_csv(table), "table1.tex": to_latex(table),
-             "per_target.csv": per_target_csv(rows, table.slugs)} if table else {}
+             "per_target.csv": per_target_csv(rows, table.slugs, runs)} if table else {}
     audit_table = audits.build_audit_table(runs) if table else None
     if audit_table is not None:
         texts.update({"audits.md": audits.to_markdown(audit_table), "audits.csv": audits.to_csv(audit_table),
