@@ -18,7 +18,7 @@ import numpy as np
 
 from rwku.errors import RwkuError
 from rwku.evaluation.reference import FORGET_PARTS, reference_scores
-from rwku.evaluation.sets import TABLE1_COLUMNS, Column
+from rwku.evaluation.sets import SETS, TABLE1_COLUMNS, Column
 from rwku.report.collect import Run, method_legend
 from rwku.results import get_path, rwku_score
 
@@ -35,6 +35,8 @@ REFERENCE_COLUMNS: tuple[Column, ...] = (
     Column("PrivLeak", "Min-40%", "reference.privleak", True),
 )
 ZERO_IS_BEST = ("reference.privleak",)
+#: Columns of opt-in sets (``verbmem``): shown only where a run evaluated them, so older tables stay as they were
+OPT_IN_PATHS = tuple(column.path for s in SETS.values() if not s.in_all for column in s.columns)
 BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 0
 
@@ -197,7 +199,10 @@ def build_table1(runs: Sequence[Run], variants: bool = False) -> Table1:
     if scored and min(scored) < len(slugs):
         note = (f"{note} RWKU score: {len(slugs) - min(scored)} of {len(slugs)} target(s) left out (forget All before "
                 "under 5, nothing to forget; or forget, neighbour or utility not evaluated).").strip()
-    if chosen is not COLUMNS:
+    shown = [i for i, column in enumerate(chosen)  # an opt-in set's column (VerbMem) only where some run has it
+             if column.path not in OPT_IN_PATHS or any(cell.value is not None for cell in columns[i])]
+    chosen, columns = tuple(chosen[i] for i in shown), [columns[i] for i in shown]
+    if set(REFERENCE_COLUMNS) & set(chosen):
         note = (f"{note} Removed %, Over-forgetting and PrivLeak: against the never-taught reference (the planted model's "
                 "base), over the planted targets; n/a without a reference (the control target, a model not planted).").strip()
     return Table1(rows=[(run, [col[i] for col in columns]) for i, run in enumerate(rows)], slugs=slugs, note=note, extra=extra,
