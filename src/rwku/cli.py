@@ -286,7 +286,8 @@ def unlearn_command(
     targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-100, 'Stephen King', all."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (before/, one folder per method, comparison.json)."),
     mode: str = typer.Option("lora", "--mode", help="full or lora."),
-    setting: str = typer.Option("single", "--setting", help="single (each target from the original model) or batch (pooled)."),
+    setting: str = typer.Option("single", "--setting", help="single (each target from the original model), batch (pooled) or sequential (one target after another on the same model; every target evaluated after each step)."),
+    utility_steps: str = typer.Option("", "--utility-steps", help="Sequential setting: steps that also evaluate utility (e.g. 1,3); the last step always does."),
     train_layers: Optional[str] = typer.Option(None, "--train-layers", help="Train only layers a..b-1, e.g. 4-8."),
     lora_r: int = typer.Option(8, "--lora-r"),
     lora_alpha: int = typer.Option(16, "--lora-alpha"),
@@ -340,6 +341,7 @@ def unlearn_command(
         protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device, dtype=dtype,
         kernels=kernels, save_model=save_model, eval_epochs=eval_epochs, out=out, sweep={"seed": seed} if seed is not None else {},
         audits=parse_audits(audit), audit_overrides=key_values(audit_set, "--audit-set"), reference=reference,
+        utility_steps=parse_steps(utility_steps),
     )
     check_job(job)
     print_settings(job)
@@ -363,6 +365,14 @@ def unlearn_command(
         print_audits(out)
     console.print(f"results: {out}/<run>/<unit>/summary.json, items.json, train_log.json; table: {out / 'comparison.json'}")
     fail_on(outcome, out)
+
+
+def parse_steps(text: str) -> tuple[int, ...]:
+    """``--utility-steps 1,3`` -> (1, 3); anything but whole numbers is one line."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise RwkuError(f"--utility-steps {text}: give step numbers such as 1,3") from None
 
 
 @app.command("experiment")

@@ -12,8 +12,9 @@ Layout of an ``--out`` folder::
     <out>/comparison.json                                   Before and every method, over the units they share
     <out>/failures.json                                     units that failed, with their errors (a rerun retries them)
 
-A unit is a target (``<N>_<Name>``) in the single-target setting, or all selected targets pooled
-(``batch_<first>-<last>``) in the batch setting. :meth:`UnlearnJob.tasks` compiles the job into unit tasks with
+A unit is a target (``<N>_<Name>``) in the single-target setting, all selected targets pooled
+(``batch_<first>-<last>``) in the batch setting, or one step (``stepNN_<N>_<Name>``) in the sequential setting
+(:mod:`rwku.sequential`). :meth:`UnlearnJob.tasks` compiles the job into unit tasks with
 declared keys (:mod:`rwku.execution.plan`); a unit stored with the same key is never recomputed, so an interrupted
 run continues where it stopped. :meth:`UnlearnJob.compute` computes one unit in six steps: load, corpus, unlearn,
 evaluate, audit (:mod:`rwku.audits`, when asked), and the output the driver stores.
@@ -54,6 +55,7 @@ from rwku.models.planting import planted_record
 from rwku.models.prompting import PromptFormat
 from rwku.results import write_json_atomic
 from rwku.runner import original_model
+from rwku.sequential import SEQUENTIAL, check_sequential, step_tasks, unlearn_step
 
 T = TypeVar("T")
 
@@ -92,6 +94,7 @@ class UnlearnJob:
     audit_overrides: dict[str, Any] = field(default_factory=dict)
     out: Path = Path("runs/unlearn")
     reference: bool = True  # evaluate the never-taught reference of a planted model (REFERENCE_RUN)
+    utility_steps: tuple[int, ...] = ()  # sequential setting: steps that evaluate utility besides the last
     reference_of: str | None = None  # set on a reference job: the planted model it is the reference of
 
     @property
@@ -100,7 +103,7 @@ class UnlearnJob:
         return resolve_audit_settings(self.preset, self.audit_overrides)[0]
 
     def units(self) -> list[list[Target]]:
-        return [[t] for t in self.targets] if self.setting == "single" else [list(self.targets)]
+        return [list(self.targets)] if self.setting == "batch" else [[t] for t in self.targets]
 
     def settings(self, method: str) -> MethodSettings:
         """The method's resolved parameters, training and corpus settings, each with its source."""
@@ -117,7 +120,7 @@ class UnlearnJob:
         per variant."""
         name = method if not METHODS[method].trains else f"{method}-{self.mode.label}"
         name += "".join(f"-{key}{value}" for key, value in self.swept(method).items())
-        return name + ("-batch" if self.setting == "batch" else "")
+        return name + ("" if self.setting == "single" else f"-{self.setting}")
 
     def eval_config(self) -> dict[str, Any]:
         config = {"model": self.model, "sets": list(self.sets), "limit": self.limit, "protocol": sorted(self.protocol.fixes),
@@ -174,21 +177,25 @@ class UnlearnJob:
         return section
 
     def tasks(self) -> list[UnitTask]:
-        """A "before" unit per unit, then each method's units, each with its declared key; for a planted model the
-        reference units of its planted targets."""
+        """A "before" unit per unit, then each method's units (in the sequential setting its steps), each with its
+        declared key; for a planted model the reference units of its planted targets."""
         tasks = []
         for unit in self.units():
             slug = unit_slug(unit)
             tasks.append(UnitTask(run="before", slug=slug, targets=tuple(unit), job=self, method=None, key=unit_key(self, unit)))
-            for method in self.methods:
+            for method in self.methods if self.setting != SEQUENTIAL else ():
                 settings = self.settings(method)
                 tasks.append(UnitTask(run=self.run_name(method), slug=slug, targets=tuple(unit), job=self, method=method,
                                       key=add_audit_key(self, unit, unit_key(self, unit, self.method_key(method))),
                                       defaults=settings_defaults(settings), epochs=self.eval_epochs and METHODS[method].trains))
+        if self.setting == SEQUENTIAL:
+            tasks += step_tasks(self)
         return tasks + self.reference_tasks()
 
     def compute(self, task: UnitTask, progress: Any) -> UnitOutput:
-        return evaluate_original(self, task, progress) if task.method is None else unlearn_unit(self, task, progress)
+        if task.method is None:
+            return evaluate_original(self, task, progress)
+        return unlearn_step(self, task, progress) if self.setting == SEQUENTIAL else unlearn_unit(self, task, progress)
 
 
 def parse_methods(text: str | Sequence[str]) -> list[str]:
@@ -207,8 +214,10 @@ def check_job(job: UnlearnJob, check_keys: bool = True) -> None:
     ``check_keys``: refuse a ``--set``, ``--config`` or sweep key that none of the job's methods takes (an
     experiment checks its shared keys against all its grids instead).
     """
-    if job.setting not in ("single", "batch"):
-        raise RwkuError(f"setting {job.setting}: choose single or batch")
+    if job.setting not in ("single", "batch", SEQUENTIAL):
+        raise RwkuError(f"setting {job.setting}: choose single, batch or sequential")
+    if job.setting == SEQUENTIAL:
+        check_sequential(job)
     if job.corpus_source not in ("generated", "official"):
         raise RwkuError(f"corpus {job.corpus_source}: choose generated or official")
     if job.corpus_source == "official":

@@ -266,7 +266,8 @@ class MethodSettings:
 
 
 def find_preset(method: Any, preset: str, mode: str, setting: str) -> Preset | None:
-    """The method's preset for (mode, setting); the batch setting falls back to the single-target values, saying so."""
+    """The method's preset for (mode, setting); the batch and sequential settings fall back to the single-target
+    values, saying so."""
     presets = method.presets
     if preset == "none":
         return None
@@ -276,6 +277,8 @@ def find_preset(method: Any, preset: str, mode: str, setting: str) -> Preset | N
     if single is not None and setting == "batch":
         gap = "the paper gives no" if preset == "paper" else "no calibrated"
         return Preset(single.values, f"{single.source}: single-target value ({gap} batch-setting {mode} value)")
+    if single is not None and setting == "sequential":
+        return Preset(single.values, f"{single.source}: single-target value (each sequential step unlearns one target)")
     return None
 
 

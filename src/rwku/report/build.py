@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from rwku import __version__
 from rwku.evaluation.sets import TABLE1_COLUMNS
-from rwku.report import audits, figures, knowledge
+from rwku.report import audits, figures, knowledge, sequential
 from rwku.report.collect import Run, collect_runs, has_runs
 from rwku.report.html import case_studies, figure_html, render_report
 from rwku.report.table import (
@@ -53,7 +53,7 @@ MEMORIZATION_FIGURE = "fig1_memorization"
 
 def figure_slugs(runs: Sequence[Run], drawn: Callable[[Run], bool]) -> list[str]:
     """Targets shared by the runs one figure draws: a sweep or layer study may cover fewer targets than Table 1."""
-    return common_slugs([r for r in runs if r.setting != "batch" and drawn(r)])
+    return common_slugs([r for r in runs if r.setting == "single" and drawn(r)])
 
 
 def in_family_with(runs: Sequence[Run], variant: Callable[[Run], bool]) -> Callable[[Run], bool]:
@@ -85,6 +85,9 @@ def figure_plan(runs: Sequence[Run], table: Table1, options: ReportOptions) -> l
          lambda: figures.mia_roc(runs, slugs, attacks=options.attacks, shown=rows)),
         ("per_target", "Forget and neighbour scores per target (boxes over the shared targets, one point per target).",
          lambda: figures.per_target(runs, slugs, shown=rows)),
+        ("sequential", f"Sequential unlearning: forget All of each target after each step (left); mean neighbour All and "
+                       f"{utility} (where evaluated) after each step (right); step 0 is the original model.",
+         lambda: sequential.figure(runs, utility=utility)),
     ]
 
 
@@ -124,6 +127,8 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
                       "audits.tex": audits.to_latex(audit_table)})
     if memorization:
         texts["knowledge.csv"] = knowledge.knowledge_csv(memorization)
+    if sequential.sequential_runs(runs):
+        texts["sequential.md"] = sequential.to_markdown(runs, options.utility)
     for name, text in texts.items():
         write_text_atomic(out / name, text)
         report.files.append(out / name)
@@ -133,6 +138,9 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     if audit_table is not None:
         write_json_atomic(out / "audits.json", audits.to_json(audit_table))
         report.files.append(out / "audits.json")
+    if sequential.sequential_runs(runs):
+        write_json_atomic(out / "sequential.json", sequential.to_json(runs, options.utility))
+        report.files.append(out / "sequential.json")
     drawn = []
     plan = figure_plan(runs, table, options) if table else []
     if audit_table is not None:

@@ -170,8 +170,9 @@ def rank_column(values: Sequence[float | None], lower_is_better: bool, eligible:
 
 def is_table_row(run: Run, variants: bool = False) -> bool:
     """Table 1 holds the single-target runs; swept and layer-window variants only with ``variants`` (by default
-    they are drawn in the trade-off and layer figures, over their own targets, as in the paper)."""
-    return run.setting != "batch" and (variants or (not run.sweep and run.layers is None))
+    they are drawn in the trade-off and layer figures, over their own targets, as in the paper); batch and sequential
+    runs have figures and tables of their own."""
+    return run.setting == "single" and (variants or (not run.sweep and run.layers is None))
 
 
 def build_table1(runs: Sequence[Run], variants: bool = False) -> Table1:
