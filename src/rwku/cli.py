@@ -498,6 +498,7 @@ def memorization_command(
     window: int = typer.Option(128, "--window", min=2, help="Tokens per text: each is cut to its first W tokens so sources compare fairly."),
     min_tokens: Optional[int] = typer.Option(None, "--min-tokens", min=2, help="Leave out texts shorter than this (default: the window, so every text is scored on W tokens)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N texts of each source (rwku: of each target)."),
+    verbmem: bool = typer.Option(False, "--verbmem", help="Also VerbMem (MUSE): the first 32 tokens of each text of 100+ words as prompt, ROUGE-L of the greedy continuation against the next 128."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: memorization.json, texts.jsonl, fig1_memorization.png/.svg."),
     batch_size: int = BATCH_SIZE_OPTION,
     device: str = DEVICE_OPTION,
@@ -530,7 +531,7 @@ def memorization_command(
     for spec in source:
         sources.append(read_source_file(*parse_source_option(spec), limit=limit))
     job = MemorizationJob(models=model, sources=sources, targets=chosen, window=window, min_tokens=min_tokens,
-                          limit=limit, data=description,
+                          limit=limit, data=description, verbmem=verbmem,
                           batch_size=batch_size, device=device, dtype=dtype, kernels=kernels)
     job.check()  # bad input fails here, before a model is loaded
     set_threads(threads)
@@ -544,11 +545,12 @@ def memorization_command(
     table = Table(title=f"memorization · window {window} tokens · mean over texts", title_justify="left",
                   caption="EM: share of tokens the greedy prediction gets right (higher = better known); NLL: mean token NLL in nats",
                   caption_justify="left")
-    for column in ("model", "source", "texts", "EM ↑", "NLL ↓"):
+    for column in ("model", "source", "texts", "EM ↑", "NLL ↓", *(("VerbMem texts", "VerbMem F1") if verbmem else ())):
         table.add_column(column, justify="left" if column in ("model", "source") else "right")
     for name, entry in job.results.items():
         for source_name, values in entry["sources"].items():
-            table.add_row(name, source_name, str(values["count"]), fmt(values["em"], 3), fmt(values["nll"], 3))
+            extra = (str(values["verbmem"]["count"]), fmt(values["verbmem"]["f1"], 1)) if verbmem else ()
+            table.add_row(name, source_name, str(values["count"]), fmt(values["em"], 3), fmt(values["nll"], 3), *extra)
     console.print(table)
     least = window if min_tokens is None else min_tokens
     for source_name, values in job.results[model[0]]["sources"].items():

@@ -57,20 +57,20 @@ def special_prefix(tokenizer: Any) -> list[int]:
 
 def continuation_items(ctx: "EvalContext", passages: Sequence[str], subject: str = "", description: str = "VerbMem",
                        prompt_tokens: int = PROMPT_TOKENS, new_tokens: int = NEW_TOKENS) -> list[dict[str, Any]]:
-    """Per passage: prompt, true and generated continuation and their ROUGE-L (passages too short to leave a
-    continuation after the prompt are skipped). ICU's preamble for ``subject`` goes before the prompt."""
+    """Per passage: its index in ``passages``, prompt, true and generated continuation and their ROUGE-L (passages
+    too short to leave a continuation after the prompt are skipped). ICU's preamble for ``subject`` goes first."""
     tokenizer = ctx.lm.tokenizer
     preamble = ctx.prompts.raw_text("", subject)
     split = [split_passage(tokenizer, p, prompt_tokens, new_tokens, preamble) for p in passages]
-    kept = [(prompt, truth) for prompt, truth in split if truth]
-    generated = ctx.generate_tokens(description, [prompt for prompt, _ in kept], new_tokens, ctx.official_stop_ids())
+    kept = [(index, prompt, truth) for index, (prompt, truth) in enumerate(split) if truth]
+    generated = ctx.generate_tokens(description, [prompt for _, prompt, _ in kept], new_tokens, ctx.official_stop_ids())
     items = []
-    for (prompt, truth), tokens in zip(kept, generated):
+    for (index, prompt, truth), tokens in zip(kept, generated):
         tokens = tokens[:len(truth)]  # as long as the truth: a longer answer would only lose precision
         output = tokenizer.decode(tokens, skip_special_tokens=True)
         reference = tokenizer.decode(truth, skip_special_tokens=True)
         scores = rouge_l(output, reference)
-        items.append({"prompt": tokenizer.decode(prompt, skip_special_tokens=True), "reference": reference,
+        items.append({"passage": index, "prompt": tokenizer.decode(prompt, skip_special_tokens=True), "reference": reference,
                       "output": output, "new_tokens": len(truth), "rougeL_f1": scores["f1"],
                       "rougeL_recall": scores["recall"]})
     return items
