@@ -143,3 +143,18 @@ def test_report_tabulates_and_draws_the_steps(tiny_model_dir, tmp_path, monkeypa
     report = build_report([out], tmp_path / "report")
     assert "sequential" in report.figures and (tmp_path / "report" / "sequential.md").is_file()
     assert [r.label for r, _ in report.table.rows] == ["before"]  # the sequential run is no Table-1 row
+
+
+def test_experiment_file_runs_sequential_grids(tmp_path):
+    from rwku.experiment import load_experiment
+
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps({"model": "smollm2-135m", "data": "demo", "targets": "all", "out": str(tmp_path / "o"),
+                                "grids": [{"name": "seq", "methods": ["ga", "rt"], "modes": ["lora", "full"],
+                                           "setting": "sequential", "utility_steps": [2]}]}))
+    experiment = load_experiment(path)
+    assert {p.job.setting for p in experiment.jobs} == {"sequential"} and experiment.jobs[0].job.utility_steps == (2,)
+    runs = {t.run for p in experiment.jobs for t in p.job.tasks()}
+    assert {"ga-lora-sequential", "rt-full-sequential", "before"} <= runs
+    steps = [t.slug for t in experiment.jobs[0].job.tasks() if t.run == "ga-lora-sequential"]
+    assert steps == ["step01_1_Isaac_Newton", "step02_2_Marie_Curie", "step03_3_Wolfgang_Amadeus_Mozart"]
