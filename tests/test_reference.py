@@ -20,7 +20,7 @@ from rwku.evaluation.reference import (
 from rwku.models.planting import RECIPE_FILE, planted_record
 from rwku.report.collect import collect_runs
 from rwku.report.table import REFERENCE_COLUMNS, build_table1, to_markdown
-from tests.report_fixtures import config, summary, write_unit
+from report_fixtures import config, summary, write_unit
 
 
 def scores(forget_all: float, neighbor_all: float, auc: float, parts: tuple[float, float, float] | None = None) -> dict:
