@@ -5,7 +5,8 @@ Layout of an ``--out`` folder::
 
     <out>/before/<unit>/{summary,items}.json               the original model, evaluated once per unit
     <out>/reference/<unit>/{summary,items}.json            a planted model's base (never taught), per planted unit
-    <out>/<run>/<unit>/{summary,items,train_log}.json       run = <method>[-<mode>][-<sweep>][-batch]
+    <out>/<run>/<unit>/{summary,items,train_log}.json       run = <method>[-<mode>][-<sweep>][-batch|-sequential]
+    <out>/<run>/stepNN_<target>/model/                      sequential setting: the weights the step left
     <out>/<run>/<unit>/epochs/<k>/{summary,items}.json      after epoch k < last, with ``eval_epochs``
     <out>/<run>/<unit>/audits/<name>/{summary,items}.json   each audit of the unlearned model, with ``audits``
     <out>/<run>/summary.json                                mean over every stored unit with the run's settings
