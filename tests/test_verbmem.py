@@ -83,3 +83,12 @@ def test_verbmem_set_on_a_tiny_model(tiny_lm):
     assert item["rougeL_f1"] == pytest.approx(rouge_l(item["output"], item["reference"])["f1"])
     assert result.summary["verbmem"]["F1"] == pytest.approx(100 * item["rougeL_f1"])
     assert result.summary["n_items"]["verbmem"] == 1
+
+
+def test_adding_verbmem_leaves_the_other_sets_numbers_alone(tiny_lm):
+    data = RwkuData.open(["demo"])
+    target = data.select("2")[0]
+    ctx = EvalContext(lm=tiny_lm, prompts=PromptFormat(tiny_lm.tokenizer), batch_size=2)
+    alone = evaluate_target(ctx, load_target(data, target, ["forget"], limit=1), ["forget"]).summary
+    both = evaluate_target(ctx, load_target(data, target, ["forget", "verbmem"], limit=1), ["forget", "verbmem"]).summary
+    assert both["forget"] == alone["forget"] and "verbmem" in both and "verbmem" not in alone
