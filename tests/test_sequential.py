@@ -158,3 +158,14 @@ def test_experiment_file_runs_sequential_grids(tmp_path):
     assert {"ga-lora-sequential", "rt-full-sequential", "before"} <= runs
     steps = [t.slug for t in experiment.jobs[0].job.tasks() if t.run == "ga-lora-sequential"]
     assert steps == ["step01_1_Isaac_Newton", "step02_2_Marie_Curie", "step03_3_Wolfgang_Amadeus_Mozart"]
+
+
+def test_npo_and_rt_run_sequentially_too(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    _, rows = run_unlearn(make_job(tiny_model_dir, out, methods=("npo", "rt")))
+    assert {"npo-lora-sequential", "rt-lora-sequential"} <= set(rows)
+    for run in ("npo-lora-sequential", "rt-lora-sequential"):
+        summary = json.loads((out / run / "step02_2_Marie_Curie" / "summary.json").read_text())
+        assert summary["sequential"]["step"] == 2 and summary["config"]["setting"] == "sequential"
+        assert (out / run / "step02_2_Marie_Curie" / MODEL_DIR / "config.json").is_file()
