@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rwku.evaluation.sets import TABLE1_COLUMNS
+from rwku.evaluation.sets import SETS, TABLE1_COLUMNS
 from rwku.io import write_json_atomic
 from rwku.results import unflatten
 
@@ -16,8 +16,10 @@ MIA_ATTACKS = ("loss", "zlib", "mink++_0.2")
 
 def summary(values: dict[str, float], config: dict[str, Any], targets: list[str], by_type: dict[str, float] | None = None,
             **extra: Any) -> dict[str, Any]:
-    """A unit summary: Table-1 values given by dotted path (missing columns get 50.0), attack-type scores, AUCs."""
-    flat = {path: values.get(path, 50.0) for _, _, path, _ in TABLE1_COLUMNS}
+    """A unit summary: Table-1 values given by dotted path (missing columns get 50.0, but opt-in sets' columns stay
+    out), attack-type scores, AUCs."""
+    opt_in = {column.path for s in SETS.values() if not s.in_all for column in s.columns}  # only where given
+    flat = {path: values.get(path, 50.0) for _, _, path, _ in TABLE1_COLUMNS if path not in opt_in or path in values}
     nested = unflatten(flat)
     nested["forget"]["AA_by_type"] = dict(by_type or {t: flat["forget.AA"] for t in ATTACK_TYPES})
     nested["mia"]["attacks"] = {a: {"FM": 0.0, "RM": 0.0, "auc": 0.5} for a in MIA_ATTACKS}

@@ -279,3 +279,19 @@ def test_scatter_draws_one_panel_per_model():
     assert memorization_scatter([{"title": "m", "points": {}, "means": {"rwku": {"em": None, "nll": None, "count": 0}}}]) is None
     colors = source_colors(["c4", "rwku", "unseen", "wiki"])
     assert colors["rwku"] == "#d62728" and len(set(colors.values())) == 4
+
+
+def test_cli_verbmem_beside_exact_memorization(tiny_model_dir, tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / "memo"
+    code, stdout, err = cli("memorization", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--no-unseen",
+                            "--limit", "2", "--window", "32", "--verbmem", "--out", str(out), "--threads", "1", "--device", "cpu")
+    assert code == 0, err
+    payload = json.loads((out / "memorization.json").read_text())
+    assert payload["verbmem"]["prompt_tokens"] == 32 and payload["verbmem"]["new_tokens"] == 128
+    entry = payload["models"][str(tiny_model_dir)]
+    rows = [json.loads(line) for line in (out / "texts.jsonl").read_text().splitlines()]
+    scored = [r["verbmem_f1"] for r in rows if r["verbmem_f1"] is not None]
+    assert len(scored) == 2 and entry["sources"]["rwku"]["verbmem"]["count"] == 2  # both demo passages have 100+ words
+    assert entry["targets"]["1_Isaac_Newton"]["verbmem"]["f1"] == pytest.approx(sum(scored) / 2)
+    assert "VerbMem F1" in stdout

@@ -188,7 +188,7 @@ def test_table_1_ranks_the_rwku_score_computed_from_stored_units(tmp_path):
     """Forget All before 60/40, neighbour 50/70, utility at 50 everywhere (ratios 1): ga-lora's targets score
     efficacy 50/60 and 20/40, locality 40/50 and 60/70, utility 1; the harmonic means ×100, then their mean."""
     table = build_table1(collect_runs([make_folder(tmp_path / "exp")]))
-    cells = {run.label: dict(zip([c.path for c in COLUMNS], row)) for run, row in table.rows}
+    cells = {run.label: dict(zip([c.path for c in table.columns], row)) for run, row in table.rows}
 
     def harmonic(*parts):
         return 100 * len(parts) / sum(1 / p for p in parts)
@@ -204,7 +204,7 @@ def test_targets_with_nothing_to_forget_are_left_out_of_the_rwku_score_and_count
     values = {"before": {"1_Ann_A": (60.0, 50.0), "2_Bob_B": (4.0, 70.0)},  # Bob: forget All before under 5
               "ga-lora": {"1_Ann_A": (30.0, 50.0), "2_Bob_B": (0.0, 70.0)}}
     table = build_table1(collect_runs([make_folder(tmp_path / "exp", values)]))
-    ga = dict(zip([c.path for c in COLUMNS], table.rows[1][1]))
+    ga = dict(zip([c.path for c in table.columns], table.rows[1][1]))
     assert ga["rwku_score.score"].value == pytest.approx(100 * 3 / (2 + 1 + 1))  # Ann only: efficacy 0.5
     assert ga["rwku_score.score"].low is None  # one target: no interval
     assert "RWKU score: 1 of 2 target(s) left out" in table.note
@@ -219,7 +219,7 @@ def test_runs_that_differ_only_in_their_seed_are_one_row_over_seeds_and_targets(
             write_unit(folder / f"ga-lora-seed{seed}" / slug, unit, items(TARGETS[slug], ["x", "y", "z"], [0, 0, 0], fm=[-1.0], rm=[-1.0]))
     table = build_table1(collect_runs([folder]))
     assert [run.label for run, _ in table.rows] == ["before", "ga-lora (2 seeds)"]
-    forget = dict(zip([c.path for c in COLUMNS], table.rows[1][1]))["forget.All"]
+    forget = dict(zip([c.path for c in table.columns], table.rows[1][1]))["forget.All"]
     assert table.slugs == ["1_Ann_A", "2_Bob_B"]  # the targets every seed has
     assert forget.value == pytest.approx((10 + 20 + 14 + 24) / 4)  # over seeds × targets
     assert forget.low is not None and forget.low < forget.value < forget.high

@@ -95,7 +95,7 @@ def test_batch_setting_pools_targets(tiny_model_dir, tmp_path, monkeypatch):
 def test_cli_rejects_unknown_methods_and_settings(monkeypatch, capsys, tmp_path):
     from rwku.cli import main
 
-    for args, fragment in ((["--method", "ga,foo"], "unknown method foo"), (["--method", "ga", "--setting", "x"], "choose single or batch"),
+    for args, fragment in ((["--method", "ga,foo"], "unknown method foo"), (["--method", "ga", "--setting", "x"], "choose single, batch or sequential"),
                            (["--method", "ga", "--set", "lr"], "expected key=value"),
                            (["--method", "ga", "--set", "nope=1"], "unknown hyper-parameter 'nope'"),
                            (["--method", "ga", "--set", "lr=abc"], "lr=abc: lr takes a number"),

@@ -40,7 +40,8 @@ def split_values(values: list[str] | None) -> list[str]:
     return out
 
 
-SETS_HELP = "Comma-separated sets or groups: forget, neighbor, mia, mmlu, bbh, truthful, triviaqa, fluency, utility (the last five), all."
+SETS_HELP = ("Comma-separated sets or groups: forget, neighbor, mia, mmlu, bbh, truthful, triviaqa, fluency, utility (the last five), "
+             "all (every set but verbmem), verbmem (verbatim memorization, opt-in: all,verbmem).")
 
 
 #: The legend of a row marked ``*`` (shown only under a table that has one)
@@ -372,7 +373,8 @@ def unlearn_command(
     targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-100, 'Stephen King', all."),
     out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (before/, one folder per method, comparison.json)."),
     mode: str = typer.Option("lora", "--mode", help="full or lora."),
-    setting: str = typer.Option("single", "--setting", help="single (each target from the original model) or batch (pooled)."),
+    setting: str = typer.Option("single", "--setting", help="single (each target from the original model), batch (pooled) or sequential (one target after another on the same model; every target evaluated after each step)."),
+    utility_steps: str = typer.Option("", "--utility-steps", help="Sequential setting: steps that also evaluate utility (e.g. 1,3); the last step always does."),
     train_layers: Optional[str] = typer.Option(None, "--train-layers", help="Train only layers a..b-1, e.g. 4-8."),
     lora_r: int = typer.Option(8, "--lora-r", min=1, help="LoRA rank."),
     lora_alpha: int = typer.Option(16, "--lora-alpha", min=1, help="LoRA alpha (the update is scaled by alpha / r)."),
@@ -392,6 +394,7 @@ def unlearn_command(
     save_model: bool = typer.Option(False, "--save-model", help="Also write each unlearned model (or adapter)."),
     force: bool = typer.Option(False, "--force", help="Recompute units already stored with the same settings."),
     eval_epochs: bool = typer.Option(False, "--eval-epochs", help="Also evaluate after every epoch (trade-off curves in rwku report)."),
+    reference: bool = typer.Option(True, "--reference/--no-reference", help="For a planted model (smollm2-135m-demo, an rwku plant folder): also evaluate its base model, the never-taught reference, on each planted target (reference/; knowledge removed, over-forgetting, PrivLeak in rwku report)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Training seed; the runs are named by it (ga-lora-seed1), so several seeds share one --out and rwku report pools them."),
     threads: Optional[int] = THREADS_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the settings and the plan (stored units, units to run and why) and stop."),
@@ -425,7 +428,8 @@ def unlearn_command(
         corpus_source=corpus, sets=parse_sets(sets), limit=limit, batch_size=batch_size,
         protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device, dtype=dtype,
         kernels=kernels, save_model=save_model, eval_epochs=eval_epochs, out=out, sweep={"seed": seed} if seed is not None else {},
-        audits=parse_audits(audit), audit_overrides=key_values(audit_set, "--audit-set"),
+        audits=parse_audits(audit), audit_overrides=key_values(audit_set, "--audit-set"), reference=reference,
+        utility_steps=parse_steps(utility_steps),
     )
     check_job(job)
     print_settings(job, show_sources=show_settings)
@@ -448,6 +452,14 @@ def unlearn_command(
         print_audits(out)
     console.print(f"results: {out}/<run>/<unit>/summary.json, items.json, train_log.json; table: {out / 'comparison.json'}")
     fail_on(outcome, out)
+
+
+def parse_steps(text: str) -> tuple[int, ...]:
+    """``--utility-steps 1,3`` -> (1, 3); anything but whole numbers is one line."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise RwkuError(f"--utility-steps {text}: give step numbers such as 1,3") from None
 
 
 @app.command("experiment")
@@ -584,6 +596,7 @@ def memorization_command(
     window: int = typer.Option(128, "--window", min=2, help="Tokens per text: each is cut to its first W tokens so sources compare fairly."),
     min_tokens: Optional[int] = typer.Option(None, "--min-tokens", min=2, help="Leave out texts shorter than this (default: the window, so every text is scored on W tokens)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N texts of each source (rwku: of each target)."),
+    verbmem: bool = typer.Option(False, "--verbmem", help="Also VerbMem (MUSE): the first 32 tokens of each text of 100+ words as prompt, ROUGE-L of the greedy continuation against the next 128."),
     out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder: memorization.json, texts.jsonl, fig1_memorization.png/.svg."),
     batch_size: int = BATCH_SIZE_OPTION,
     device: str = DEVICE_OPTION,
@@ -615,7 +628,7 @@ def memorization_command(
     for spec in source:
         sources.append(read_source_file(*parse_source_option(spec), limit=limit))
     job = MemorizationJob(models=model, sources=sources, targets=chosen, window=window, min_tokens=min_tokens,
-                          limit=limit, data=description,
+                          limit=limit, data=description, verbmem=verbmem,
                           batch_size=batch_size, device=device, dtype=dtype, kernels=kernels)
     job.check()  # bad input fails here, before a model is loaded
     set_threads(threads)
@@ -629,11 +642,12 @@ def memorization_command(
     table = Table(title=f"memorization · window {window} tokens · mean over texts", title_justify="left",
                   caption="EM: share of tokens the greedy prediction gets right (higher = better known); NLL: mean token NLL in nats",
                   caption_justify="left")
-    for column in ("model", "source", "texts", "EM ↑", "NLL ↓"):
+    for column in ("model", "source", "texts", "EM ↑", "NLL ↓", *(("VerbMem texts", "VerbMem F1") if verbmem else ())):
         table.add_column(column, justify="left" if column in ("model", "source") else "right")
     for name, entry in job.results.items():
         for source_name, values in entry["sources"].items():
-            table.add_row(name, source_name, str(values["count"]), fmt(values["em"], 3), fmt(values["nll"], 3))
+            extra = (str(values["verbmem"]["count"]), fmt(values["verbmem"]["f1"], 1)) if verbmem else ()
+            table.add_row(name, source_name, str(values["count"]), fmt(values["em"], 3), fmt(values["nll"], 3), *extra)
     console.print(table)
     least = window if min_tokens is None else min_tokens
     for source_name, values in job.results[model[0]]["sources"].items():

@@ -18,7 +18,8 @@ interval over seeds × targets); ``batch_sizes`` runs the batch setting on the f
 ``layer_windows`` trains only those decoder layers (Fig. 7); ``sweep`` runs one job per value, named by it
 (``repe-alpha0.5``: Fig. 3's RepE strengths); ``eval_epochs`` stores an evaluation after every epoch (Fig. 3);
 ``audit`` runs audits on each unit's unlearned model (``["quant4", "relearn"]``, see :mod:`rwku.audits`), with the
-file's ``audit_set`` overriding their settings.
+file's ``audit_set`` overriding their settings. ``"setting": "sequential"`` unlearns the grid's targets one after
+another on one model (:mod:`rwku.sequential`), evaluating utility at the last step and at ``utility_steps``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ EXPERIMENT_KEYS: dict[str, Any] = {
 #: Keys of one grid and their defaults.
 GRID_KEYS: dict[str, Any] = {
     "name": REQUIRED, "methods": REQUIRED, "modes": ["lora"], "setting": "single", "targets": None, "eval_epochs": False,
-    "set": {}, "sweep": {}, "seeds": None, "batch_sizes": None, "layer_windows": None, "audit": [],
+    "set": {}, "sweep": {}, "seeds": None, "batch_sizes": None, "layer_windows": None, "audit": [], "utility_steps": [],
 }
 
 
@@ -170,6 +171,7 @@ def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) 
             prompt_format=settings["prompt_format"], device=settings["device"], dtype=settings["dtype"],
             kernels=settings["kernels"], eval_epochs=bool(grid["eval_epochs"]), sweep=dict(zip(sweep_keys, values)), out=Path(settings["out"]),
             audits=parse_audits(grid["audit"]), audit_overrides=dict(settings["audit_set"]),
+            utility_steps=tuple(int(n) for n in as_list(grid["utility_steps"])),
         )
         check_job(job, check_keys=False)
         runs = ", ".join(job.run_name(m) for m in methods)

@@ -4,15 +4,18 @@ corpus, run the method, evaluate with the rwku engine, and store the result besi
 Layout of an ``--out`` folder::
 
     <out>/before/<unit>/{summary,items}.json               the original model, evaluated once per unit
-    <out>/<run>/<unit>/{summary,items,train_log}.json       run = <method>[-<mode>][-<sweep>][-batch]
+    <out>/reference/<unit>/{summary,items}.json            a planted model's base (never taught), per planted unit
+    <out>/<run>/<unit>/{summary,items,train_log}.json       run = <method>[-<mode>][-<sweep>][-batch|-sequential]
+    <out>/<run>/stepNN_<target>/model/                      sequential setting: the weights the step left
     <out>/<run>/<unit>/epochs/<k>/{summary,items}.json      after epoch k < last, with ``eval_epochs``
     <out>/<run>/<unit>/audits/<name>/{summary,items}.json   each audit of the unlearned model, with ``audits``
     <out>/<run>/summary.json                                mean over every stored unit with the run's settings
     <out>/comparison.json                                   Before and every method, over the units they share
     <out>/failures.json                                     units that failed, with their errors (a rerun retries them)
 
-A unit is a target (``<N>_<Name>``) in the single-target setting, or all selected targets pooled
-(``batch_<first>-<last>``) in the batch setting. :meth:`UnlearnJob.tasks` compiles the job into unit tasks with
+A unit is a target (``<N>_<Name>``) in the single-target setting, all selected targets pooled
+(``batch_<first>-<last>``) in the batch setting, or one step (``stepNN_<N>_<Name>``) in the sequential setting
+(:mod:`rwku.sequential`). :meth:`UnlearnJob.tasks` compiles the job into unit tasks with
 declared keys (:mod:`rwku.execution.plan`); a unit stored with the same key is never recomputed, so an interrupted
 run continues where it stopped. :meth:`UnlearnJob.compute` computes one unit in six steps: load, corpus, unlearn,
 evaluate, audit (:mod:`rwku.audits`, when asked), and the output the driver stores.
@@ -38,6 +41,7 @@ from rwku.errors import RwkuError
 from rwku.evaluation.context import EvalContext, ProgressFactory, no_progress
 from rwku.evaluation.engine import EvalResult, evaluate_target
 from rwku.evaluation.protocol import Protocol
+from rwku.evaluation.reference import REFERENCE_RUN
 from rwku.evaluation.sets import DEFAULT_SETS, load_target, parts_of
 from rwku.evaluation.sets.probes import FORGET_PART
 from rwku.execution.executors import Executor
@@ -51,9 +55,11 @@ from rwku.methods.config import MethodSettings, ModeConfig, check_known_keys, re
 from rwku.methods.training import num_layers
 from rwku.models.endpoint import refuse_served
 from rwku.models.loading import LoadedModel, load_model
+from rwku.knowledge.planting import planted_record
 from rwku.models.prompting import PromptFormat
 from rwku.io import write_json_atomic
 from rwku.runner import original_model
+from rwku.sequential import SEQUENTIAL, check_sequential, step_tasks, unlearn_step
 
 T = TypeVar("T")
 
@@ -91,6 +97,9 @@ class UnlearnJob:
     audits: Sequence[str] = ()  # registry names of the audits run on each unit's unlearned model
     audit_overrides: dict[str, Any] = field(default_factory=dict)
     out: Path = Path("runs/unlearn")
+    reference: bool = True  # evaluate the never-taught reference of a planted model (REFERENCE_RUN)
+    utility_steps: tuple[int, ...] = ()  # sequential setting: steps that evaluate utility besides the last
+    reference_of: str | None = None  # set on a reference job: the planted model it is the reference of
 
     @property
     def audit_settings(self) -> AuditSettings:
@@ -98,7 +107,7 @@ class UnlearnJob:
         return resolve_audit_settings(self.preset, self.audit_overrides)[0]
 
     def units(self) -> list[list[Target]]:
-        return [[t] for t in self.targets] if self.setting == "single" else [list(self.targets)]
+        return [list(self.targets)] if self.setting == "batch" else [[t] for t in self.targets]
 
     def settings(self, method: str) -> MethodSettings:
         """The method's resolved parameters, training and corpus settings, each with its source."""
@@ -115,11 +124,31 @@ class UnlearnJob:
         per variant."""
         name = method if not METHODS[method].trains else f"{method}-{self.mode.label}"
         name += "".join(f"-{key}{value}" for key, value in self.swept(method).items())
-        return name + ("-batch" if self.setting == "batch" else "")
+        return name + ("" if self.setting == "single" else f"-{self.setting}")
 
     def eval_config(self) -> dict[str, Any]:
-        return {"model": self.model, "sets": list(self.sets), "limit": self.limit, "protocol": sorted(self.protocol.fixes),
-                "prompt_format": self.prompt_format, "kernels": self.kernels}
+        config = {"model": self.model, "sets": list(self.sets), "limit": self.limit, "protocol": sorted(self.protocol.fixes),
+                  "prompt_format": self.prompt_format, "kernels": self.kernels}
+        return {**config, "reference_of": self.reference_of} if self.reference_of else config
+
+    def reference_job(self) -> tuple["UnlearnJob | None", set[str]]:
+        """The job that evaluates the never-taught reference (the base model the job's model was planted from) and
+        the planted targets' names; (None, empty) for a model without a planting record or with ``reference`` off."""
+        record = planted_record(self.model) if self.reference else None
+        if record is None:
+            return None, set()
+        job = dataclasses.replace(self, model=record["base"], methods=[], audits=(), eval_epochs=False,
+                                  reference=False, reference_of=self.model)
+        return job, set(record["planted"])
+
+    def reference_tasks(self) -> list[UnitTask]:
+        """A ``reference`` unit for each unit whose targets were all planted: the base model on the unit's data,
+        keyed like any evaluation of the base model (computed once, reused by every later run)."""
+        reference, planted = self.reference_job()
+        if reference is None:
+            return []
+        return [UnitTask(run=REFERENCE_RUN, slug=unit_slug(unit), targets=tuple(unit), job=reference, method=None,
+                         key=unit_key(reference, unit)) for unit in self.units() if all(t.name in planted for t in unit)]
 
     def config(self, method: str | None, epochs: bool = False) -> dict[str, Any]:
         """The readable settings a unit summary shows and the report reads (method, mode, setting, values)."""
@@ -152,20 +181,25 @@ class UnlearnJob:
         return section
 
     def tasks(self) -> list[UnitTask]:
-        """A "before" unit per unit, then each method's units, each with its declared key."""
+        """A "before" unit per unit, then each method's units (in the sequential setting its steps), each with its
+        declared key; for a planted model the reference units of its planted targets."""
         tasks = []
         for unit in self.units():
             slug = unit_slug(unit)
             tasks.append(UnitTask(run="before", slug=slug, targets=tuple(unit), job=self, method=None, key=unit_key(self, unit)))
-            for method in self.methods:
+            for method in self.methods if self.setting != SEQUENTIAL else ():
                 settings = self.settings(method)
                 tasks.append(UnitTask(run=self.run_name(method), slug=slug, targets=tuple(unit), job=self, method=method,
                                       key=add_audit_key(self, unit, unit_key(self, unit, self.method_key(method))),
                                       defaults=settings_defaults(settings), epochs=self.eval_epochs and METHODS[method].trains))
-        return tasks
+        if self.setting == SEQUENTIAL:
+            tasks += step_tasks(self)
+        return tasks + self.reference_tasks()
 
     def compute(self, task: UnitTask, progress: ProgressFactory) -> UnitOutput:
-        return evaluate_original(self, task, progress) if task.method is None else unlearn_unit(self, task, progress)
+        if task.method is None:
+            return evaluate_original(self, task, progress)
+        return unlearn_step(self, task, progress) if self.setting == SEQUENTIAL else unlearn_unit(self, task, progress)
 
 
 def parse_methods(text: str | Sequence[str]) -> list[str]:
@@ -184,8 +218,10 @@ def check_job(job: UnlearnJob, check_keys: bool = True) -> None:
     ``check_keys``: refuse a ``--set``, ``--config`` or sweep key that none of the job's methods takes (an
     experiment checks its shared keys against all its grids instead).
     """
-    if job.setting not in ("single", "batch"):
-        raise RwkuError(f"setting {job.setting}: choose single or batch")
+    if job.setting not in ("single", "batch", SEQUENTIAL):
+        raise RwkuError(f"setting {job.setting}: choose single, batch or sequential")
+    if job.setting == SEQUENTIAL:
+        check_sequential(job)
     refuse_served(job.model, "unlearning (training, and the corpus rwku samples from it)")
     if job.corpus_source not in ("generated", "official"):
         raise RwkuError(f"corpus {job.corpus_source}: choose generated or official")
@@ -423,18 +459,22 @@ def evaluate_epoch(job: UnlearnJob, task: UnitTask, lm: LoadedModel, model: Any,
 
 
 def evaluate_original(job: UnlearnJob, task: UnitTask, progress: ProgressFactory) -> UnitOutput:
-    """A "before" unit: the original model on the unit's data."""
+    """A "before" unit: the original model on the unit's data (a ``reference`` unit: the base model's)."""
     lm = load_original(job, fresh=False)
     result = evaluate_model(job, lm, lm.model, None, load_unit(job, task.targets), progress)
     summary = unit_summary(job, task, result.summary, lm)
+    if task.run == REFERENCE_RUN:
+        summary["method"] = summary["config"]["method"] = REFERENCE_RUN
     return UnitOutput(summary=summary, items={"config": summary["config"], **result.items})
 
 
 def write_comparison(job: UnlearnJob, outcome: Outcome) -> dict[str, dict[str, Any]]:
     """``comparison.json``: Before and every run, each averaged over the targets all of them have stored; for a
     planted model also per role (``roles``: the planted targets' mean, the control's), as the report shows them."""
-    shared, rows = shared_means(outcome.units)
-    roles = {role: {"targets": targets, "rows": means} for role, (targets, means) in role_means(outcome.units).items()}
+    # the reference covers planted targets only: it would shrink the targets every run shares
+    units = {run: units for run, units in outcome.units.items() if run != REFERENCE_RUN}
+    shared, rows = shared_means(units)
+    roles = {role: {"targets": targets, "rows": means} for role, (targets, means) in role_means(units).items()}
     write_json_atomic(job.out / "comparison.json", {"model": job.model, "setting": job.setting, "targets": shared,
                                                     "rows": rows, **({"roles": roles} if roles else {})})
     return rows

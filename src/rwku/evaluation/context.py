@@ -60,9 +60,14 @@ class EvalContext:
     def generate_ids(self, description: str, encoded: Sequence[Sequence[int]], max_new_tokens: int,
                      stop_ids: Sequence[int]) -> list[str]:
         """Greedy continuations of prompts given as token ids (an audit's optimised suffix is tokens, not text)."""
-        with self.progress(description, len(encoded)) as advance:
-            tokens = self.backend.generate(description, encoded, max_new_tokens, stop_ids, on_batch=advance)
+        tokens = self.generate_tokens(description, encoded, max_new_tokens, stop_ids)
         return [decode_continuation(self.lm.tokenizer, p, t) for p, t in zip(encoded, tokens)]
+
+    def generate_tokens(self, description: str, encoded: Sequence[Sequence[int]], max_new_tokens: int,
+                        stop_ids: Sequence[int]) -> list[list[int]]:
+        """Greedy continuations as token ids, each cut before its first stop id (a set that compares tokens)."""
+        with self.progress(description, len(encoded)) as advance:
+            return self.backend.generate(description, encoded, max_new_tokens, stop_ids, on_batch=advance)
 
     def score(self, description: str, sequences: Sequence[Sequence[int]], n_scored: Sequence[int],
               vocab_moments: bool = False, greedy: bool = False) -> list[TokenScores]:

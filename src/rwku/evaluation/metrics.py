@@ -88,6 +88,40 @@ def rouge_l_recall(output: str, answer: str, strip_punctuation: bool = False) ->
         return 0.0
 
 
+# ---------------------------------------------------------------- ROUGE-L of a continuation (verbatim memorization)
+
+_NON_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """The words ``rouge_score`` compares (Google's ROUGE, which MUSE uses): lower-cased, every run of characters
+    other than ``a-z``/``0-9`` a separator, no stemming."""
+    return _NON_ALPHANUMERIC.sub(" ", text.lower()).split()
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two token lists (one row of the table kept at a time)."""
+    previous = [0] * (len(b) + 1)
+    for token in a:
+        current = [0]
+        for j, other in enumerate(b):
+            current.append(previous[j] + 1 if token == other else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def rouge_l(output: str, reference: str) -> dict[str, float]:
+    """ROUGE-L of ``output`` against ``reference`` as ``rouge_score``'s ``rougeL`` (one LCS over the whole texts,
+    not per sentence): ``precision`` = LCS / output words, ``recall`` = LCS / reference words, ``f1`` their
+    harmonic mean; 0 where a side has no word."""
+    hypothesis, truth = rouge_tokens(output), rouge_tokens(reference)
+    common = lcs_length(hypothesis, truth) if hypothesis and truth else 0
+    if not common:
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    precision, recall = common / len(hypothesis), common / len(truth)
+    return {"precision": precision, "recall": recall, "f1": 2 * precision * recall / (precision + recall)}
+
+
 # ---------------------------------------------------------------- SQuAD-style normalisation, F1 and EM
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 from rwku.data.loader import data_fingerprint
 from rwku.data.schema import Target, kinds_field
 from rwku.errors import RwkuError
-from rwku.evaluation.sets import parts_of
+from rwku.evaluation.sets import parts_of, set_keys
 from rwku.execution.key import KEY_VERSION, differences, resolved_placement, same_key, served_identity
 from rwku.models.endpoint import endpoint_name, is_served
 from rwku.models.fingerprint import model_fingerprint
@@ -81,6 +81,8 @@ def eval_section(job: Any, preamble: str | None = None) -> dict[str, Any]:
                "kernels": job.kernels}
     if job.kernels == "fast":
         section["batch_size"] = job.batch_size
+    if set_keys(job.sets):  # only opt-in sets have settings of their own: other keys stay as they were
+        section["set_settings"] = set_keys(job.sets)
     return section
 
 

@@ -59,8 +59,8 @@ def execute(plan: Plan, executor: Executor | None = None, progress: ProgressFact
     runs = plan.runs()
     if "before" in runs:  # unlearning runs: "before" first, so each other run's mean gets its RWKU score
         outcome.units["before"] = aggregate_run(plan.out, runs.pop("before"))
-    for run, tasks in runs.items():
-        outcome.units[run] = aggregate_run(plan.out, tasks, outcome.units.get("before"))
+    for run, tasks in runs.items():  # evaluations of a model (a reference) get no RWKU score
+        outcome.units[run] = aggregate_run(plan.out, tasks, outcome.units.get("before") if tasks[0].method else None)
     return outcome
 
 

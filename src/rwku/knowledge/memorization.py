@@ -185,6 +185,25 @@ def score_source(ctx: Any, source: Source, window: int, description: str | None 
     return rows
 
 
+def verbmem_scores(ctx: Any, source: Source, description: str) -> dict[str, dict[str, float]]:
+    """VerbMem (:mod:`rwku.evaluation.sets.verbmem`: the first k tokens as prompt, ROUGE-L of the greedy continuation
+    against the next m) of each text of at least its word minimum, by text id, in %."""
+    from rwku.evaluation.sets.verbmem import continuation_items, long_enough
+
+    texts = [t for t in source.texts if long_enough([t.text])]
+    items = continuation_items(ctx, [t.text for t in texts], description=description)
+    return {texts[i["passage"]].id: {"verbmem_f1": 100 * i["rougeL_f1"], "verbmem_recall": 100 * i["rougeL_recall"]}
+            for i in items}
+
+
+def mean_verbmem(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Mean VerbMem F1 and recall over the texts that have one, and how many."""
+    scored = [r for r in rows if r.get("verbmem_f1") is not None]
+    n = len(scored)
+    return {"f1": sum(r["verbmem_f1"] for r in scored) / n if n else None,
+            "recall": sum(r["verbmem_recall"] for r in scored) / n if n else None, "count": n}
+
+
 def mean_scores(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Mean EM and NLL over the scored texts, how many went in, and how many had nothing to score."""
     rows = list(rows)
@@ -195,12 +214,17 @@ def mean_scores(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarize(rows: Sequence[dict[str, Any]], sources: Sequence[Source], targets: Sequence[Any]) -> dict[str, Any]:
-    """Per source and per target (its passages: the knowledge score) means."""
-    per_source = {s.name: mean_scores(r for r in rows if r["source"] == s.name) for s in sources}
+    """Per source and per target (its passages: the knowledge score) means; VerbMem's beside them where it ran."""
+    with_verbmem = any("verbmem_f1" in r for r in rows)
+
+    def means(chosen: list[dict[str, Any]]) -> dict[str, Any]:
+        return {**mean_scores(chosen), **({"verbmem": mean_verbmem(chosen)} if with_verbmem else {})}
+
+    per_source = {s.name: means([r for r in rows if r["source"] == s.name]) for s in sources}
     knowledge = {}
     for target in targets:
         knowledge[target.slug] = {"number": target.number, "name": target.name,
-                                  **mean_scores(r for r in rows if r["source"] == RWKU and r["target"] == target.slug)}
+                                  **means([r for r in rows if r["source"] == RWKU and r["target"] == target.slug])}
     return {"sources": per_source, "targets": knowledge}
 
 
@@ -222,6 +246,7 @@ class MemorizationJob:
     device: str = "auto"
     dtype: str = "auto"
     kernels: str = "invariant"
+    verbmem: bool = False  # also VerbMem (greedy continuations: slower than EM's one scoring pass)
     results: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -254,6 +279,9 @@ class MemorizationJob:
         for source in self.sources:
             label = f"{model} · {source.name}" if len(self.models) > 1 else source.name
             scored = score_source(ctx, source, self.window, f"memorization {label}", self.min_tokens)
+            if self.verbmem:
+                found = verbmem_scores(ctx, source, f"VerbMem {label}")
+                scored = [{**r, **found.get(r["id"], {"verbmem_f1": None, "verbmem_recall": None})} for r in scored]
             rows += [{"model": model, **r} for r in scored]
         entry = {**summarize(rows, self.sources, self.targets), "seconds": round(time.perf_counter() - start, 2),
                  "kernels": lm.kernels, "provenance": provenance(lm.device)}
@@ -274,8 +302,17 @@ class MemorizationJob:
                           "positions whose argmax prediction is the next token, NLL = mean token negative log-likelihood "
                           "(nats); texts of fewer than min_tokens tokens are skipped; source and target values are means "
                           "over texts",
+            **({"verbmem": verbmem_definition()} if self.verbmem else {}),
             "models": self.results,
         }
+
+
+def verbmem_definition() -> dict[str, Any]:
+    from rwku.evaluation.sets.verbmem import VERBMEM
+
+    return {**dict(VERBMEM.key or {}), "definition": "texts of at least min_words words: the first prompt_tokens tokens as "
+            "prompt, greedy continuation as long as the next (at most new_tokens) true tokens, ROUGE-L F1 and recall "
+            "against them (MUSE's VerbMem), in %"}
 
 
 def write_results(out: Path, job: MemorizationJob,

@@ -557,6 +557,20 @@ def demo_key() -> str:
     return plant_key(DEFAULT_MODEL, planting_texts(data, [t for t in targets if t != control], recipe), recipe)
 
 
+def planted_record(spec: str) -> dict[str, Any] | None:
+    """What a model records of its planting: ``base`` (the model before planting: the never-taught reference),
+    ``planted`` (target names) and ``control``; None for a model rwku did not plant. ``smollm2-135m-demo``'s is
+    known without building it (its plan); an ``rwku plant`` folder's is its ``recipe.json``."""
+    if spec == PLANTED_DEMO_MODEL:
+        _, targets, control = demo_plan()
+        return {"base": DEFAULT_MODEL, "planted": [t.name for t in targets if t != control], "control": control.name}
+    path = Path(spec).expanduser()
+    record = read_record(path) if path.is_dir() else None
+    if record is None or not isinstance(record.get("base"), str) or not isinstance(record.get("planted"), list):
+        return None
+    return {"base": record["base"], "planted": [str(n) for n in record["planted"]], "control": record.get("control")}
+
+
 def cached_plant(base: str, data: RwkuData, targets: Sequence[Target], control: Target | None, recipe: PlantRecipe,
                  name: str, progress: Callable[[str, int], Any] | None = None) -> Path:
     """A planted model kept in the rwku cache as ``<cache>/models/<name>-<key>``: built when no folder has that key

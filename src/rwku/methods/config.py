@@ -319,7 +319,8 @@ def settings_table(runs: Mapping[str, MethodSettings], notes: Footnotes) -> Sett
 
 
 def find_preset(method: Any, preset: str, mode: str, setting: str) -> Preset | None:
-    """The method's preset for (mode, setting); the batch setting falls back to the single-target values, saying so."""
+    """The method's preset for (mode, setting); the batch and sequential settings fall back to the single-target
+    values, saying so."""
     presets = method.presets
     if preset == "none":
         return None
@@ -329,6 +330,8 @@ def find_preset(method: Any, preset: str, mode: str, setting: str) -> Preset | N
     if single is not None and setting == "batch":
         gap = "the paper gives no" if preset == "paper" else "no calibrated"
         return Preset(single.values, f"{single.source}: single-target value ({gap} batch-setting {mode} value)")
+    if single is not None and setting == "sequential":
+        return Preset(single.values, f"{single.source}: single-target value (each sequential step unlearns one target)")
     return None
 
 

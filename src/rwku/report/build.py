@@ -12,10 +12,21 @@ from typing import Any, Callable, Sequence
 
 from rwku import __version__
 from rwku.evaluation.sets import TABLE1_COLUMNS
-from rwku.report import audits, figures, kinds, knowledge
+from rwku.report import audits, figures, kinds, knowledge, sequential
 from rwku.report.collect import Run, collect_runs, has_runs
 from rwku.report.html import case_studies, figure_html, render_report
-from rwku.report.table import Table1, build_tables, common_slugs, to_csv, to_json, to_latex, to_markdown
+from rwku.report.table import (
+    REFERENCE_COLUMNS,
+    Table1,
+    build_table1,
+    build_tables,
+    common_slugs,
+    reference_value,
+    to_csv,
+    to_json,
+    to_latex,
+    to_markdown,
+)
 from rwku.io import write_json_atomic, write_text_atomic
 from rwku.results import get_path
 
@@ -45,7 +56,7 @@ MEMORIZATION_FIGURE = "fig1_memorization"
 
 def figure_slugs(runs: Sequence[Run], drawn: Callable[[Run], bool]) -> list[str]:
     """Targets shared by the runs one figure draws: a sweep or layer study may cover fewer targets than Table 1."""
-    return common_slugs([r for r in runs if r.setting != "batch" and drawn(r)])
+    return common_slugs([r for r in runs if r.setting == "single" and drawn(r)])
 
 
 def in_family_with(runs: Sequence[Run], variant: Callable[[Run], bool]) -> Callable[[Run], bool]:
@@ -77,18 +88,26 @@ def figure_plan(runs: Sequence[Run], table: Table1, options: ReportOptions) -> l
          lambda: figures.mia_roc(runs, slugs, attacks=options.attacks, shown=rows)),
         ("per_target", "Forget and neighbour scores per target (boxes over the shared targets, one point per target).",
          lambda: figures.per_target(runs, slugs, shown=rows)),
+        ("sequential", f"Sequential unlearning: forget All of each target after each step (left); mean neighbour All and "
+                       f"{utility} (where evaluated) after each step (right); step 0 is the original model.",
+         lambda: sequential.figure(runs, utility=utility)),
     ]
 
 
-def per_target_csv(rows: Sequence[Run], slugs: Sequence[str]) -> str:
-    """Every Table-1 value of every row on every shared target: the numbers behind each mean."""
+def per_target_csv(rows: Sequence[Run], slugs: Sequence[str], runs: Sequence[Run] = ()) -> str:
+    """Every Table-1 value of every row on every shared target: the numbers behind each mean; with a never-taught
+    reference in the folders, each unit's values against it too (``n/a`` on a target without one)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["run", "target"] + [path for _, _, path, _ in TABLE1_COLUMNS])
+    against = REFERENCE_COLUMNS if any(r.reference for r in rows) else ()
+    writer.writerow(["run", "target"] + [path for _, _, path, _ in TABLE1_COLUMNS] + [c.path for c in against])
     for run in rows:
+        before = next((b for b in runs if b.is_before and b.folder == run.folder), None)
         for slug in slugs:
             values = [get_path(run.units[slug].summary, path) for _, _, path, _ in TABLE1_COLUMNS]
-            writer.writerow([run.label, slug] + ["" if v is None else repr(v) for v in values])
+            reference = [reference_value(run, before, slug, c) for c in against]
+            writer.writerow([run.label, slug] + ["" if v is None else repr(v) for v in values]
+                            + ["n/a" if v is None else repr(v) for v in reference])
     return buffer.getvalue()
 
 
@@ -111,7 +130,7 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     rows = [run for run, _ in table.rows] if table else []
     report = Report(table=table, role_tables=role_tables)
     texts = {"table1.md": role_markdown(table, role_tables), "table1.csv": to_csv(table), "table1.tex": to_latex(table),
-             "per_target.csv": per_target_csv(rows, table.slugs)} if table else {}
+             "per_target.csv": per_target_csv(rows, table.slugs, runs)} if table else {}
     for other in role_tables:
         texts.update({f"table1-{other.role}.csv": to_csv(other), f"table1-{other.role}.tex": to_latex(other)})
     audit_table = audits.build_audit_table(runs) if table else None
@@ -123,6 +142,8 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
         texts.update({f"table1-{kind}.md": to_markdown(kind_table), f"table1-{kind}.csv": to_csv(kind_table)})
     if memorization:
         texts["knowledge.csv"] = knowledge.knowledge_csv(memorization)
+    if sequential.sequential_runs(runs):
+        texts["sequential.md"] = sequential.to_markdown(runs, options.utility)
     for name, text in texts.items():
         write_text_atomic(out / name, text)
         report.files.append(out / name)
@@ -135,6 +156,9 @@ def build_report(folders: Sequence[Path], out: Path, options: ReportOptions | No
     if audit_table is not None:
         write_json_atomic(out / "audits.json", audits.to_json(audit_table))
         report.files.append(out / "audits.json")
+    if sequential.sequential_runs(runs):
+        write_json_atomic(out / "sequential.json", sequential.to_json(runs, options.utility))
+        report.files.append(out / "sequential.json")
     drawn = []
     plan = figure_plan(runs, table, options) if table else []
     if audit_table is not None:

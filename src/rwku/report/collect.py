@@ -6,7 +6,9 @@ Two layouts are read:
   per-epoch points ``<dir>/<run>/<unit>/epochs/<k>/summary.json``;
 * ``rwku eval`` folders: ``<dir>/<N_Name>/summary.json``: the folder is one run, named after the folder.
 
-Audits of a unit (``rwku unlearn --audit``, ``rwku audit``) are read from ``<unit>/audits/<name>/``.
+Audits of a unit (``rwku unlearn --audit``, ``rwku audit``) are read from ``<unit>/audits/<name>/``. A folder's
+``reference/`` (a planted model's never-taught base, :mod:`rwku.evaluation.reference`) is no run: every run of the
+folder carries its units as ``Run.reference``.
 
 Only unit summaries are read (never the folder means), so a report always averages exactly what it shows.
 """
@@ -21,6 +23,7 @@ from typing import Any, Sequence
 
 from rwku.audits import AUDITS
 from rwku.errors import RwkuError
+from rwku.evaluation.reference import REFERENCE_RUN
 from rwku.evaluation.sets import PROBE_SETS
 from rwku.methods import METHODS
 from rwku.io import read_json
@@ -83,6 +86,7 @@ class Run:
     units: dict[str, Unit]
     epochs: dict[str, dict[int, Unit]] = field(default_factory=dict)
     seeds: list["Run"] = field(default_factory=list)  # a Table-1 row pooling one configuration's runs over seeds
+    reference: dict[str, Unit] = field(default_factory=dict)  # the folder's never-taught reference units (planted targets)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -193,11 +197,12 @@ def runs_in(folder: Path) -> list[Run]:
     if direct:  # an rwku eval folder: the folder itself is the run
         return [Run(label=folder.name, name=folder.name, folder=folder, units=direct)]
     runs = []
-    for child in sorted(p for p in folder.iterdir() if p.is_dir()):
+    reference = unit_folders(folder / REFERENCE_RUN) if (folder / REFERENCE_RUN).is_dir() else {}
+    for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != REFERENCE_RUN):
         units = unit_folders(child)
         if units:
             epochs = {slug: points for slug, unit in units.items() if (points := epoch_folders(unit.path))}
-            runs.append(Run(label=child.name, name=child.name, folder=folder, units=units, epochs=epochs))
+            runs.append(Run(label=child.name, name=child.name, folder=folder, units=units, epochs=epochs, reference=reference))
     if not runs:
         raise RwkuError(f"{folder}: no stored results (expected <run>/<target>/summary.json or <target>/summary.json)")
     return runs

@@ -17,7 +17,7 @@ from rwku import __version__
 from rwku.audits import AUDITS
 from rwku.evaluation.sets import PROBE_SETS
 from rwku.report.collect import Run, method_legend
-from rwku.report.table import COLUMNS, Table1, header
+from rwku.report.table import Table1, header
 from rwku.results import get_path
 
 STYLE = """
@@ -151,7 +151,7 @@ def case_studies(rows: Sequence[Run], slugs: Sequence[str]) -> dict[str, Any]:
 
 
 def table1_html(table: Table1, table_id: str = "table1-table") -> str:
-    heads = "".join(f"<th>{html.escape(header(c))}</th>" for c in COLUMNS)
+    heads = "".join(f"<th>{html.escape(header(c))}</th>" for c in table.columns)
     rows = []
     for run, cells in table.rows:
         tds = "".join(f'<td class="num{" best" if c.rank == 1 else " second" if c.rank == 2 else ""}">{c.text}'

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from rwku.errors import RwkuError
-from rwku.evaluation.sets import TABLE1_COLUMNS, Column
+from rwku.evaluation.reference import FORGET_PARTS, reference_scores
+from rwku.evaluation.sets import SETS, TABLE1_COLUMNS, Column
 from rwku.report.collect import Run, method_legend
 from rwku.results import get_path, rwku_score
 
@@ -32,6 +33,17 @@ COLUMNS: tuple[Column, ...] = (*(c for column in TABLE1_COLUMNS
                                SCORE_COLUMN)
 #: Columns that are no score: not ranked
 UNRANKED: tuple[Column, ...] = (COVERAGE_COLUMN,)
+#: Against the never-taught reference (:mod:`rwku.evaluation.reference`), shown when a folder has one; n/a on a
+#: target without one (the control). PrivLeak is best at 0 (ranked by its distance from 0, arrow →0).
+REFERENCE_COLUMNS: tuple[Column, ...] = (
+    *(Column("Removed %", part, f"reference.removed.{part}", False) for part in FORGET_PARTS),
+    Column("Over-forgetting", "Forget", "reference.over_forget", True),
+    Column("Over-forgetting", "Neighbor", "reference.over_neighbor", True),
+    Column("PrivLeak", "Min-40%", "reference.privleak", True),
+)
+ZERO_IS_BEST = ("reference.privleak",)
+#: Columns of opt-in sets (``verbmem``): shown only where a run evaluated them, so older tables stay as they were
+OPT_IN_PATHS = tuple(column.path for s in SETS.values() if not s.in_all for column in s.columns)
 BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 0
 
@@ -45,10 +57,11 @@ class Cell:
     rank: int = 0
     low: float | None = None
     high: float | None = None
+    empty: str = "-"  # "n/a" where the value cannot exist (no reference), not merely unevaluated
 
     @property
     def text(self) -> str:
-        return "-" if self.value is None else f"{self.value:.1f}"
+        return self.empty if self.value is None else f"{self.value:.1f}"
 
     @property
     def spread(self) -> str:
@@ -78,7 +91,7 @@ def pool_seeds(runs: Sequence[Run]) -> list[Run]:
         group = (run.folder, run.method, run.mode, run.setting, run.layers, tuple(sorted(run.sweep.items())))
         if group not in groups:
             label = run.label.replace(f"-seed{run.seed}", "")
-            groups[group] = Run(label=label, name=run.name, folder=run.folder, units={}, seeds=[])
+            groups[group] = Run(label=label, name=run.name, folder=run.folder, units={}, seeds=[], reference=run.reference)
             pooled.append(groups[group])
         groups[group].seeds.append(run)
     for row in groups.values():
@@ -96,7 +109,9 @@ def target_values(run: Run, before: Run | None, slugs: Sequence[str], column: Co
     values = []
     for slug in slugs:
         summary = run.units[slug].summary
-        if column is SCORE_COLUMN:
+        if column in REFERENCE_COLUMNS:
+            value = reference_value(run, before, slug, column)
+        elif column is SCORE_COLUMN:
             score = rwku_score(before.units[slug].summary, summary) if before is not None and slug in before.units and not run.is_before else None
             value = None if score is None else score["score"]
         else:
@@ -104,6 +119,15 @@ def target_values(run: Run, before: Run | None, slugs: Sequence[str], column: Co
         if value is not None:
             values.append(float(value))
     return values
+
+
+def reference_value(run: Run, before: Run | None, slug: str, column: Column) -> float | None:
+    """A reference column's value on one target: the run's unit against its folder's "before" and reference units
+    (the "before" row against itself); None without either."""
+    if before is None or slug not in before.units or slug not in run.reference:
+        return None
+    scores = reference_scores(before.units[slug].summary, run.units[slug].summary, run.reference[slug].summary)
+    return scores[column.path.removeprefix("reference.")]
 
 
 @dataclass
@@ -120,6 +144,7 @@ class Table1:
     def targets_text(self) -> str:
         """What the mean is over: "3 target(s)", "2 planted target(s)", "1 control target(s)"."""
         return f"{len(self.slugs)} {self.role + ' ' if self.role else ''}target(s)"
+    columns: tuple[Column, ...] = COLUMNS  # with REFERENCE_COLUMNS where a folder has a never-taught reference
 
 
 def single_target_units(run: Run) -> list[str]:
@@ -160,8 +185,12 @@ def shared_slugs(runs: Sequence[Run], role: str = "") -> tuple[list[str], dict[s
     return order, {label: left for label, left in extra.items() if left}
 
 
-def rank_column(values: Sequence[float | None], lower_is_better: bool, eligible: Sequence[bool]) -> list[int]:
-    """1 for the best printed value, 2 for the next distinct one, among eligible non-missing cells."""
+def rank_column(values: Sequence[float | None], lower_is_better: bool, eligible: Sequence[bool],
+                zero_is_best: bool = False) -> list[int]:
+    """1 for the best printed value, 2 for the next distinct one, among eligible non-missing cells (``zero_is_best``:
+    the closest to 0)."""
+    if zero_is_best:
+        values, lower_is_better = [None if v is None else abs(v) for v in values], True
     shown = sorted({round(v, 1) for v, ok in zip(values, eligible) if ok and v is not None}, reverse=not lower_is_better)
     place = {v: i + 1 for i, v in enumerate(shown[:2])}
     return [place.get(round(v, 1), 0) if ok and v is not None else 0 for v, ok in zip(values, eligible)]
@@ -169,8 +198,9 @@ def rank_column(values: Sequence[float | None], lower_is_better: bool, eligible:
 
 def is_table_row(run: Run, variants: bool = False) -> bool:
     """Table 1 holds the single-target runs; swept and layer-window variants only with ``variants`` (by default
-    they are drawn in the trade-off and layer figures, over their own targets, as in the paper)."""
-    return run.setting != "batch" and (variants or (not run.sweep and run.layers is None))
+    they are drawn in the trade-off and layer figures, over their own targets, as in the paper); batch and sequential
+    runs have figures and tables of their own."""
+    return run.setting == "single" and (variants or (not run.sweep and run.layers is None))
 
 
 def build_table1(runs: Sequence[Run], variants: bool = False, role: str = "") -> Table1:
@@ -184,14 +214,17 @@ def build_table1(runs: Sequence[Run], variants: bool = False, role: str = "") ->
         extra = {}
     befores = [next((b for b in runs if b.is_before and b.folder == r.folder), None) for r in rows]
     columns, scored = [], []
-    for column in COLUMNS:
+    chosen = (*COLUMNS, *REFERENCE_COLUMNS) if any(r.reference for r in rows) else COLUMNS
+    for column in chosen:
         per_target = [target_values(r, b, slugs, column) for r, b in zip(rows, befores)]
         if column is SCORE_COLUMN:
             scored = [len(v) for r, b, v in zip(rows, befores, per_target) if not r.is_before and b is not None]
         values = [sum(v) / len(v) if v else None for v in per_target]
-        ranks = rank_column(values, column.lower_is_better, [not r.is_before and column not in UNRANKED for r in rows])
+        ranks = rank_column(values, column.lower_is_better, [not r.is_before and column not in UNRANKED for r in rows],
+                            column.path in ZERO_IS_BEST)
         intervals = [bootstrap_interval(v) or (None, None) for v in per_target]
-        columns.append([Cell(v, k, *ci) for v, k, ci in zip(values, ranks, intervals)])
+        empty = "n/a" if column in REFERENCE_COLUMNS else "-"
+        columns.append([Cell(v, k, *ci, empty=empty) for v, k, ci in zip(values, ranks, intervals)])
     note = ""
     if extra:
         note = (f"Averaged over the {len(slugs)} target(s) all runs share; left out: "
@@ -199,8 +232,18 @@ def build_table1(runs: Sequence[Run], variants: bool = False, role: str = "") ->
     if scored and min(scored) < len(slugs):
         note = (f"{note} RWKU score: {len(slugs) - min(scored)} of {len(slugs)} target(s) left out (forget All before "
                 "under 5, nothing to forget; or forget, neighbour or utility not evaluated).").strip()
-    return Table1(rows=[(run, [col[i] for col in columns]) for i, run in enumerate(rows)], slugs=slugs, note=note,
-                  extra=extra, role=role)
+    shown = [i for i, column in enumerate(chosen)  # an opt-in set's column (VerbMem) only where some run has it
+             if column.path not in OPT_IN_PATHS or any(cell.value is not None for cell in columns[i])]
+    chosen, columns = tuple(chosen[i] for i in shown), [columns[i] for i in shown]
+    if set(REFERENCE_COLUMNS) & set(chosen):
+        note = (f"{note} Removed %, Over-forgetting and PrivLeak: against the never-taught reference (the planted model's "
+                "base), over the planted targets; n/a without a reference (the control target, a model not planted).").strip()
+    return Table1(rows=[(run, [col[i] for col in columns]) for i, run in enumerate(rows)], slugs=slugs, note=note, extra=extra,
+                  columns=chosen, role=role)
+
+
+def arrow(column: Column) -> str:
+    return "→0" if column.path in ZERO_IS_BEST else "↓" if column.lower_is_better else "↑"
 
 
 def build_tables(runs: Sequence[Run], variants: bool = False) -> list[Table1]:
@@ -211,14 +254,13 @@ def build_tables(runs: Sequence[Run], variants: bool = False) -> list[Table1]:
 
 
 def header(column: Column) -> str:
-    group, name, _, lower = column
-    return f"{group} {name} {'↓' if lower else '↑'}"
+    return f"{column.group} {column.label} {arrow(column)}"
 
 
 def to_markdown(table: Table1) -> str:
     """GitHub Markdown: best in bold, second underlined (``<u>``), arrows in the header."""
-    lines = ["| Run | " + " | ".join(header(c) for c in COLUMNS) + " |",
-             "|---|" + "---:|" * len(COLUMNS)]
+    lines = ["| Run | " + " | ".join(header(c) for c in table.columns) + " |",
+             "|---|" + "---:|" * len(table.columns)]
     for run, cells in table.rows:
         marked = [(f"**{c.text}**" if c.rank == 1 else f"<u>{c.text}</u>" if c.rank == 2 else c.text) + c.spread for c in cells]
         lines.append(f"| {run.label} | " + " | ".join(marked) + " |")
@@ -231,8 +273,9 @@ def to_csv(table: Table1) -> str:
     """Plain numbers (full precision) plus a rank column per value, for spreadsheets and scripts."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["run", "n_targets"] + [header(c) for c in COLUMNS] + [f"rank {header(c)}" for c in COLUMNS]
-                    + [f"{bound} {header(c)}" for c in COLUMNS for bound in ("ci95 low", "ci95 high")])
+    columns = table.columns
+    writer.writerow(["run", "n_targets"] + [header(c) for c in columns] + [f"rank {header(c)}" for c in columns]
+                    + [f"{bound} {header(c)}" for c in columns for bound in ("ci95 low", "ci95 high")])
     for run, cells in table.rows:
         writer.writerow([run.label, len(table.slugs)] + ["" if c.value is None else repr(c.value) for c in cells]
                         + [c.rank or "" for c in cells]
@@ -242,17 +285,21 @@ def to_csv(table: Table1) -> str:
 
 def to_json(table: Table1) -> dict[str, Any]:
     return {
-        "columns": [{"group": g, "name": n, "path": p, "lower_is_better": lower} for g, n, p, lower in COLUMNS],
+        "columns": [{"group": g, "name": n, "path": p, "lower_is_better": lower} for g, n, p, lower in table.columns],
         "targets": table.slugs,
         "role": table.role,
         "note": table.note,
         "left_out": table.extra,
         "methods": [{"method": name, "description": what, "paper": paper} for name, what, paper in method_legend([r for r, _ in table.rows])],
         "rows": [{"run": run.label, "folder": str(run.folder), "model": run.model, "method": run.method,
-                  "values": {p: c.value for (_, _, p, _), c in zip(COLUMNS, cells)},
-                  "ci95": {p: [c.low, c.high] for (_, _, p, _), c in zip(COLUMNS, cells)},
-                  "ranks": {p: c.rank for (_, _, p, _), c in zip(COLUMNS, cells)}} for run, cells in table.rows],
+                  "values": {p: c.value for (_, _, p, _), c in zip(table.columns, cells)},
+                  "ci95": {p: [c.low, c.high] for (_, _, p, _), c in zip(table.columns, cells)},
+                  "ranks": {p: c.rank for (_, _, p, _), c in zip(table.columns, cells)}} for run, cells in table.rows],
     }
+
+
+def latex_arrow(column: Column) -> str:
+    return "to 0" if column.path in ZERO_IS_BEST else "downarrow" if column.lower_is_better else "uparrow"
 
 
 def latex_escape(text: str) -> str:
@@ -265,12 +312,12 @@ def latex_escape(text: str) -> str:
 def to_latex(table: Table1) -> str:
     """A booktabs table: grouped headers with arrows, ``\\textbf`` best, ``\\underline`` second."""
     groups: list[tuple[str, int]] = []
-    for group, _, _, _ in COLUMNS:
+    for group, _, _, _ in table.columns:
         if groups and groups[-1][0] == group:
             groups[-1] = (group, groups[-1][1] + 1)
         else:
             groups.append((group, 1))
-    lines = [r"\begin{tabular}{l" + "r" * len(COLUMNS) + "}", r"\toprule",
+    lines = [r"\begin{tabular}{l" + "r" * len(table.columns) + "}", r"\toprule",
              " & " + " & ".join(rf"\multicolumn{{{n}}}{{c}}{{{g}}}" for g, n in groups) + r" \\"]
     start = 2
     rules = []
@@ -278,7 +325,7 @@ def to_latex(table: Table1) -> str:
         rules.append(rf"\cmidrule(lr){{{start}-{start + n - 1}}}")
         start += n
     lines.append(" ".join(rules))
-    lines.append("Run & " + " & ".join(rf"{n} $\{'downarrow' if lower else 'uparrow'}$" for _, n, _, lower in COLUMNS) + r" \\")
+    lines.append("Run & " + " & ".join(rf"{c.label} $\{latex_arrow(c)}$" for c in table.columns) + r" \\")
     lines.append(r"\midrule")
     for run, cells in table.rows:
         marked = [(rf"\textbf{{{c.text}}}" if c.rank == 1 else rf"\underline{{{c.text}}}" if c.rank == 2 else c.text)

@@ -6,7 +6,7 @@ Adding a set (a probe type, a utility benchmark, an audit) is one module definin
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from rwku.data.loader import RwkuData
 from rwku.data.schema import PASSAGE, Part, Target, TargetData, limit_data
@@ -19,8 +19,9 @@ from rwku.evaluation.sets.mmlu import MMLU
 from rwku.evaluation.sets.probes import FORGET, NEIGHBOR
 from rwku.evaluation.sets.triviaqa import TRIVIAQA
 from rwku.evaluation.sets.truthful import TRUTHFUL
+from rwku.evaluation.sets.verbmem import VERBMEM
 
-SETS: dict[str, EvalSet] = {s.name: s for s in (FORGET, NEIGHBOR, MIA, MMLU, BBH, TRUTHFUL, TRIVIAQA, FLUENCY)}
+SETS: dict[str, EvalSet] = {s.name: s for s in (FORGET, NEIGHBOR, MIA, MMLU, BBH, TRUTHFUL, TRIVIAQA, FLUENCY, VERBMEM)}
 
 #: Names ``--sets`` accepts for several sets at once (``utility``: the paper's five utility columns).
 GROUPS: dict[str, tuple[str, ...]] = {}
@@ -59,10 +60,11 @@ def canonical(sets: Sequence[EvalSet]) -> tuple[str, ...]:
 
 
 def parse_sets(spec: str | Sequence[str]) -> tuple[str, ...]:
-    """``"forget,utility"`` or ``["mia", "mmlu"]`` -> canonical names; ``all`` means every set."""
+    """``"forget,utility"`` or ``["mia", "mmlu"]`` -> canonical names; ``all`` means every set but the opt-in ones
+    (``verbmem``), which are named: ``all,verbmem``."""
     names = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
-    if names == ["all"]:
-        return canonical(list(SETS.values()))
+    if "all" in names:
+        names = [*(s.name for s in SETS.values() if s.in_all), *(n for n in names if n != "all")]
     unknown = [n for n in names if n not in SETS and n not in GROUPS]
     if unknown or not names:
         choices = ", ".join([*SETS, *GROUPS])
@@ -81,16 +83,21 @@ def load_target(data: RwkuData, target: Target, sets: Sequence[str], limit: int 
     return limit_data(data.load(target, parts), parts, limit)
 
 
+def set_keys(names: Sequence[str]) -> dict[str, Any]:
+    """The own settings (:attr:`EvalSet.key`) of the chosen sets that have any, by set name (empty for the others)."""
+    return {s.name: dict(s.key) for s in expand(names) if s.key}
+
+
 def files_of(name: str) -> tuple[str, ...]:
     """The official files a set or group reads (``files_of("forget")`` -> the three forget levels)."""
     return tuple(file for part in parts_of([name]) for file in part.files)
 
 
-#: The default selection: every set, written with group names (``forget, neighbor, mia, utility``).
+#: The default selection: every set but the opt-in ones, with group names (``forget, neighbor, mia, utility``).
 DEFAULT_SETS: tuple[str, ...] = parse_sets("all")
 
 #: Every part a target may have: what the sets read, and GA*'s passages (``rwku data info`` counts them all).
 ALL_PARTS: tuple[Part, ...] = (*parts_of(DEFAULT_SETS), PASSAGE)
 
 __all__ = ["ALL_PARTS", "Column", "DEFAULT_SETS", "EvalSet", "GROUPS", "PROBE_SETS", "SCORE_SECTIONS", "SETS", "TABLE1_COLUMNS",
-           "canonical", "expand", "files_of", "load_target", "parse_sets", "parts_of"]
+           "canonical", "expand", "files_of", "load_target", "parse_sets", "parts_of", "set_keys"]

@@ -9,7 +9,7 @@ Table 1 and the report all read the registry.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 from rwku.data.schema import Part, TargetData
 
@@ -37,7 +37,9 @@ class EvalSet:
     ``summary_path``/``items_path`` say where its result goes (``"forget"``, or ``"utility.Gen"`` and
     ``"utility.mmlu"`` for a utility set), so stored summaries keep the paper's layout. ``group`` lets ``--sets``
     name several sets at once (``utility``). ``case_study`` marks sets whose items are probes with an output and a
-    reference, shown one by one in the report.
+    reference, shown one by one in the report. ``in_all`` False keeps a set out of ``--sets all`` and the default
+    (an opt-in set: naming it changes no existing key). ``key`` holds the set's own settings that decide its numbers
+    beyond its data (VerbMem's prompt and continuation lengths); they join the unit key when the set is chosen.
     """
 
     name: str
@@ -48,3 +50,5 @@ class EvalSet:
     columns: tuple[Column, ...] = ()
     group: str | None = None
     case_study: bool = False
+    in_all: bool = True
+    key: Mapping[str, Any] | None = None
