@@ -28,7 +28,7 @@ BAD_WORDS = {
     "--executor": "slurm", "--ray-address": "nonsense", "--method": "ga,nosuchmethod", "--mode": "half",
     "--setting": "triple", "--train-layers": "8-4", "--lora-targets": ",", "--preset": "huge", "--corpus": "synthetic",
     "--set": "nokey", "--audit-set": "nokey", "--audit": "nosuchaudit", "--source": "nofile", "--utility": "nosuch.Gen",
-    "--attacks": "nosuchattack", "--runs": "[", "--remove": "no-such-entry", "--kind": "novel", "--recipe": "nosuchrecipe", "--tokenizer": "/no/such/model", "--lora": "noequals",
+    "--attacks": "nosuchattack", "--runs": "[", "--remove": "no-such-entry", "--kind": "novel", "--recipe": "nosuchrecipe", "--tokenizer": "/no/such/model", "--lora": "noequals", "--utility-steps": "x",
 }
 
 

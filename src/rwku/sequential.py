@@ -31,7 +31,8 @@ from rwku.data.schema import Target
 from rwku.errors import RwkuError
 from rwku.evaluation.engine import EvalResult
 from rwku.evaluation.sets import SCORE_SECTIONS, canonical, expand, parts_of
-from rwku.execution.key import data_fingerprint, same_key
+from rwku.data.loader import data_fingerprint
+from rwku.execution.key import same_key
 from rwku.execution.plan import UnitTask, settings_defaults, unit_key
 from rwku.execution.store import UnitOutput
 from rwku.methods import METHODS
