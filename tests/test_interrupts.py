@@ -226,7 +226,8 @@ def test_ray_executor_interrupted(tiny_model_dir, tmp_path, sig):
             pytest.fail("the Ray executor tests need Ray; pip install -e '.[ray]'", pytrace=False)
         pytest.skip("needs Ray")
     out = tmp_path / "run"
-    args = [*eval_args(tiny_model_dir, out, "--executor", "ray", "--cpus-per-unit", "1"), "--limit", "8"]
+    # every set: units long enough (seconds each, two at a time) that the signal finds the later ones running
+    args = [*eval_args(tiny_model_dir, out, "--executor", "ray", "--cpus-per-unit", "1"), "--limit", "8", "--sets", "all"]
     child = start(args, tmp_path)
     wait_for(child, lambda: len(stored_units(out)) >= 1)
     time.sleep(0.5)  # the driver back in ray.wait, where Ray's native code checks for signals

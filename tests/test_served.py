@@ -273,6 +273,15 @@ def test_cli_errors_are_one_line(tiny_model_dir, tmp_path, monkeypatch, cli):
 # ---------------------------------------------------------------- rwku serve: the tiny model, equal to the hf backend
 
 
+@pytest.fixture(scope="module")
+def tiny_lm(tiny_model_dir):
+    """The tiny model freshly loaded for this module (not the session's shared one, which tests elsewhere may have
+    changed), so that the server answers as a local ``--model`` of the same folder does."""
+    from rwku.models.loading import load_model
+
+    return load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+
+
 @pytest.fixture
 def tiny_server(tiny_model_dir, tiny_lm, monkeypatch):
     from rwku.serving import ServedModels, make_server
