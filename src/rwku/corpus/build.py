@@ -40,7 +40,7 @@ from rwku.models.backends import make_backend
 from rwku.caches import check_texts, read_cached
 from rwku.models.loading import LoadedModel, cache_root
 from rwku.models.prompting import PromptFormat
-from rwku.io import read_json, write_json_atomic
+from rwku.io import write_json_atomic
 
 KINDS = ("forget", "counterfactual", "questions", "answers")
 RETAIN = "retain"  # a kind of no target: built once per unit by rwku.corpus.retain

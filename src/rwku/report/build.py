@@ -18,7 +18,6 @@ from rwku.report.html import case_studies, figure_html, render_report
 from rwku.report.table import (
     REFERENCE_COLUMNS,
     Table1,
-    build_table1,
     build_tables,
     common_slugs,
     reference_value,
