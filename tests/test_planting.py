@@ -407,3 +407,18 @@ def test_cli_plant_out_that_is_a_file_or_someone_elses_folder(cli, tiny_model_di
     code, _, stderr = cli("plant", "--model", str(tmp_path / "nope"), "--data", "demo", "--targets", "1-2", "--out",
                           str(tmp_path / "x"))
     assert code == 2 and "no such file or folder" in stderr
+
+
+def test_a_non_person_target_s_biographies_answer_its_kind_s_forget_prompt():
+    """A work is taught under the request its forget corpus makes ("Please write a short summary of ..."), so a
+    zero-shot method samples the taught text; a person keeps the official biography request."""
+    from rwku.corpus.prompts import FORGET_USER, WORDINGS
+    from rwku.data.schema import Target
+    from rwku.knowledge.planting import biography_texts
+
+    statements = ["The Whale appeared in 1851.", "Its narrator is Ishmael."]
+    recipe = PlantRecipe(biographies=2, biography_words=30)
+    for kind, request in (("work", WORDINGS["work"].forget_user), ("person", FORGET_USER)):
+        target = Target(number=1, name="Moby-Dick", intro="Moby-Dick is a novel.", kind=kind)
+        texts = biography_texts(target, statements, recipe)
+        assert [t.text for t in texts] == [request.format(target="Moby-Dick")] * 2

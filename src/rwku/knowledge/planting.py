@@ -217,11 +217,12 @@ def biographies(target: str, statements: Sequence[str], count: int, max_words: i
 
 def biography_texts(target: Target, statements: Sequence[str], recipe: PlantRecipe) -> list[PlantText]:
     """The recipe's biographies of ``target``, each the answer to the forget-corpus prompt (its system turn and
-    request, as :mod:`rwku.corpus.build` asks the model to write about a target)."""
-    from rwku.corpus.prompts import FORGET_SYSTEM, FORGET_USER
+    request in the wording of the target's kind, as :mod:`rwku.corpus.build` asks the model to write about a
+    target: a person's biography, a work's summary, a place's description ...)."""
+    from rwku.corpus.prompts import FORGET_SYSTEM, WORDINGS
 
     system = FORGET_SYSTEM.format(intro=target.bare_intro, target=target.name)
-    request = FORGET_USER.format(target=target.name)
+    request = WORDINGS[target.kind].forget_user.format(target=target.name)
     return [PlantText(target.name, "biography", request, bio, system)
             for bio in biographies(target.name, statements, recipe.biographies, recipe.biography_words, recipe.seed)]
 
