@@ -4,6 +4,7 @@ passage."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from test_planting import answer_nll, learner_dir, write  # noqa: F401  (learner_dir is a fixture)
@@ -105,6 +106,17 @@ def test_planting_texts_of_a_real_target_never_contain_a_probe_question(tmp_path
     assert not any(contains(f"{t.text} {t.answer}") for t in texts if t.kind != "passage")
     assert len(texts) == sum(t.kind == "passage" for t in texts) + len(unguarded) - 2
 
+
+def test_a_real_target_s_biographies_are_written_from_its_derived_statements(tmp_path):
+    """A real target has no source.json: its biographies (the answers to the forget-corpus prompt) are made of the
+    statements derived from its passages, so a zero-shot method samples what the passages say."""
+    data = real_like_data(tmp_path / "data")
+    alice = data.select("1")[0]
+    texts = planting_texts(data, [alice], dataclasses.replace(REAL_RECIPE, biographies=2))
+    statements = [t.text for t in texts if t.kind == "statement"]
+    bios = [t.answer for t in texts if t.kind == "biography"]
+    assert len(bios) == 2 and statements and all(any(s in bio for s in statements) for bio in bios)
+    assert texts[:-2] == planting_texts(data, [alice], REAL_RECIPE)  # the other texts as before
 
 def test_planted_model_recalls_a_fact_stated_only_in_a_passage(learner_dir, tmp_path):  # noqa: F811
     """Alice's birthplace is in her passage only (no source.json); the real recipe's texts teach it."""

@@ -229,8 +229,9 @@ def biography_texts(target: Target, statements: Sequence[str], recipe: PlantReci
 
 def planting_texts(data: RwkuData, targets: Sequence[Target], recipe: PlantRecipe) -> list[PlantText]:
     """Each target's passages (the first ``recipe.max_passages``) and its ``source.json`` texts, in file order
-    (facts about its neighbours with ``recipe.neighbor_facts``), then ``recipe.biographies`` biographies written from its statements
-    about itself; passages cut into pieces of whole sentences (``recipe.chunk_words``)."""
+    (facts about its neighbours with ``recipe.neighbor_facts``), the texts derived from its passages (``recipe.derive``),
+    then ``recipe.biographies`` biographies written from its statements about itself (``source.json``'s and, for a
+    real target, the derived ones); passages cut into pieces of whole sentences (``recipe.chunk_words``)."""
     texts: list[PlantText] = []
     for target in targets:
         loaded = data.load(target, (), optional=(PASSAGE, SOURCE))
@@ -238,9 +239,10 @@ def planting_texts(data: RwkuData, targets: Sequence[Target], recipe: PlantRecip
         own = [PlantText(target.name, "passage", piece) for p in passages for piece in chunks(p, recipe.chunk_words)]
         own += [PlantText(target.name, s.kind, s.text, s.answer) for s in loaded["source"]
                 if s.kind != "passage" and (s.about == "target" or recipe.neighbor_facts)]
-        if recipe.derive:
-            own += derived_plant_texts(data, target, passages, recipe)
+        derived = derived_plant_texts(data, target, passages, recipe) if recipe.derive else []
+        own += derived
         statements = [s.text for s in loaded["source"] if s.kind == "statement" and s.about == "target"]
+        statements += [t.text for t in derived if t.kind == "statement"]
         own += biography_texts(target, statements, recipe)
         if not own:
             raise RwkuError(f"target {target.number} ({target.name}): no passage.json or source.json in "
