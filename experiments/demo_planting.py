@@ -6,7 +6,8 @@ model as the main job does and measure its coverage of each target's forget answ
 
 Each run prints one JSON line (recipe, planting seconds, forget/neighbour All per target base -> planted, coverage
 per planted target) and appends it to ``--out``. The planted model is cached as ``smollm2-135m-demo-<key>`` in the
-rwku cache (``$RWKU_CACHE``); the main job uses it once ``DEMO_RECIPE`` becomes the demo model's recipe.
+rwku cache (``$RWKU_CACHE``); with ``DEMO_RECIPE``'s values it is the main job's model (the main job builds it without
+a before/after table: then the table is measured here).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rwku.data.schema import Target
 from rwku.evaluation.context import no_progress
 from rwku.evaluation.sets.probes import FORGET_PART
 from rwku.models.loading import DEFAULT_MODEL, PLANTED_DEMO_MODEL, load_model
-from rwku.knowledge.planting import PlantRecipe, cached_plant, demo_plan, read_record
+from rwku.knowledge.planting import MEASURE_SETS, PlantRecipe, cached_plant, demo_plan, measure, plant_table, read_record
 from rwku.models.prompting import PromptFormat
 
 #: The small preset's corpus (``methods/config.py`` ``SMALL_CORPUS``) and the training seed.
@@ -36,6 +37,16 @@ def coverage_of(folder, data, target: Target) -> dict:
     return corpus_coverage(texts, answers)
 
 
+def planting_table(folder, data, targets: list[Target], control: Target) -> dict:
+    """The folder's before/after table (forget, neighbour and MIA of the base and the planted model), measured now
+    when the folder was built without one."""
+    if (folder / "table.json").is_file():
+        return json.loads((folder / "table.json").read_text())
+    base, planted = (measure(load_model(spec, device="cpu", dtype="float32"), data, targets, MEASURE_SETS, 32, no_progress)
+                     for spec in (DEFAULT_MODEL, str(folder)))
+    return plant_table(targets, [t.name for t in targets if t != control], base, planted)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -46,7 +57,7 @@ def main() -> None:
     start = time.perf_counter()
     folder = cached_plant(DEFAULT_MODEL, data, targets, control, recipe, PLANTED_DEMO_MODEL)
     record = read_record(folder)
-    table = json.loads((folder / "table.json").read_text())
+    table = planting_table(folder, data, targets, control)
     row = {"recipe": record["recipe"], "folder": str(folder), "seconds": record["seconds"],
            "wall": round(time.perf_counter() - start, 1), "texts": record["texts"], "targets": {}}
     for entry in table["rows"]:

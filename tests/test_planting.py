@@ -352,12 +352,12 @@ def test_the_demo_spec_without_its_registered_builder_is_a_clear_error(monkeypat
     assert loading.built_model("some-org/some-model") is None
 
 
-def test_demo_key_follows_the_demo_texts_and_the_default_recipe(monkeypatch):
+def test_demo_key_follows_the_demo_texts_and_the_demo_recipe(monkeypatch):
     """The demo model's key (its fingerprint) is computed without building it, from the base, texts and recipe."""
     monkeypatch.setattr(planting, "plant_key", lambda base, texts, recipe, device="cpu": (base, len(texts), recipe, device))
     base, n_texts, recipe, device = planting.demo_key()
     data, targets, control = planting.demo_plan()
-    assert base == "smollm2-135m" and recipe == PlantRecipe() and device == "cpu"  # DEMO_RECIPE is opt-in for now
+    assert base == "smollm2-135m" and recipe == planting.DEMO_RECIPE and device == "cpu"
     assert control.name == "Wolfgang Amadeus Mozart" and n_texts == len(planting_texts(data, targets[:2], recipe))
 
 

@@ -84,8 +84,8 @@ def print_comparison(title: str, rows: dict[str, dict[str, Any]]) -> None:
         table.add_row(name, *["-" if (v := get_path(row, c.path)) is None else f"{v:.1f}" for c in COLUMNS])
     left_out = max((row.get("rwku_score", {}).get("left_out", 0) for row in rows.values()), default=0)
     if left_out:
-        table.caption = (f"RWKU score: harmonic mean of efficacy, locality and utility; {left_out} target(s) with forget All "
-                         "before under 5 have no efficacy and are left out")
+        table.caption = (f"RWKU score: harmonic mean of efficacy, locality and utility; {left_out} target(s) left out "
+                         "(forget All before under 5, or the neighbor or utility sets not evaluated)")
     Console(width=max(console.width, 170)).print(table)
 
 

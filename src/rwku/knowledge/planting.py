@@ -20,7 +20,7 @@ The folder is written into a temporary sibling and renamed into place, ``recipe.
 it is half-written and never used. Its cache key is a hash of the base model (and its fingerprint), the planted
 targets, their texts, the recipe and the device kind: a change to any of them builds another model.
 
-``smollm2-135m-demo`` (:data:`PLANTED_DEMO_MODEL`) is SmolLM2-135M planted with the default recipe on the bundled
+``smollm2-135m-demo`` (:data:`PLANTED_DEMO_MODEL`) is SmolLM2-135M planted with :data:`DEMO_RECIPE` on the bundled
 demo targets but the last (Mozart, the control); :func:`planted_demo_model` builds it on first use into
 ``~/.cache/rwku/models/`` and reuses it afterwards. Importing this module registers it with the loader
 (:func:`rwku.models.loading.register_built_model`), which cannot import it (it lies below).
@@ -140,8 +140,8 @@ class PlantRecipe:
         return dataclasses.replace(base or cls(), **values)
 
 
-#: The candidate recipe of a demo model that methods can reach (docs/demo.md): neighbour facts taught, and
-#: biographies under the forget-corpus prompt. Not yet the recipe of ``smollm2-135m-demo``: its effect is unmeasured.
+#: The recipe of ``smollm2-135m-demo``, a demo model that methods can reach (docs/demo.md, with its measurements):
+#: neighbour facts taught, and biographies under the forget-corpus prompt.
 DEMO_RECIPE = PlantRecipe(biographies=12, epochs=3, neighbor_facts=1)
 
 #: The recipe for real RWKU targets (no ``source.json``): all passages and the texts derived from them by rules.
@@ -556,8 +556,7 @@ def demo_plan() -> tuple[RwkuData, list[Target], Target]:
 def demo_key() -> str:
     """The cache key of :data:`PLANTED_DEMO_MODEL` (computed without building it; its model fingerprint)."""
     data, targets, control = demo_plan()
-    recipe = PlantRecipe()
-    return plant_key(DEFAULT_MODEL, planting_texts(data, [t for t in targets if t != control], recipe), recipe)
+    return plant_key(DEFAULT_MODEL, planting_texts(data, [t for t in targets if t != control], DEMO_RECIPE), DEMO_RECIPE)
 
 
 def planted_record(spec: str) -> dict[str, Any] | None:
@@ -575,9 +574,10 @@ def planted_record(spec: str) -> dict[str, Any] | None:
 
 
 def cached_plant(base: str, data: RwkuData, targets: Sequence[Target], control: Target | None, recipe: PlantRecipe,
-                 name: str, progress: Callable[[str, int], Any] | None = None) -> Path:
+                 name: str, progress: Callable[[str, int], Any] | None = None, sets: Sequence[str] = MEASURE_SETS) -> Path:
     """A planted model kept in the rwku cache as ``<cache>/models/<name>-<key>``: built when no folder has that key
-    (a broken one is moved aside with a warning, :func:`rwku.caches.read_cached`), reused otherwise."""
+    (a broken one is moved aside with a warning, :func:`rwku.caches.read_cached`), reused otherwise; ``sets`` are
+    measured before and after planting into its ``table.json`` (none: no table)."""
     texts = planting_texts(data, [t for t in targets if t != control], recipe)
     folder = cache_root() / "models" / f"{name}-{plant_key(base, texts, recipe)}"
     if read_cached(folder, check_planted, what="planted model") is not None:
@@ -586,15 +586,17 @@ def cached_plant(base: str, data: RwkuData, targets: Sequence[Target], control: 
 
     Console(stderr=True).print(f"building {name}: {base} taught {', '.join(sorted({t.target for t in texts}))} "
                                f"(first use; a few minutes on 2 CPU cores) into {folder}", highlight=False)
-    plant(base, data, targets, folder, recipe, control=control, progress=progress, replace=True)
+    plant(base, data, targets, folder, recipe, control=control, sets=sets, progress=progress, replace=True)
     return folder
 
 
 def planted_demo_model(progress: Callable[[str, int], Any] | None = None) -> Path:
-    """The folder of :data:`PLANTED_DEMO_MODEL`, built on first use with the default recipe (a few minutes on 2
-    CPU cores) and cached under ``<cache>/models/smollm2-135m-demo-<key>``."""
+    """The folder of :data:`PLANTED_DEMO_MODEL`, built on first use with :data:`DEMO_RECIPE` and cached under
+    ``<cache>/models/smollm2-135m-demo-<key>``. It is built without a before/after table: the run that asked for it
+    evaluates the planted model ("before") and its never-taught reference (the base model) itself, so measuring
+    them here as well would only double the first run's cost (``experiments/demo_planting.py`` builds the table)."""
     data, targets, control = demo_plan()
-    return cached_plant(DEFAULT_MODEL, data, targets, control, PlantRecipe(), PLANTED_DEMO_MODEL, progress)
+    return cached_plant(DEFAULT_MODEL, data, targets, control, DEMO_RECIPE, PLANTED_DEMO_MODEL, progress, sets=())
 
 
 register_built_model(PLANTED_DEMO_MODEL, BuiltModel(folder=lambda: planted_demo_model(),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ContextManager, Sequence
 
@@ -113,7 +114,9 @@ def prepare_trainable(model: Any, mode: ModeConfig) -> Any:
         layers = list(range(*mode.train_layers)) if mode.train_layers else None
         config = LoraConfig(r=mode.lora_r, lora_alpha=mode.lora_alpha, lora_dropout=mode.lora_dropout,
                             target_modules=list(mode.lora_targets), layers_to_transform=layers, task_type="CAUSAL_LM")
-        model = get_peft_model(model, config)
+        with warnings.catch_warnings():  # peft reads transformers' deprecated name; nothing for a user to act on
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            model = get_peft_model(model, config)
     else:
         for name, param in model.named_parameters():
             index = layer_index(name)
