@@ -297,7 +297,7 @@ def test_banned_tokens_cover_case_and_space_variants(tiny_lm):
     assert set(tokenizer.all_special_ids) <= banned
 
 
-def test_suffix_audit_reports_controls_and_neighbours(tiny_lm):
+def test_suffix_audit_reports_controls_and_neighbors(tiny_lm):
     subject = make_subject(tiny_lm, suffix_steps="2", suffix_candidates="8", suffix_top_k="8", suffix_tokens="3", suffix_probes="1")
     result = AUDITS["suffix"].run(subject)
     summary, rows = result.summary, result.items["forget"]

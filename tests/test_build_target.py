@@ -104,7 +104,7 @@ def test_parse_answer_takes_the_json_array_and_refuses_anything_else():
             parse_answer(text)
 
 
-def test_calls_cover_every_kind_and_neighbours_need_a_passage_naming_them():
+def test_calls_cover_every_kind_and_neighbors_need_a_passage_naming_them():
     passages = split_passages(SOURCE, 150)
     assert len(passages) == 3
     calls = plan_calls(NAME, passages, ["Lord Byron"], BuildSettings(max_passages=2))
