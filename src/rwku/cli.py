@@ -64,7 +64,7 @@ def table1(title: str, first_column: str = "target", columns: Any = None) -> Tab
 
 
 def table1_row(summary: dict[str, Any]) -> list[str]:
-    from rwku.results import table1_cells
+    from rwku.evaluation.table1 import table1_cells
 
     return list(table1_cells(summary).values())
 
@@ -159,7 +159,7 @@ def key_values(items: list[str], option: str) -> dict[str, str]:
 
 def unit_printer(progress: Any) -> Any:
     """``on_unit`` of the driver: one line per unit stored (or found stored), with where it ran."""
-    from rwku.results import table1_cells
+    from rwku.evaluation.table1 import table1_cells
 
     def show(task: Any, summary: dict[str, Any], reused: bool, where: str) -> None:
         cells = table1_cells(summary)
