@@ -16,6 +16,7 @@ from rwku.audits.quantization import quantize_model, quantize_weight, quantized_
 from rwku.data import RwkuData
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import load_target
+from rwku.evaluation.settings import RunSettings
 
 
 def test_recovered_percent_on_hand_made_numbers():
@@ -110,7 +111,7 @@ def make_subject(lm, model=None, preamble=None, method="ga", **overrides):
     settings, _ = resolve_audit_settings("small", overrides)
     return AuditSubject(lm=lm, model=model if model is not None else lm.model, preamble=preamble, method=method,
                         data=load_target(data, target, ("forget", "neighbor"), 1), settings=settings,
-                        load_original=lambda: lm.model, batch_size=4,
+                        load_original=lambda: lm.model, run=RunSettings(batch_size=4),
                         control_probes=lambda: list(load_target(data, data.select("2")[0], ("forget",), 1)["forget"]))
 
 
@@ -138,7 +139,7 @@ def audited_job(model_dir, out, audits=("quant8", "logit_lens"), methods=("icu",
 
     job = make_job(model_dir, methods=methods)
     job.audits, job.audit_overrides, job.out = audits, {"lens_frequent": 10}, out
-    job.sets = ("forget", "neighbor")
+    job.run = job.run.with_sets(("forget", "neighbor"))
     return job
 
 

@@ -163,10 +163,12 @@ def test_the_kind_comes_from_intro_json_and_a_bad_one_is_one_line(tmp_path, cli)
 
 
 def test_only_units_of_other_kinds_have_kinds_in_their_key(tiny_model_dir):
+    from rwku.evaluation.settings import RunSettings
     from rwku.execution.plan import unit_key
     from rwku.runner import EvalJob
 
-    job = EvalJob(model=str(tiny_model_dir), data=RwkuData.open(["demo"]), targets=[], sets=("forget",), device="cpu")
+    job = EvalJob(run=RunSettings(model=str(tiny_model_dir), sets=("forget",), device="cpu"), data=RwkuData.open(["demo"]),
+                  targets=[])
     newton = RwkuData.open(["demo"]).select("1")[0]
     assert set(unit_key(job, [newton])["unit"]) == {"targets", "data"}
     as_place = Target(number=newton.number, name=newton.name, intro=newton.intro, kind="place")

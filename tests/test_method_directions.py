@@ -182,12 +182,13 @@ PLAIN_OVERRIDES = {"corpus_size": "2", "question_count": "2", "corpus_max_new_to
 
 
 def plain_job(model_dir, methods, prompt_format, out):
+    from rwku.evaluation.settings import RunSettings
     from rwku.unlearn import UnlearnJob
 
     data = RwkuData.open(["demo"])
-    return UnlearnJob(model=str(model_dir), data=data, targets=data.select("1"), methods=list(methods),
-                      mode=ModeConfig(mode="lora"), preset="none", overrides=dict(PLAIN_OVERRIDES), sets=("forget",),
-                      limit=1, prompt_format=prompt_format, device="cpu", dtype="float32", out=out)
+    run = RunSettings(model=str(model_dir), sets=("forget",), limit=1, prompt_format=prompt_format, device="cpu", dtype="float32")
+    return UnlearnJob(run=run, data=data, targets=data.select("1"), methods=list(methods), mode=ModeConfig(mode="lora"),
+                      preset="none", overrides=dict(PLAIN_OVERRIDES), out=out)
 
 
 def quiet(*args):

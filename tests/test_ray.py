@@ -35,6 +35,7 @@ except ImportError as exc:
 
 import rwku.execution.executors as executors
 from rwku.data import RwkuData
+from rwku.evaluation.settings import RunSettings
 from rwku.execution.executors import LocalExecutor, RayExecutor
 from rwku.experiment import load_experiment, run_experiment
 from rwku.methods.config import ModeConfig
@@ -82,9 +83,9 @@ class ProbedJob(UnlearnJob):
 
 def make_job(model_dir, out, targets="1-2", methods=("icu", "ga"), **probes):
     data = RwkuData.open(["demo"])
-    return ProbedJob(model=str(model_dir), data=data, targets=data.select(targets), methods=list(methods),
-                     mode=ModeConfig(mode="lora"), preset="none", overrides=dict(SMALL), sets=("forget",), limit=1,
-                     device="cpu", dtype="float32", out=out, **probes)
+    run = RunSettings(model=str(model_dir), sets=("forget",), limit=1, device="cpu", dtype="float32")
+    return ProbedJob(run=run, data=data, targets=data.select(targets), methods=list(methods),
+                     mode=ModeConfig(mode="lora"), preset="none", overrides=dict(SMALL), out=out, **probes)
 
 
 def computed(log: Path) -> list[str]:

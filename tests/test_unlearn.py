@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
+import rwku.evaluation.settings as settings_module
 import rwku.unlearn as unlearn_module
 from rwku.data import RwkuData
+from rwku.evaluation.settings import RunSettings
 from rwku.methods.config import ModeConfig
 from rwku.unlearn import UnlearnJob, run_unlearn
 
@@ -18,9 +20,9 @@ SMALL = {"corpus_size": "2", "question_count": "2", "corpus_max_new_tokens": "4"
 
 def make_job(model_dir, targets="1", methods=("icu", "ga"), setting="single"):
     data = RwkuData.open(["demo"])
-    return UnlearnJob(model=str(model_dir), data=data, targets=data.select(targets), methods=list(methods),
-                      mode=ModeConfig(mode="lora"), setting=setting, preset="none", overrides=dict(SMALL),
-                      sets=("forget",), limit=1, device="cpu", dtype="float32")
+    run = RunSettings(model=str(model_dir), sets=("forget",), limit=1, device="cpu", dtype="float32")
+    return UnlearnJob(run=run, data=data, targets=data.select(targets), methods=list(methods),
+                      mode=ModeConfig(mode="lora"), setting=setting, preset="none", overrides=dict(SMALL))
 
 
 def unlearn_into(out, job, **options):
@@ -54,7 +56,7 @@ def test_run_stores_before_and_each_method_then_resumes_without_work(tiny_model_
         raise AssertionError("a stored unit was recomputed")
 
     monkeypatch.setattr(unlearn_module, "evaluate_target", must_not_run)
-    monkeypatch.setattr(unlearn_module, "load_model", must_not_run)
+    monkeypatch.setattr(settings_module, "load_model", must_not_run)  # RunSettings.load: a fresh copy to unlearn
     again = unlearn_into(out, make_job(tiny_model_dir))
     assert again == rows
 
