@@ -206,7 +206,7 @@ def test_every_method_runs_with_the_plain_format_on_a_model_without_chat_templat
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
     job = plain_job(tiny_plain_model_dir, [method], "plain", out)
-    rows = run_unlearn(job)[1]
+    rows = run_unlearn(job)[1]["rows"]
     run = job.run_name(method)
     assert set(rows) == {"before", run}
     summary = json.loads((out / run / "1_Isaac_Newton" / "summary.json").read_text())

@@ -631,7 +631,7 @@ def test_every_new_method_runs_single_and_batch_target_in_every_mode_with_epoch_
 
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     job = job_for(tiny_model_dir, mode, setting, tmp_path / "run")
-    rows = run_unlearn(job)[1]
+    rows = run_unlearn(job)[1]["rows"]
     units = {"1_Isaac_Newton": 1, "2_Marie_Curie": 1} if setting == "single" else {"batch_1-2": 2}  # unit -> targets
     assert set(rows) == {"before", *(job.run_name(m) for m in NEW_METHODS)}
     train_layers = list(MODES[mode].train_layers) if MODES[mode].train_layers else None

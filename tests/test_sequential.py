@@ -164,7 +164,7 @@ def test_experiment_file_runs_sequential_grids(tmp_path):
 def test_npo_and_rt_run_sequentially_too(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    _, rows = run_unlearn(make_job(tiny_model_dir, out, methods=("npo", "rt")))
+    rows = run_unlearn(make_job(tiny_model_dir, out, methods=("npo", "rt")))[1]["rows"]
     assert {"npo-lora-sequential", "rt-lora-sequential"} <= set(rows)
     for run in ("npo-lora-sequential", "rt-lora-sequential"):
         summary = json.loads((out / run / "step02_2_Marie_Curie" / "summary.json").read_text())

@@ -28,7 +28,7 @@ def make_job(model_dir, targets="1", methods=("icu", "ga"), setting="single"):
 def unlearn_into(out, job, **options):
     """``rwku unlearn`` through the Python API into ``out``; returns the comparison rows."""
     job.out = out
-    return run_unlearn(job, **options)[1]
+    return run_unlearn(job, **options)[1]["rows"]
 
 
 def test_run_stores_before_and_each_method_then_resumes_without_work(tiny_model_dir, tmp_path, monkeypatch):

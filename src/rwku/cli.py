@@ -7,7 +7,6 @@ what was kept and exit 130 or 143 (``main``; ``--debug`` shows the traceback ins
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -429,7 +428,8 @@ def unlearn_command(
     from rwku.data.loader import RwkuData
     from rwku.execution.plan import build_plan
     from rwku.methods.config import ModeConfig, choose_preset, parse_range
-    from rwku.unlearn import UnlearnJob, check_job, parse_methods, write_comparison
+    from rwku.progress import make_progress, task_factory
+    from rwku.unlearn import UnlearnJob, check_job, parse_methods, run_unlearn
 
     run = run_settings(model=model, sets=sets, limit=limit, batch_size=batch_size, device=device, dtype=dtype, kernels=kernels,
                        prompt_format=prompt_format, fix=fix)
@@ -447,25 +447,32 @@ def unlearn_command(
     )
     check_job(job)
     print_settings(job, show_sources=show_settings)
-    plan = build_plan(out, job.tasks(), force=force)
     if dry_run:
-        print_plan(plan)
+        print_plan(build_plan(out, job.tasks(), force=force))
         return
     set_threads(threads)
-    outcome = execute_plan(plan, make_executor(executor, ray_address, gpus_per_unit, cpus_per_unit, max_retries, threads))
-    write_comparison(job, outcome)
-    comparison = json.loads((out / "comparison.json").read_text())
-    if comparison.get("roles"):  # a planted model: the planted targets (the headline) and the control apart
+    units = make_executor(executor, ray_address, gpus_per_unit, cpus_per_unit, max_retries, threads)
+    with make_progress() as progress:
+        outcome, comparison = run_unlearn(job, force=force, executor=units, progress=task_factory(progress),
+                                          on_unit=unit_printer(progress), on_failure=failure_printer(progress))
+    print_comparisons(job, comparison)
+    if job.audits:
+        print_audits(out)
+    console.print(f"results: {out}/<run>/<unit>/summary.json, items.json, train_log.json; table: {out / 'comparison.json'}")
+    fail_on(outcome, out)
+
+
+def print_comparisons(job: Any, comparison: dict[str, Any]) -> None:
+    """The comparison of an unlearning job: one table over the targets every run has, or for a planted model one per
+    role (the planted targets, the headline, and the control apart)."""
+    model = job.run.model
+    if comparison.get("roles"):
         for role, part in comparison["roles"].items():
             print_comparison(f"RWKU · {model} · {job.setting} · {ROLE_TITLES[role]}: mean over {len(part['targets'])} "
                              f"({', '.join(part['targets'])})", part["rows"])
     else:
         print_comparison(f"RWKU · {model} · {job.setting} · mean over the {len(comparison['targets'])} target(s) every "
                          "run has", comparison["rows"])
-    if job.audits:
-        print_audits(out)
-    console.print(f"results: {out}/<run>/<unit>/summary.json, items.json, train_log.json; table: {out / 'comparison.json'}")
-    fail_on(outcome, out)
 
 
 def parse_steps(text: str) -> tuple[int, ...]:

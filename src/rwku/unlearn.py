@@ -47,7 +47,7 @@ from rwku.evaluation.settings import RunSettings
 from rwku.execution.executors import Executor
 from rwku.models.fingerprint import provenance
 from rwku.execution.plan import UnitTask, build_plan, settings_defaults, unit_key
-from rwku.execution.run import OnUnit, Outcome, execute
+from rwku.execution.run import OnFailure, OnUnit, Outcome, execute
 from rwku.execution.store import UnitOutput, role_means, shared_means
 from rwku.methods import METHODS
 from rwku.methods.base import Session, Unlearned
@@ -451,22 +451,25 @@ def evaluate_original(job: UnlearnJob, task: UnitTask, progress: ProgressFactory
     return UnitOutput(summary=summary, items={"config": summary["config"], **result.items})
 
 
-def write_comparison(job: UnlearnJob, outcome: Outcome) -> dict[str, dict[str, Any]]:
-    """``comparison.json``: Before and every run, each averaged over the targets all of them have stored; for a
-    planted model also per role (``roles``: the planted targets' mean, the control's), as the report shows them."""
+def write_comparison(job: UnlearnJob, outcome: Outcome) -> dict[str, Any]:
+    """``comparison.json``: Before and every run (``rows``), each averaged over the targets all of them have stored
+    (``targets``); for a planted model also per role (``roles``: the planted targets' mean, the control's), as the
+    report shows them. Returns what it wrote."""
     # the reference covers planted targets only: it would shrink the targets every run shares
     units = {run: units for run, units in outcome.units.items() if run != REFERENCE_RUN}
     shared, rows = shared_means(units)
     roles = {role: {"targets": targets, "rows": means} for role, (targets, means) in role_means(units).items()}
-    write_json_atomic(job.out / "comparison.json", {"model": job.run.model, "setting": job.setting, "targets": shared,
-                                                    "rows": rows, **({"roles": roles} if roles else {})})
-    return rows
+    comparison = {"model": job.run.model, "setting": job.setting, "targets": shared, "rows": rows,
+                  **({"roles": roles} if roles else {})}
+    write_json_atomic(job.out / "comparison.json", comparison)
+    return comparison
 
 
 def run_unlearn(job: UnlearnJob, *, force: bool = False, executor: Executor | None = None, progress: ProgressFactory = no_progress,
-                on_unit: OnUnit | None = None) -> tuple[Outcome, dict[str, dict[str, Any]]]:
-    """``rwku unlearn`` from Python: plan the job's units, compute those not stored, compare; returns the outcome
-    (stored units by run, failed units) and the comparison rows."""
+                on_unit: OnUnit | None = None, on_failure: OnFailure | None = None) -> tuple[Outcome, dict[str, Any]]:
+    """``rwku unlearn``, the command and from Python: plan the job's units, compute those not stored, compare;
+    returns the outcome (stored units by run, failed units) and the comparison (``comparison.json``: its ``rows``
+    by run, the shared ``targets``, a planted model's ``roles``)."""
     check_job(job, check_keys=False)
-    outcome = execute(build_plan(job.out, job.tasks(), force=force), executor, progress, on_unit)
+    outcome = execute(build_plan(job.out, job.tasks(), force=force), executor, progress, on_unit, on_failure)
     return outcome, write_comparison(job, outcome)
