@@ -188,7 +188,7 @@ def test_cli_unlearn_with_audits_then_rwku_audit_of_the_saved_adapter(tiny_model
     out, audited = tmp_path / "run", tmp_path / "audited"
     small = ["--set", "corpus_size=2", "--set", "corpus_max_new_tokens=4", "--set", "epochs=1", "--set", "batch_size=2",
              "--set", "warmup_steps=0", "--set", "max_length=32"]
-    code, stdout, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "ga", "--sets", "forget,neighbor",
+    code, stdout, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--method", "ga", "--sets", "forget,neighbor",
                             "--limit", "1", "--device", "cpu", "--preset", "small", *small, "--save-model", "--out", str(out),
                             "--audit", "quant4,logit_lens", "--audit-set", "lens_frequent=10")
     assert code == 0, err

@@ -288,7 +288,7 @@ def test_gpu_memory_estimates_follow_model_size_mode_and_precision():
 
 
 def test_seed_names_the_runs_so_seeds_share_one_folder(tiny_model_dir, tmp_path, cli):
-    args = ["unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "icu,ga", "--preset", "none",
+    args = ["unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--method", "icu,ga", "--preset", "none",
             "--sets", "forget", "--limit", "1", "--device", "cpu", "--out", str(tmp_path / "out"), "--seed", "3", "--dry-run"]
     code, stdout, err = cli(*args)
     assert code == 0, err

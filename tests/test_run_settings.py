@@ -129,3 +129,4 @@ def test_the_commands_take_their_run_defaults_from_the_settings_type(command):
             assert defaults[option] == getattr(settings, field), option
     if "--sets" in defaults:
         assert parse_sets(defaults["--sets"]) == settings.sets
+    assert defaults["--targets"] == "all"  # one default everywhere: the whole benchmark

@@ -147,7 +147,7 @@ def test_a_layer_window_the_model_lacks_is_refused_before_any_evaluation(tiny_mo
         raise AssertionError("the layer window should be refused before the model is evaluated")
 
     monkeypatch.setattr(unlearn_module, "evaluate_target", no_evaluation)
-    code, _, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "ga", "--mode", "full",
+    code, _, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--method", "ga", "--mode", "full",
                        "--train-layers", "1-5", "--device", "cpu", "--out", str(tmp_path / "o"))
     assert code == 2 and "Traceback" not in err
     assert "--train-layers 1-5: the model has 2 layers" in " ".join(err.split())
@@ -157,7 +157,7 @@ def test_a_layer_window_the_model_lacks_is_refused_before_any_evaluation(tiny_mo
 def test_the_chosen_preset_and_every_values_source_are_printed_and_stored(tiny_model_dir, tmp_path, monkeypatch, cli):
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     overrides = [arg for key, value in SMALL.items() if key != "lr" for arg in ("--set", f"{key}={value}")]
-    code, out, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "npo", "--sets", "forget",
+    code, out, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--method", "npo", "--sets", "forget",
                          "--limit", "1", "--device", "cpu", "--threads", "1", "--show-settings", "--out", str(tmp_path / "o"),
                          *overrides)
     assert code == 0, err

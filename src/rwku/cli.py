@@ -138,6 +138,7 @@ MAX_RETRIES_OPTION = typer.Option(1, "--max-retries", min=0, help="Retries of a 
 #: keys). Each becomes a field of :class:`rwku.evaluation.settings.RunSettings` through :func:`run_settings`, with the
 #: same default (tests/test_run_settings.py checks they agree); the CLI does not import it here, which would load torch
 #: for ``rwku --help``.
+TARGETS_OPTION = typer.Option("all", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all (the default: every target of --data, the whole benchmark; 1 for a quick look).")
 SETS_OPTION = typer.Option("all", "--sets", help=SETS_HELP)
 LIMIT_OPTION = typer.Option(None, "--limit", min=1, help="Keep the first N items of every evaluation part (quick runs).")
 KERNELS_OPTION = typer.Option("invariant", "--kernels", help="invariant (float32, no TF32, one row per forward pass: every output and score the same at any --batch-size and --limit) or fast (batched; bf16 on a GPU with --dtype auto: outputs may change with the batch, whose size then joins the cache key).")
@@ -320,7 +321,7 @@ def audit_settings(job: Any) -> dict[str, tuple[Any, str]]:
 def eval_command(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, smollm2-135m, smollm2-135m-demo (it taught the demo facts; rwku plant), or openai:NAME, a model on an OpenAI-compatible server (OPENAI_BASE_URL, OPENAI_API_KEY; docs/served-models.md)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
-    targets: str = typer.Option("all", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all."),
+    targets: str = TARGETS_OPTION,
     out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (one sub-folder per target)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="With --model openai:NAME: the tokenizer (a model spec) that renders its prompts; default NAME."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="With --model openai:NAME: requests in flight at once."),
@@ -386,7 +387,7 @@ def unlearn_command(
     method: str = typer.Option(..., "--method", help="Comma-separated: the paper's icu, repe, ga, ga_passage (GA*), dpo, npo, rt, and the methods beyond it (README); an unknown name lists them all."),
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, smollm2-135m, or smollm2-135m-demo (it taught the demo facts; rwku plant)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
-    targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-100, 'Stephen King', all."),
+    targets: str = TARGETS_OPTION,
     out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (before/, one folder per method, comparison.json)."),
     mode: str = typer.Option("lora", "--mode", help="full or lora."),
     setting: str = typer.Option("single", "--setting", help="single (each target from the original model), batch (pooled) or sequential (one target after another on the same model; every target evaluated after each step)."),
@@ -524,7 +525,7 @@ def audit_command(
     model: str = typer.Option(..., "--model", "-m", help="A model saved by rwku unlearn --save-model (full weights or a LoRA adapter), a folder or hub id."),
     original: str = typer.Option("smollm2-135m", "--original", help="The model before unlearning (the adapter's base, and the reference)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
-    targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all."),
+    targets: str = TARGETS_OPTION,
     out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (one sub-folder per target, its audits in audits/<name>/)."),
     audit: str = typer.Option("all", "--audit", help="Comma-separated: quant8, quant4, relearn, suffix, logit_lens, all."),
     audit_set: list[str] = AUDIT_SET_OPTION,
