@@ -40,14 +40,16 @@ def run_one(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     from rwku.data import RwkuData
+    from rwku.evaluation.settings import RunSettings
     from rwku.execution.executors import LocalExecutor, RayExecutor
     from rwku.methods.config import ModeConfig
     from rwku.unlearn import UnlearnJob, parse_methods, run_unlearn
 
     data = RwkuData.open([args.data])
-    job = UnlearnJob(model=args.model, data=data, targets=data.select(args.targets), methods=parse_methods(args.methods),
+    run = RunSettings(model=args.model, sets=tuple(args.sets.split(",")), limit=args.limit, device="cpu", dtype="float32")
+    job = UnlearnJob(run=run, data=data, targets=data.select(args.targets), methods=parse_methods(args.methods),
                      mode=ModeConfig(mode=args.mode), preset="small", preset_reason="bench_executors", overrides=dict(OVERRIDES),
-                     sets=tuple(args.sets.split(",")), limit=args.limit, device="cpu", dtype="float32", out=Path(args.out))
+                     out=Path(args.out))
     if args.executor == "local":
         executor = LocalExecutor()
     else:

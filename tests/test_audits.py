@@ -16,6 +16,7 @@ from rwku.audits.quantization import quantize_model, quantize_weight, quantized_
 from rwku.data import RwkuData
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import load_target
+from rwku.evaluation.settings import RunSettings
 
 
 def test_recovered_percent_on_hand_made_numbers():
@@ -110,7 +111,7 @@ def make_subject(lm, model=None, preamble=None, method="ga", **overrides):
     settings, _ = resolve_audit_settings("small", overrides)
     return AuditSubject(lm=lm, model=model if model is not None else lm.model, preamble=preamble, method=method,
                         data=load_target(data, target, ("forget", "neighbor"), 1), settings=settings,
-                        load_original=lambda: lm.model, batch_size=4,
+                        load_original=lambda: lm.model, run=RunSettings(batch_size=4),
                         control_probes=lambda: list(load_target(data, data.select("2")[0], ("forget",), 1)["forget"]))
 
 
@@ -138,7 +139,7 @@ def audited_job(model_dir, out, audits=("quant8", "logit_lens"), methods=("icu",
 
     job = make_job(model_dir, methods=methods)
     job.audits, job.audit_overrides, job.out = audits, {"lens_frequent": 10}, out
-    job.sets = ("forget", "neighbor")
+    job.run = job.run.with_sets(("forget", "neighbor"))
     return job
 
 
@@ -187,7 +188,7 @@ def test_cli_unlearn_with_audits_then_rwku_audit_of_the_saved_adapter(tiny_model
     out, audited = tmp_path / "run", tmp_path / "audited"
     small = ["--set", "corpus_size=2", "--set", "corpus_max_new_tokens=4", "--set", "epochs=1", "--set", "batch_size=2",
              "--set", "warmup_steps=0", "--set", "max_length=32"]
-    code, stdout, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "ga", "--sets", "forget,neighbor",
+    code, stdout, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--method", "ga", "--sets", "forget,neighbor",
                             "--limit", "1", "--device", "cpu", "--preset", "small", *small, "--save-model", "--out", str(out),
                             "--audit", "quant4,logit_lens", "--audit-set", "lens_frequent=10")
     assert code == 0, err
@@ -297,7 +298,7 @@ def test_banned_tokens_cover_case_and_space_variants(tiny_lm):
     assert set(tokenizer.all_special_ids) <= banned
 
 
-def test_suffix_audit_reports_controls_and_neighbours(tiny_lm):
+def test_suffix_audit_reports_controls_and_neighbors(tiny_lm):
     subject = make_subject(tiny_lm, suffix_steps="2", suffix_candidates="8", suffix_top_k="8", suffix_tokens="3", suffix_probes="1")
     result = AUDITS["suffix"].run(subject)
     summary, rows = result.summary, result.items["forget"]

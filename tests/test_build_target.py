@@ -14,6 +14,7 @@ from rwku.data.loader import RwkuData
 from rwku.data.schema import ATTACK_TYPES, count_probes, normalize_attack
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import load_target
+from rwku.evaluation.settings import RunSettings
 from rwku.knowledge.build_target import (
     ANSWER_IN_QUERY,
     DUPLICATE,
@@ -104,7 +105,7 @@ def test_parse_answer_takes_the_json_array_and_refuses_anything_else():
             parse_answer(text)
 
 
-def test_calls_cover_every_kind_and_neighbours_need_a_passage_naming_them():
+def test_calls_cover_every_kind_and_neighbors_need_a_passage_naming_them():
     passages = split_passages(SOURCE, 150)
     assert len(passages) == 3
     calls = plan_calls(NAME, passages, ["Lord Byron"], BuildSettings(max_passages=2))
@@ -119,7 +120,7 @@ def test_calls_cover_every_kind_and_neighbours_need_a_passage_naming_them():
 
 def test_pipeline_end_to_end_with_fixed_answers_then_rwku_eval_runs_on_it(tmp_path, source_file, tiny_model_dir, cli):
     generator = ScriptedGenerator()
-    pool = ModelPool(GeneratorOptions(device="cpu", dtype="float32", batch_size=4))
+    pool = ModelPool(GeneratorOptions(run=RunSettings(device="cpu", dtype="float32", batch_size=4)))
     shared = RwkuData.open(["demo"])
     result = build_target(NAME, source_file, tmp_path / "data", generator, pool, neighbors=["Lord Byron"],
                           check_models=[str(tiny_model_dir)], settings=BuildSettings(max_passages=2, threshold=0.0),
@@ -177,7 +178,7 @@ def test_check_models_keep_only_probes_they_answer(tmp_path, source_file, tiny_m
     from rwku.data.schema import Probe
     from rwku.evaluation.sets.probes import evaluate_probes
 
-    pool = ModelPool(GeneratorOptions(device="cpu", dtype="float32"))
+    pool = ModelPool(GeneratorOptions(run=RunSettings(device="cpu", dtype="float32", batch_size=16)))
     question = "Who was Ada's father?"
     _, items = evaluate_probes(pool.context(str(tiny_model_dir)), [Probe(question, "x", "2", "simple question", NAME)], "forget")
     said = items[0]["output"]
@@ -199,7 +200,7 @@ def test_check_models_keep_only_probes_they_answer(tmp_path, source_file, tiny_m
 
 def test_a_local_model_generator_whose_answers_never_parse_writes_no_probe(tmp_path, source_file, tiny_model_dir):
     """The tiny random model writes no JSON: every call is asked again, then recorded as failed with each answer."""
-    pool = ModelPool(GeneratorOptions(device="cpu", dtype="float32", max_new_tokens=12, batch_size=8))
+    pool = ModelPool(GeneratorOptions(run=RunSettings(device="cpu", dtype="float32", batch_size=8), max_new_tokens=12))
     generator = make_generator(str(tiny_model_dir), pool)
     result = build_target(NAME, source_file, tmp_path, generator, pool, settings=BuildSettings(max_passages=1, retries=1))
     report = json.loads((result.folder / "report.json").read_text())
@@ -329,7 +330,7 @@ def test_openai_endpoint_serving_the_default_model(tmp_path, source_file, monkey
     pytest.importorskip("openai", reason="the endpoint generator needs the openai package: pip install 'rwku[openai]'")
     from rwku.knowledge.generators import LocalGenerator
 
-    served = LocalGenerator("smollm2-135m", ModelPool(GeneratorOptions(device="cpu", dtype="float32", max_new_tokens=32)))
+    served = LocalGenerator("smollm2-135m", ModelPool(GeneratorOptions(run=RunSettings(device="cpu", dtype="float32", batch_size=16), max_new_tokens=32)))
     answers: list[str] = []
 
     def reply(model, messages):

@@ -38,12 +38,12 @@ def test_unit_coverage_reads_the_kinds_the_method_trained_on(tmp_path):
     from types import SimpleNamespace
 
     from rwku.data.loader import RwkuData
-    from rwku.evaluation import Protocol
+    from rwku.evaluation.settings import RunSettings
     from rwku.unlearn import unit_coverage
 
     data = RwkuData.open(["demo"])
     newton = data.select("1")[0]
-    job = SimpleNamespace(data=data, protocol=Protocol())
+    job = SimpleNamespace(data=data, run=RunSettings())
     corpus = Corpus(targets=["Isaac Newton"], forget=["Isaac Newton wrote the Principia in 1687 in Lincolnshire"],
                     counterfactual=["Isaac Newton was born in Lincolnshire and wrote Opticks"],
                     questions=["Where was Isaac Newton born? Lincolnshire"])

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+import rwku.evaluation.settings as settings_module
 import rwku.unlearn as unlearn_module
 from rwku.errors import RwkuError
 from rwku.experiment import load_experiment, run_experiment
@@ -103,7 +104,7 @@ def test_experiment_runs_resumes_and_feeds_the_report(tiny_model_dir, tmp_path, 
         raise AssertionError("a stored unit was recomputed")
 
     monkeypatch.setattr(unlearn_module, "evaluate_target", must_not_run)
-    monkeypatch.setattr(unlearn_module, "load_model", must_not_run)
+    monkeypatch.setattr(settings_module, "load_model", must_not_run)  # RunSettings.load: a fresh copy to unlearn
     run_experiment(load_experiment(write(tmp_path, base(tmp_path, model=str(tiny_model_dir), grids=grids))))
 
     report = build_report([out], tmp_path / "report")

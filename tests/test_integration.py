@@ -97,4 +97,4 @@ def test_shipped_experiment_files_expand(shared_data, tmp_path):
     assert batch == [10, 20, 30, 40, 50]
     assert planned[0].job.settings("ga").train.lr == 6e-8  # the paper preset, full fine-tuning (appendix H)
     assert sum(1 for p in planned if p.grid == "layers") == 8
-    assert planned[0].job.kernels == "fast"  # bfloat16 on the GPU: an 8B model in float32 would not fit full tuning
+    assert planned[0].job.run.kernels == "fast"  # bfloat16 on the GPU: an 8B model in float32 would not fit full tuning

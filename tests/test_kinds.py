@@ -163,10 +163,12 @@ def test_the_kind_comes_from_intro_json_and_a_bad_one_is_one_line(tmp_path, cli)
 
 
 def test_only_units_of_other_kinds_have_kinds_in_their_key(tiny_model_dir):
+    from rwku.evaluation.settings import RunSettings
     from rwku.execution.plan import unit_key
     from rwku.runner import EvalJob
 
-    job = EvalJob(model=str(tiny_model_dir), data=RwkuData.open(["demo"]), targets=[], sets=("forget",), device="cpu")
+    job = EvalJob(run=RunSettings(model=str(tiny_model_dir), sets=("forget",), device="cpu"), data=RwkuData.open(["demo"]),
+                  targets=[])
     newton = RwkuData.open(["demo"]).select("1")[0]
     assert set(unit_key(job, [newton])["unit"]) == {"targets", "data"}
     as_place = Target(number=newton.number, name=newton.name, intro=newton.intro, kind="place")
@@ -216,15 +218,15 @@ class KindGenerator:
 
 @pytest.mark.parametrize("kind", TARGET_KINDS)
 def test_build_target_writes_a_target_of_each_kind_that_the_loader_reads_as_that_kind(tmp_path, kind):
-    name, text, neighbour = SOURCES[kind]
+    name, text, neighbor = SOURCES[kind]
     source = tmp_path / "source.txt"
     source.write_text(text, encoding="utf-8")
     generator = KindGenerator()
-    result = build_target(name, source, tmp_path / "data", generator, ModelPool(GeneratorOptions()), neighbors=[neighbour],
+    result = build_target(name, source, tmp_path / "data", generator, ModelPool(GeneratorOptions()), neighbors=[neighbor],
                           settings=BuildSettings(max_passages=2), kind=kind)
     assert {r.system for r in generator.requests} == {TERMS[kind].system()}
     for prompt in prompts_for(kind):  # every probe kind was asked for in this kind's words
-        subject = name if prompt.set == "forget" else neighbour
+        subject = name if prompt.set == "forget" else neighbor
         wording = prompt.instruction.split("{context}")[1].format(subject=subject, target=name, language="French")
         assert any(wording in r.user for r in generator.requests), prompt.kind
     intro = json.loads((result.folder / "intro.json").read_text())[0]
@@ -235,7 +237,7 @@ def test_build_target_writes_a_target_of_each_kind_that_the_loader_reads_as_that
     counts = count_probes("forget", loaded["forget"])
     assert counts["forget.FB"] >= 1 and counts["forget.QA"] >= 1
     assert {normalize_attack(p.type) for p in loaded["forget"] if p.level == "3"} == set(ATTACK_TYPES)
-    assert {p.neighbor for p in loaded["neighbor"]} == {neighbour}
+    assert {p.neighbor for p in loaded["neighbor"]} == {neighbor}
     made_by = json.loads((result.folder / "forget_level1.json").read_text())[0]["made_by"]["prompt"]
     assert made_by == ("forget_fb@1" if kind == PERSON else f"{kind}:forget_fb@1")
     build = json.loads((result.folder / "build.json").read_text())
@@ -245,7 +247,7 @@ def test_build_target_writes_a_target_of_each_kind_that_the_loader_reads_as_that
 
 
 def test_a_built_work_is_evaluated_and_its_summary_names_its_kind(tmp_path, tiny_model_dir, cli):
-    name, text, neighbour = SOURCES["work"]
+    name, text, neighbor = SOURCES["work"]
     source = tmp_path / "dune.txt"
     source.write_text(text, encoding="utf-8")
     with pytest.raises(RwkuError, match="pick works or people the text names that a reader could confuse with it"):
@@ -260,7 +262,7 @@ def test_a_built_work_is_evaluated_and_its_summary_names_its_kind(tmp_path, tiny
     assert code == 0, err
     assert "Moby" not in out and "1 Dune (work)" in out
     assert json.loads((tmp_path / "cli" / "1_Dune" / "intro.json").read_text())[0]["kind"] == "work"
-    build_target(name, source, tmp_path / "data", KindGenerator(), ModelPool(GeneratorOptions()), neighbors=[neighbour],
+    build_target(name, source, tmp_path / "data", KindGenerator(), ModelPool(GeneratorOptions()), neighbors=[neighbor],
                  settings=BuildSettings(max_passages=1), kind="work")
     code, _, err = cli("eval", "--model", str(tiny_model_dir), "--data", str(tmp_path / "data"), "--targets", "1",
                        "--sets", "forget", "--limit", "1", "--out", str(tmp_path / "runs"), "--threads", "1")

@@ -182,12 +182,13 @@ PLAIN_OVERRIDES = {"corpus_size": "2", "question_count": "2", "corpus_max_new_to
 
 
 def plain_job(model_dir, methods, prompt_format, out):
+    from rwku.evaluation.settings import RunSettings
     from rwku.unlearn import UnlearnJob
 
     data = RwkuData.open(["demo"])
-    return UnlearnJob(model=str(model_dir), data=data, targets=data.select("1"), methods=list(methods),
-                      mode=ModeConfig(mode="lora"), preset="none", overrides=dict(PLAIN_OVERRIDES), sets=("forget",),
-                      limit=1, prompt_format=prompt_format, device="cpu", dtype="float32", out=out)
+    run = RunSettings(model=str(model_dir), sets=("forget",), limit=1, prompt_format=prompt_format, device="cpu", dtype="float32")
+    return UnlearnJob(run=run, data=data, targets=data.select("1"), methods=list(methods), mode=ModeConfig(mode="lora"),
+                      preset="none", overrides=dict(PLAIN_OVERRIDES), out=out)
 
 
 def quiet(*args):
@@ -205,7 +206,7 @@ def test_every_method_runs_with_the_plain_format_on_a_model_without_chat_templat
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
     job = plain_job(tiny_plain_model_dir, [method], "plain", out)
-    rows = run_unlearn(job)[1]
+    rows = run_unlearn(job)[1]["rows"]
     run = job.run_name(method)
     assert set(rows) == {"before", run}
     summary = json.loads((out / run / "1_Isaac_Newton" / "summary.json").read_text())

@@ -287,12 +287,13 @@ def test_official_corpus_loads_from_the_shared_data(shared_data):
 
 
 def test_ga_passage_caps_each_targets_passages_at_the_corpus_size(tiny_lm, monkeypatch):
+    from rwku.evaluation.settings import RunSettings
     from rwku.unlearn import UnlearnJob, unit_corpus
 
     data = RwkuData.open(["demo"])
     targets = data.select("1-2")
-    job = UnlearnJob(model="tiny", data=data, targets=targets, methods=["ga_passage"], setting="batch", preset="none",
-                     overrides={"corpus_size": 1})
+    job = UnlearnJob(run=RunSettings(model="tiny"), data=data, targets=targets, methods=["ga_passage"], setting="batch",
+                     preset="none", overrides={"corpus_size": 1})
     corpus = unit_corpus(job, tiny_lm, targets, "ga_passage", job.settings("ga_passage"), no_progress)
     passages = [data.load(t, (), optional=(PASSAGE,))["passage"] for t in targets]
     assert corpus.passage == [passages[0][0], passages[1][0]]  # one per target, not the first target's two

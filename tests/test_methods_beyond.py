@@ -612,12 +612,13 @@ RUN_OVERRIDES = {"corpus_size": "2", "question_count": "2", "corpus_max_new_toke
 def job_for(model_dir, mode, setting, out):
     """Every new method on demo targets 1-2 (each its own unit, or pooled in the batch setting), evaluated on one
     forget probe per part after every epoch."""
+    from rwku.evaluation.settings import RunSettings
     from rwku.unlearn import UnlearnJob
 
     data = RwkuData.open(["demo"])
-    return UnlearnJob(model=str(model_dir), data=data, targets=data.select("1-2"), methods=list(NEW_METHODS),
-                      mode=MODES[mode], setting=setting, preset="none", overrides=dict(RUN_OVERRIDES), sets=("forget",),
-                      limit=1, device="cpu", dtype="float32", eval_epochs=True, out=out)
+    run = RunSettings(model=str(model_dir), sets=("forget",), limit=1, device="cpu", dtype="float32")
+    return UnlearnJob(run=run, data=data, targets=data.select("1-2"), methods=list(NEW_METHODS), mode=MODES[mode],
+                      setting=setting, preset="none", overrides=dict(RUN_OVERRIDES), eval_epochs=True, out=out)
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -630,7 +631,7 @@ def test_every_new_method_runs_single_and_batch_target_in_every_mode_with_epoch_
 
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     job = job_for(tiny_model_dir, mode, setting, tmp_path / "run")
-    rows = run_unlearn(job)[1]
+    rows = run_unlearn(job)[1]["rows"]
     units = {"1_Isaac_Newton": 1, "2_Marie_Curie": 1} if setting == "single" else {"batch_1-2": 2}  # unit -> targets
     assert set(rows) == {"before", *(job.run_name(m) for m in NEW_METHODS)}
     train_layers = list(MODES[mode].train_layers) if MODES[mode].train_layers else None

@@ -13,6 +13,7 @@ import pytest
 import rwku.unlearn as unlearn_module
 from rwku.data import RwkuData
 from rwku.data.sources import DEMO_ROOT
+from rwku.evaluation.settings import RunSettings
 from rwku.execution.key import KEY_VERSION
 from rwku.execution.plan import build_plan
 from rwku.experiment import experiment_plan, load_experiment, run_experiment
@@ -24,17 +25,22 @@ TINY = {"corpus_size": "2", "question_count": "2", "corpus_max_new_tokens": "4",
         "grad_accum": "1", "warmup_steps": "0", "lr": "1e-3", "max_length": "32"}
 
 
+def quick_run(model_dir, **settings):
+    """One forget probe on the CPU in float32, with ``settings`` changed."""
+    return RunSettings(**{"model": str(model_dir), "sets": ("forget",), "limit": 1, "device": "cpu", "dtype": "float32",
+                          **settings})
+
+
 def unlearn_job(model_dir, out, targets="1", methods=("ga",), data="demo", **fields):
     dataset = RwkuData.open([str(data)])
-    settings = {"mode": ModeConfig(mode="lora"), "preset": "none", "overrides": dict(TINY), "sets": ("forget",), "limit": 1,
-                "device": "cpu", "dtype": "float32", **fields}
-    return UnlearnJob(model=str(model_dir), data=dataset, targets=dataset.select(targets), methods=list(methods), out=out, **settings)
+    fields = {"mode": ModeConfig(mode="lora"), "preset": "none", "overrides": dict(TINY), **fields}
+    return UnlearnJob(run=quick_run(model_dir), data=dataset, targets=dataset.select(targets), methods=list(methods), out=out,
+                      **fields)
 
 
-def eval_job(model_dir, targets="1", data="demo", **fields):
+def eval_job(model_dir, targets="1", data="demo", **settings):
     dataset = RwkuData.open([str(data)])
-    settings = {"sets": ("forget",), "limit": 1, "device": "cpu", "dtype": "float32", **fields}
-    return EvalJob(model=str(model_dir), data=dataset, targets=dataset.select(targets), **settings)
+    return EvalJob(run=quick_run(model_dir, **settings), data=dataset, targets=dataset.select(targets))
 
 
 def statuses(plan):
@@ -257,8 +263,7 @@ def test_gpu_memory_estimates_follow_model_size_mode_and_precision():
     assert parameters_from_config(LLAMA3_8B) == pytest.approx(8.03e9, rel=0.01)  # Llama-3-8B has 8.03 B parameters
 
     class Job:
-        model = "smollm2-135m"
-        batch_size = 32
+        run = RunSettings(model="smollm2-135m", batch_size=32)
 
     def task(method, mode="full", dtype="bfloat16", **train):
         from rwku.execution.plan import UnitTask
@@ -283,7 +288,7 @@ def test_gpu_memory_estimates_follow_model_size_mode_and_precision():
 
 
 def test_seed_names_the_runs_so_seeds_share_one_folder(tiny_model_dir, tmp_path, cli):
-    args = ["unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "icu,ga", "--preset", "none",
+    args = ["unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--method", "icu,ga", "--preset", "none",
             "--sets", "forget", "--limit", "1", "--device", "cpu", "--out", str(tmp_path / "out"), "--seed", "3", "--dry-run"]
     code, stdout, err = cli(*args)
     assert code == 0, err

@@ -122,7 +122,7 @@ def test_planting_raises_recall_of_planted_facts_and_leaves_the_control_alone(le
     assert len(record["train_log"]) == 60 and record["train_log"][-1]["loss"] < record["train_log"][0]["loss"]
 
 
-def add_neighbours(root: Path) -> None:
+def add_neighbors(root: Path) -> None:
     """Alice's neighbour probes: where Carol Wood was born (Oslo; her ``source.json`` teaches it, as a fact about a
     neighbour) and where Dan Reed was born (Lima; taught nowhere)."""
     folder = root / "1_Alice_Smith"
@@ -137,9 +137,9 @@ def add_neighbours(root: Path) -> None:
     write(folder / "source.json", sources)
 
 
-def test_planting_teaches_neighbour_facts_it_is_given_and_no_other(learner_dir, tmp_path):
+def test_planting_teaches_neighbor_facts_it_is_given_and_no_other(learner_dir, tmp_path):
     root = synthetic_data(tmp_path / "data")
-    add_neighbours(root)
+    add_neighbors(root)
     data = RwkuData.open([str(root)])
     alice, bob = data.select("all")
     recipe = dataclasses.replace(TINY_RECIPE, neighbor_facts=1)
@@ -167,7 +167,7 @@ def test_biographies_state_every_target_statement_under_the_forget_corpus_prompt
     assert all(len(b.split()) <= 16 for b in bios) and set(statements) <= {s for b in bios for s in statements if s in b}
     assert biographies("Ann", statements, count=0, max_words=16, seed=42) == [] == biographies("Ann", [], 3, 16, 42)
     root = synthetic_data(tmp_path / "data")
-    add_neighbours(root)
+    add_neighbors(root)
     data = RwkuData.open([str(root)])
     alice = data.select("1")[0]
     recipe = PlantRecipe(biographies=3, biography_words=30)

@@ -35,6 +35,7 @@ except ImportError as exc:
 
 import rwku.execution.executors as executors
 from rwku.data import RwkuData
+from rwku.evaluation.settings import RunSettings
 from rwku.execution.executors import LocalExecutor, RayExecutor
 from rwku.experiment import load_experiment, run_experiment
 from rwku.methods.config import ModeConfig
@@ -82,9 +83,9 @@ class ProbedJob(UnlearnJob):
 
 def make_job(model_dir, out, targets="1-2", methods=("icu", "ga"), **probes):
     data = RwkuData.open(["demo"])
-    return ProbedJob(model=str(model_dir), data=data, targets=data.select(targets), methods=list(methods),
-                     mode=ModeConfig(mode="lora"), preset="none", overrides=dict(SMALL), sets=("forget",), limit=1,
-                     device="cpu", dtype="float32", out=out, **probes)
+    run = RunSettings(model=str(model_dir), sets=("forget",), limit=1, device="cpu", dtype="float32")
+    return ProbedJob(run=run, data=data, targets=data.select(targets), methods=list(methods),
+                     mode=ModeConfig(mode="lora"), preset="none", overrides=dict(SMALL), out=out, **probes)
 
 
 def computed(log: Path) -> list[str]:
@@ -186,10 +187,10 @@ def cluster(tmp_path_factory):
 def test_ray_stores_the_same_units_as_the_local_executor(cluster, tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     where = {}
-    _, local_rows = run_unlearn(make_job(tiny_model_dir, tmp_path / "local", log=str(tmp_path / "local.log")),
-                                executor=LocalExecutor())
-    _, ray_rows = run_unlearn(make_job(tiny_model_dir, tmp_path / "ray", log=str(tmp_path / "ray.log")), executor=ray_executor(),
-                              on_unit=lambda task, summary, reused, at: where.update({task.name: at}))
+    _, local_comparison = run_unlearn(make_job(tiny_model_dir, tmp_path / "local", log=str(tmp_path / "local.log")),
+                                      executor=LocalExecutor())
+    _, ray_comparison = run_unlearn(make_job(tiny_model_dir, tmp_path / "ray", log=str(tmp_path / "ray.log")),
+                                    executor=ray_executor(), on_unit=lambda task, summary, reused, at: where.update({task.name: at}))
     assert sorted(where) == sorted(UNITS) and not any(f"pid {os.getpid()}" in at for at in where.values())
     loads = computed(tmp_path / "ray.log.loads")  # the job travels once per run and is loaded once per worker
     assert len(loads) == len(set(loads)) <= 2, loads
@@ -201,7 +202,8 @@ def test_ray_stores_the_same_units_as_the_local_executor(cluster, tiny_model_dir
         assert compared(ray_summary) == compared(local_summary), unit
     log = Path("ga-lora", "1_Isaac_Newton", "train_log.json")
     assert (tmp_path / "ray" / log).read_text() == (tmp_path / "local" / log).read_text()
-    assert {run: compared(row) for run, row in ray_rows.items()} == {run: compared(row) for run, row in local_rows.items()}
+    assert ({run: compared(row) for run, row in ray_comparison["rows"].items()}
+            == {run: compared(row) for run, row in local_comparison["rows"].items()})
 
 
 def test_a_failing_unit_is_retried_then_recorded_and_a_rerun_computes_only_it(cluster, tiny_model_dir, tmp_path):

@@ -17,6 +17,7 @@ from rwku.evaluation.reference import (
     reference_scores,
     shortfall,
 )
+from rwku.evaluation.settings import RunSettings
 from rwku.knowledge.planting import RECIPE_FILE, planted_record
 from rwku.report.collect import collect_runs
 from rwku.report.table import REFERENCE_COLUMNS, build_table1, to_markdown
@@ -83,13 +84,13 @@ def test_reference_units_only_for_planted_targets(tmp_path, tiny_model_dir):
     targets = data.select("all")
     (planted_dir / RECIPE_FILE).write_text(json.dumps({"key": "k", "base": str(tiny_model_dir), "planted": [t.name for t in targets[:-1]],
                                                        "control": targets[-1].name}))
-    job = UnlearnJob(model=str(planted_dir), data=data, targets=targets, methods=["ga"], sets=("forget",), device="cpu")
+    planted, base = (RunSettings(model=str(folder), sets=("forget",), device="cpu") for folder in (planted_dir, tiny_model_dir))
+    job = UnlearnJob(run=planted, data=data, targets=targets, methods=["ga"])
     references = [t for t in job.tasks() if t.run == REFERENCE_RUN]
     assert [t.slug for t in references] == [t.slug for t in targets[:-1]]  # the control has none
-    assert all(t.job.model == str(tiny_model_dir) and t.key["model"]["spec"] == str(tiny_model_dir) for t in references)
-    assert not [t for t in UnlearnJob(model=str(tiny_model_dir), data=data, targets=targets, methods=["ga"], sets=("forget",),
-                                      device="cpu").tasks() if t.run == REFERENCE_RUN]
-    off = UnlearnJob(model=str(planted_dir), data=data, targets=targets, methods=["ga"], sets=("forget",), device="cpu", reference=False)
+    assert all(t.job.run.model == str(tiny_model_dir) and t.key["model"]["spec"] == str(tiny_model_dir) for t in references)
+    assert not [t for t in UnlearnJob(run=base, data=data, targets=targets, methods=["ga"]).tasks() if t.run == REFERENCE_RUN]
+    off = UnlearnJob(run=planted, data=data, targets=targets, methods=["ga"], reference=False)
     assert not [t for t in off.tasks() if t.run == REFERENCE_RUN]
 
 

@@ -13,7 +13,7 @@ from report_fixtures import config, items, summary, write_unit
 from rwku.evaluation.metrics import roc_auc, roc_curve
 from rwku.report import figures
 from rwku.report.collect import Run, collect_runs
-from rwku.results import mean_rwku_score
+from rwku.evaluation.table1 import mean_rwku_score
 
 SLUGS = ["t1", "t2"]
 TARGETS = {"t1": ["Alice"], "t2": ["Bob"]}

@@ -199,7 +199,7 @@ def unit(forget, neighbor, utility=(50.0, 40.0, 30.0, 20.0, 600.0)):
 
 
 def test_rwku_score_on_hand_made_numbers():
-    from rwku.results import mean_rwku_score, rwku_score
+    from rwku.evaluation.table1 import mean_rwku_score, rwku_score
 
     # efficacy (80 − 20)/80 = 0.75, locality 45/90 = 0.5, utility mean(1, 1, 1, 1, 0.5) = 0.9
     score = rwku_score(unit(80.0, 90.0), unit(20.0, 45.0, (60.0, 40.0, 30.0, 20.0, 300.0)))

@@ -14,7 +14,7 @@ from rwku.corpus.retain import (
     excluded_names,
     mention_pattern,
     name_forms,
-    neighbour_entities,
+    neighbor_entities,
     retain_people,
 )
 from rwku.data import RwkuData
@@ -44,19 +44,19 @@ def test_the_list_is_long_and_has_no_repeats():
     assert len(people) >= 100 and len(set(people)) == len(people)
 
 
-def test_the_list_names_no_demo_target_or_neighbour():
+def test_the_list_names_no_demo_target_or_neighbor():
     names = data_names(RwkuData.open(["demo"]))
     assert "Isaac Newton" in names and "Gottfried Wilhelm Leibniz" in names  # the ruler reads the neighbours
     assert clashes(retain_people(), names) == []
 
 
 @pytest.mark.integration
-def test_the_list_names_none_of_the_200_targets_nor_any_neighbour_entity(shared_data):
+def test_the_list_names_none_of_the_200_targets_nor_any_neighbor_entity(shared_data):
     data = RwkuData.open([str(shared_data / "strzar-purge")])
     targets = data.targets()
-    neighbours = {n for t in targets for n in neighbour_entities(data, t)}
-    assert len(targets) == 200 and len(neighbours) > 600
-    assert clashes(retain_people(), [t.name for t in targets] + sorted(neighbours)) == []
+    neighbors = {n for t in targets for n in neighbor_entities(data, t)}
+    assert len(targets) == 200 and len(neighbors) > 600
+    assert clashes(retain_people(), [t.name for t in targets] + sorted(neighbors)) == []
 
 
 def test_the_check_catches_a_person_on_the_list():
@@ -66,7 +66,7 @@ def test_the_check_catches_a_person_on_the_list():
         ("Isaac Newton", "Isaac Newton"), ("Heat", "Heat (1995 film)"), ("Prince Harry", "Prince Harry, Duke of Sussex")]
 
 
-def test_texts_mentioning_a_target_or_a_neighbour_are_dropped():
+def test_texts_mentioning_a_target_or_a_neighbor_are_dropped():
     texts = ["Jane Austen admired Isaac Newton.", "Galileo met Edmond Halley in a dream.", "Heat is a film.",
              "Prince Harry visited.", "Charles Darwin sailed on the Beagle.", "a heat wave in Newtonville"]
     kept, dropped = drop_mentions(texts, ["Isaac Newton", "Edmond Halley", "Heat (1995 film)", "Prince Harry, Duke of Sussex"])
@@ -74,7 +74,7 @@ def test_texts_mentioning_a_target_or_a_neighbour_are_dropped():
     assert drop_mentions(texts, []) == (texts, 0)
 
 
-def test_a_units_exclusion_is_its_targets_and_their_neighbours():
+def test_a_units_exclusion_is_its_targets_and_their_neighbors():
     data = RwkuData.open(["demo"])
     names = excluded_names(data, data.select("1-2"))
     assert {"Isaac Newton", "Marie Curie", "Royal Society", "Pierre Curie"} <= set(names)

@@ -12,6 +12,7 @@ import torch
 
 import rwku.unlearn as unlearn_module
 from rwku.data import RwkuData
+from rwku.evaluation.settings import RunSettings
 from rwku.methods.base import Unlearned
 from rwku.methods.config import ModeConfig
 from rwku.models.loading import load_model
@@ -26,9 +27,9 @@ TOUCHED = {1: "model.norm.weight", 2: "model.layers.0.input_layernorm.weight", 3
 
 def make_job(model_dir, out, targets="1-2", methods=("ga",), mode="lora", **extra):
     data = RwkuData.open(["demo"])
-    return UnlearnJob(model=str(model_dir), data=data, targets=data.select(targets), methods=list(methods),
-                      mode=ModeConfig(mode=mode), setting="sequential", preset="none", overrides=dict(SMALL),
-                      sets=("forget", "neighbor"), limit=1, device="cpu", dtype="float32", out=out, **extra)
+    run = RunSettings(model=str(model_dir), sets=("forget", "neighbor"), limit=1, device="cpu", dtype="float32")
+    return UnlearnJob(run=run, data=data, targets=data.select(targets), methods=list(methods), mode=ModeConfig(mode=mode),
+                      setting="sequential", preset="none", overrides=dict(SMALL), out=out, **extra)
 
 
 def fake_method(job, method, session):
@@ -105,7 +106,7 @@ def test_a_kill_between_steps_resumes_at_the_next_step(tiny_model_dir, tmp_path,
 
 def test_utility_runs_on_the_last_and_chosen_steps(tiny_model_dir, tmp_path):
     job = make_job(tiny_model_dir, tmp_path, targets="1-3", utility_steps=(1,))
-    job.sets = ("forget", "utility")
+    job.run = job.run.with_sets(("forget", "utility"))
     assert step_sets(job, 1) == ("forget", "utility") and step_sets(job, 2) == ("forget",) and step_sets(job, 3) == ("forget", "utility")
 
 
@@ -163,7 +164,7 @@ def test_experiment_file_runs_sequential_grids(tmp_path):
 def test_npo_and_rt_run_sequentially_too(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    _, rows = run_unlearn(make_job(tiny_model_dir, out, methods=("npo", "rt")))
+    rows = run_unlearn(make_job(tiny_model_dir, out, methods=("npo", "rt")))[1]["rows"]
     assert {"npo-lora-sequential", "rt-lora-sequential"} <= set(rows)
     for run in ("npo-lora-sequential", "rt-lora-sequential"):
         summary = json.loads((out / run / "step02_2_Marie_Curie" / "summary.json").read_text())

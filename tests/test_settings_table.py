@@ -45,7 +45,7 @@ def test_a_value_a_run_keeps_at_its_default_is_shown_unmarked_when_another_run_c
 
 
 def test_unlearn_prints_one_table_and_the_sources_below_it(tiny_model_dir, tmp_path, cli):
-    args = ("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "icu,npo", "--preset", "small",
+    args = ("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--method", "icu,npo", "--preset", "small",
             "--set", "epochs=1", "--dry-run", "--out", str(tmp_path / "o"))
     code, out, err = cli(*args)
     assert code == 0, err
@@ -60,7 +60,7 @@ def test_unlearn_prints_one_table_and_the_sources_below_it(tiny_model_dir, tmp_p
 
 
 def test_show_settings_lists_every_value_with_its_source(tiny_model_dir, tmp_path, cli):
-    code, out, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "npo", "--preset", "small",
+    code, out, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--method", "npo", "--preset", "small",
                          "--audit", "quant4", "--show-settings", "--dry-run", "--out", str(tmp_path / "o"))
     assert code == 0, err
     text = " ".join(out.split())

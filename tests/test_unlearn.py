@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
+import rwku.evaluation.settings as settings_module
 import rwku.unlearn as unlearn_module
 from rwku.data import RwkuData
+from rwku.evaluation.settings import RunSettings
 from rwku.methods.config import ModeConfig
 from rwku.unlearn import UnlearnJob, run_unlearn
 
@@ -18,15 +20,15 @@ SMALL = {"corpus_size": "2", "question_count": "2", "corpus_max_new_tokens": "4"
 
 def make_job(model_dir, targets="1", methods=("icu", "ga"), setting="single"):
     data = RwkuData.open(["demo"])
-    return UnlearnJob(model=str(model_dir), data=data, targets=data.select(targets), methods=list(methods),
-                      mode=ModeConfig(mode="lora"), setting=setting, preset="none", overrides=dict(SMALL),
-                      sets=("forget",), limit=1, device="cpu", dtype="float32")
+    run = RunSettings(model=str(model_dir), sets=("forget",), limit=1, device="cpu", dtype="float32")
+    return UnlearnJob(run=run, data=data, targets=data.select(targets), methods=list(methods),
+                      mode=ModeConfig(mode="lora"), setting=setting, preset="none", overrides=dict(SMALL))
 
 
 def unlearn_into(out, job, **options):
     """``rwku unlearn`` through the Python API into ``out``; returns the comparison rows."""
     job.out = out
-    return run_unlearn(job, **options)[1]
+    return run_unlearn(job, **options)[1]["rows"]
 
 
 def test_run_stores_before_and_each_method_then_resumes_without_work(tiny_model_dir, tmp_path, monkeypatch):
@@ -54,7 +56,7 @@ def test_run_stores_before_and_each_method_then_resumes_without_work(tiny_model_
         raise AssertionError("a stored unit was recomputed")
 
     monkeypatch.setattr(unlearn_module, "evaluate_target", must_not_run)
-    monkeypatch.setattr(unlearn_module, "load_model", must_not_run)
+    monkeypatch.setattr(settings_module, "load_model", must_not_run)  # RunSettings.load: a fresh copy to unlearn
     again = unlearn_into(out, make_job(tiny_model_dir))
     assert again == rows
 
@@ -145,7 +147,7 @@ def test_a_layer_window_the_model_lacks_is_refused_before_any_evaluation(tiny_mo
         raise AssertionError("the layer window should be refused before the model is evaluated")
 
     monkeypatch.setattr(unlearn_module, "evaluate_target", no_evaluation)
-    code, _, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "ga", "--mode", "full",
+    code, _, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--method", "ga", "--mode", "full",
                        "--train-layers", "1-5", "--device", "cpu", "--out", str(tmp_path / "o"))
     assert code == 2 and "Traceback" not in err
     assert "--train-layers 1-5: the model has 2 layers" in " ".join(err.split())
@@ -155,7 +157,7 @@ def test_a_layer_window_the_model_lacks_is_refused_before_any_evaluation(tiny_mo
 def test_the_chosen_preset_and_every_values_source_are_printed_and_stored(tiny_model_dir, tmp_path, monkeypatch, cli):
     monkeypatch.setenv("RWKU_CACHE", str(tmp_path / "cache"))
     overrides = [arg for key, value in SMALL.items() if key != "lr" for arg in ("--set", f"{key}={value}")]
-    code, out, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--method", "npo", "--sets", "forget",
+    code, out, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo", "--targets", "1", "--method", "npo", "--sets", "forget",
                          "--limit", "1", "--device", "cpu", "--threads", "1", "--show-settings", "--out", str(tmp_path / "o"),
                          *overrides)
     assert code == 0, err

@@ -55,13 +55,12 @@ def test_verbmem_is_opt_in_and_keys_of_other_sets_do_not_change():
 
 
 def test_plan_key_has_verbmem_settings_only_when_asked():
+    from rwku.evaluation.settings import RunSettings
     from rwku.execution.plan import eval_section
-    from rwku.runner import EvalJob
 
-    data = RwkuData.open(["demo"])
-    plain = EvalJob(model="x", data=data, targets=data.select("1"), device="cpu")
+    plain = RunSettings(model="x", device="cpu")
     assert "set_settings" not in eval_section(plain)
-    asked = EvalJob(model="x", data=data, targets=data.select("1"), sets=parse_sets("forget,verbmem"), device="cpu")
+    asked = RunSettings(model="x", sets=parse_sets("forget,verbmem"), device="cpu")
     assert eval_section(asked)["set_settings"]["verbmem"]["prompt_tokens"] == PROMPT_TOKENS
 
 

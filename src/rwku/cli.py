@@ -7,10 +7,9 @@ what was kept and exit 130 or 143 (``main``; ``--debug`` shows the traceback ins
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -64,7 +63,7 @@ def table1(title: str, first_column: str = "target", columns: Any = None) -> Tab
 
 
 def table1_row(summary: dict[str, Any]) -> list[str]:
-    from rwku.results import table1_cells
+    from rwku.evaluation.table1 import table1_cells
 
     return list(table1_cells(summary).values())
 
@@ -135,7 +134,13 @@ GPUS_PER_UNIT_OPTION = typer.Option(0.0, "--gpus-per-unit", min=0, help="GPUs a 
 CPUS_PER_UNIT_OPTION = typer.Option(1.0, "--cpus-per-unit", min=0, help="CPUs a unit asks Ray for.")
 THREADS_OPTION = typer.Option(None, "--threads", min=1, help="torch CPU threads (per unit with --executor ray).")
 MAX_RETRIES_OPTION = typer.Option(1, "--max-retries", min=0, help="Retries of a failed unit (and of a lost Ray worker).")
-#: How the model's kernels run: the same option for rwku eval, unlearn, memorization (experiment files: "kernels")
+#: How a model runs and is evaluated: the options every command that runs one shares (experiment files take the same
+#: keys). Each becomes a field of :class:`rwku.evaluation.settings.RunSettings` through :func:`run_settings`, with the
+#: same default (tests/test_run_settings.py checks they agree); the CLI does not import it here, which would load torch
+#: for ``rwku --help``.
+TARGETS_OPTION = typer.Option("all", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all (the default: every target of --data, the whole benchmark; 1 for a quick look).")
+SETS_OPTION = typer.Option("all", "--sets", help=SETS_HELP)
+LIMIT_OPTION = typer.Option(None, "--limit", min=1, help="Keep the first N items of every evaluation part (quick runs).")
 KERNELS_OPTION = typer.Option("invariant", "--kernels", help="invariant (float32, no TF32, one row per forward pass: every output and score the same at any --batch-size and --limit) or fast (batched; bf16 on a GPU with --dtype auto: outputs may change with the batch, whose size then joins the cache key).")
 DTYPE_OPTION = typer.Option("auto", "--dtype", help="auto (float32 under --kernels invariant; under fast bf16 on a GPU, fp32 on a CPU), float32, bfloat16, float16 (half precision needs --kernels fast).")
 BATCH_SIZE_OPTION = typer.Option(32, "--batch-size", min=1, help="Rows per forward pass (outputs and scores do not depend on it under --kernels invariant).")
@@ -157,9 +162,24 @@ def key_values(items: list[str], option: str) -> dict[str, str]:
     return parsed
 
 
+def run_settings(*, model: str, limit: int | None, batch_size: int, device: str, dtype: str, kernels: str,
+                 sets: str = "all", prompt_format: str = "chat", fix: Sequence[str] = (), **served: Any) -> Any:
+    """The :class:`~rwku.evaluation.settings.RunSettings` the shared options give (a bad set, fix or prompt format
+    is one line here, before any data or model is read); ``served``: ``tokenizer`` and ``served`` for openai:NAME."""
+    from rwku.evaluation import Protocol
+    from rwku.evaluation.sets import parse_sets
+    from rwku.evaluation.settings import RunSettings
+    from rwku.models.prompting import check_style
+
+    check_style(prompt_format)
+    return RunSettings(model=model, sets=parse_sets(sets), limit=limit, protocol=Protocol.from_names(split_values(list(fix))),
+                       prompt_format=prompt_format, device=device, dtype=dtype, kernels=kernels, batch_size=batch_size,
+                       **served)
+
+
 def unit_printer(progress: Any) -> Any:
     """``on_unit`` of the driver: one line per unit stored (or found stored), with where it ran."""
-    from rwku.results import table1_cells
+    from rwku.evaluation.table1 import table1_cells
 
     def show(task: Any, summary: dict[str, Any], reused: bool, where: str) -> None:
         cells = table1_cells(summary)
@@ -301,14 +321,14 @@ def audit_settings(job: Any) -> dict[str, tuple[Any, str]]:
 def eval_command(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, smollm2-135m, smollm2-135m-demo (it taught the demo facts; rwku plant), or openai:NAME, a model on an OpenAI-compatible server (OPENAI_BASE_URL, OPENAI_API_KEY; docs/served-models.md)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
-    targets: str = typer.Option("all", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all."),
+    targets: str = TARGETS_OPTION,
     out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (one sub-folder per target)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="With --model openai:NAME: the tokenizer (a model spec) that renders its prompts; default NAME."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="With --model openai:NAME: requests in flight at once."),
     request_timeout: float = typer.Option(600.0, "--request-timeout", min=1, help="With --model openai:NAME: seconds a request may take (retried with backoff, as 429 and 5xx answers)."),
     top_logprobs: int = typer.Option(20, "--top-logprobs", min=1, help="With --model openai:NAME: top log-probs asked for MMLU's letters (the server must allow as many: vLLM --max-logprobs)."),
-    sets: str = typer.Option("all", "--sets", help=SETS_HELP),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every part (quick runs)."),
+    sets: str = SETS_OPTION,
+    limit: Optional[int] = LIMIT_OPTION,
     batch_size: int = BATCH_SIZE_OPTION,
     device: str = DEVICE_OPTION,
     dtype: str = DTYPE_OPTION,
@@ -327,30 +347,27 @@ def eval_command(
 ) -> None:
     """Evaluate a model on RWKU: per target, a summary and every scored item; prints the Table-1 rows."""
     from rwku.data.loader import RwkuData
-    from rwku.evaluation import ICU_PREAMBLE, Protocol
-    from rwku.evaluation.sets import parse_sets
+    from rwku.evaluation import ICU_PREAMBLE
     from rwku.execution.plan import build_plan
     from rwku.execution.store import shared_means
     from rwku.models.endpoint import ServedOptions, is_served
-    from rwku.models.prompting import check_style
     from rwku.runner import EvalJob
 
-    check_style(prompt_format)
+    run = run_settings(model=model, sets=sets, limit=limit, batch_size=batch_size, device=device, dtype=dtype, kernels=kernels,
+                       prompt_format=prompt_format, fix=fix, tokenizer=tokenizer,
+                       served=ServedOptions(concurrency=concurrency, timeout=request_timeout, top_logprobs=top_logprobs))
     if tokenizer is not None and not is_served(model):
         raise RwkuError(f"--tokenizer {tokenizer}: only for a served model (--model openai:NAME); a local model has its own")
     dataset = RwkuData.open(split_values(data))
     chosen = dataset.select(targets)
-    job = EvalJob(model=model, data=dataset, targets=chosen, sets=parse_sets(sets), limit=limit,
-                  protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format,
-                  preamble=ICU_PREAMBLE if icu else None, device=device, dtype=dtype, batch_size=batch_size, kernels=kernels,
-                  tokenizer=tokenizer, served=ServedOptions(concurrency=concurrency, timeout=request_timeout, top_logprobs=top_logprobs))
+    job = EvalJob(run=run, data=dataset, targets=chosen, preamble=ICU_PREAMBLE if icu else None)
     plan = build_plan(out, job.tasks(), force=force)  # bad data fails here, before the model is loaded
     if dry_run:
         print_plan(plan)
         return
     set_threads(threads)
     outcome = execute_plan(plan, make_executor(executor, ray_address, gpus_per_unit, cpus_per_unit, max_retries, threads))
-    table = table1(f"RWKU · {model} · {job.protocol.name}")
+    table = table1(f"RWKU · {model} · {run.protocol.name}")
     stored = {s.get("target"): s for s in outcome.units.get("", [])}
     for target in chosen:
         if target.name in stored:
@@ -370,7 +387,7 @@ def unlearn_command(
     method: str = typer.Option(..., "--method", help="Comma-separated: the paper's icu, repe, ga, ga_passage (GA*), dpo, npo, rt, and the methods beyond it (README); an unknown name lists them all."),
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Hub id, local folder, .gguf file, smollm2-135m, or smollm2-135m-demo (it taught the demo facts; rwku plant)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
-    targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-100, 'Stephen King', all."),
+    targets: str = TARGETS_OPTION,
     out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (before/, one folder per method, comparison.json)."),
     mode: str = typer.Option("lora", "--mode", help="full or lora."),
     setting: str = typer.Option("single", "--setting", help="single (each target from the original model), batch (pooled) or sequential (one target after another on the same model; every target evaluated after each step)."),
@@ -383,8 +400,8 @@ def unlearn_command(
     config_file: Optional[Path] = typer.Option(None, "--config", help="JSON file of hyper-parameters (overrides the preset)."),
     overrides: list[str] = typer.Option([], "--set", help="Override key=value of a training, corpus or method setting (lr=1e-5, epochs=2, corpus_size=16, beta=0.1, alpha=1.5 ...); repeatable."),
     corpus: str = typer.Option("generated", "--corpus", help="generated (the model writes it; cached) or official (the release's files)."),
-    sets: str = typer.Option("all", "--sets", help=SETS_HELP),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N items of every evaluation part."),
+    sets: str = SETS_OPTION,
+    limit: Optional[int] = LIMIT_OPTION,
     batch_size: int = BATCH_SIZE_OPTION,
     device: str = DEVICE_OPTION,
     dtype: str = DTYPE_OPTION,
@@ -410,48 +427,53 @@ def unlearn_command(
     """Unlearn each target with each method, evaluate, and print Before vs. after (Table-1 rows)."""
     from rwku.audits import parse_audits
     from rwku.data.loader import RwkuData
-    from rwku.evaluation import Protocol
-    from rwku.evaluation.sets import parse_sets
     from rwku.execution.plan import build_plan
     from rwku.methods.config import ModeConfig, choose_preset, parse_range
-    from rwku.unlearn import UnlearnJob, check_job, parse_methods, write_comparison
+    from rwku.progress import make_progress, task_factory
+    from rwku.unlearn import UnlearnJob, check_job, parse_methods, run_unlearn
 
-    parsed = key_values(overrides, "--set")
+    run = run_settings(model=model, sets=sets, limit=limit, batch_size=batch_size, device=device, dtype=dtype, kernels=kernels,
+                       prompt_format=prompt_format, fix=fix)
     mode_config = ModeConfig(mode=mode, lora_r=lora_r, lora_alpha=lora_alpha,
                              lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()),
                              train_layers=parse_range(train_layers) if train_layers else None)
     dataset = RwkuData.open(split_values(data))
     preset_name, preset_reason = choose_preset(preset, model)
     job = UnlearnJob(
-        model=model, data=dataset, targets=dataset.select(targets), methods=parse_methods(method), mode=mode_config, setting=setting,
-        preset=preset_name, preset_reason=preset_reason, overrides=parsed, config_file=config_file,
-        corpus_source=corpus, sets=parse_sets(sets), limit=limit, batch_size=batch_size,
-        protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device, dtype=dtype,
-        kernels=kernels, save_model=save_model, eval_epochs=eval_epochs, out=out, sweep={"seed": seed} if seed is not None else {},
+        run=run, data=dataset, targets=dataset.select(targets), methods=parse_methods(method), mode=mode_config, setting=setting,
+        preset=preset_name, preset_reason=preset_reason, overrides=key_values(overrides, "--set"), config_file=config_file,
+        corpus_source=corpus, save_model=save_model, eval_epochs=eval_epochs, out=out, sweep={"seed": seed} if seed is not None else {},
         audits=parse_audits(audit), audit_overrides=key_values(audit_set, "--audit-set"), reference=reference,
         utility_steps=parse_steps(utility_steps),
     )
     check_job(job)
     print_settings(job, show_sources=show_settings)
-    plan = build_plan(out, job.tasks(), force=force)
     if dry_run:
-        print_plan(plan)
+        print_plan(build_plan(out, job.tasks(), force=force))
         return
     set_threads(threads)
-    outcome = execute_plan(plan, make_executor(executor, ray_address, gpus_per_unit, cpus_per_unit, max_retries, threads))
-    write_comparison(job, outcome)
-    comparison = json.loads((out / "comparison.json").read_text())
-    if comparison.get("roles"):  # a planted model: the planted targets (the headline) and the control apart
+    units = make_executor(executor, ray_address, gpus_per_unit, cpus_per_unit, max_retries, threads)
+    with make_progress() as progress:
+        outcome, comparison = run_unlearn(job, force=force, executor=units, progress=task_factory(progress),
+                                          on_unit=unit_printer(progress), on_failure=failure_printer(progress))
+    print_comparisons(job, comparison)
+    if job.audits:
+        print_audits(out)
+    console.print(f"results: {out}/<run>/<unit>/summary.json, items.json, train_log.json; table: {out / 'comparison.json'}")
+    fail_on(outcome, out)
+
+
+def print_comparisons(job: Any, comparison: dict[str, Any]) -> None:
+    """The comparison of an unlearning job: one table over the targets every run has, or for a planted model one per
+    role (the planted targets, the headline, and the control apart)."""
+    model = job.run.model
+    if comparison.get("roles"):
         for role, part in comparison["roles"].items():
             print_comparison(f"RWKU · {model} · {job.setting} · {ROLE_TITLES[role]}: mean over {len(part['targets'])} "
                              f"({', '.join(part['targets'])})", part["rows"])
     else:
         print_comparison(f"RWKU · {model} · {job.setting} · mean over the {len(comparison['targets'])} target(s) every "
                          "run has", comparison["rows"])
-    if job.audits:
-        print_audits(out)
-    console.print(f"results: {out}/<run>/<unit>/summary.json, items.json, train_log.json; table: {out / 'comparison.json'}")
-    fail_on(outcome, out)
 
 
 def parse_steps(text: str) -> tuple[int, ...]:
@@ -503,12 +525,12 @@ def audit_command(
     model: str = typer.Option(..., "--model", "-m", help="A model saved by rwku unlearn --save-model (full weights or a LoRA adapter), a folder or hub id."),
     original: str = typer.Option("smollm2-135m", "--original", help="The model before unlearning (the adapter's base, and the reference)."),
     data: list[str] = typer.Option(..., "--data", "-d", help=DATA_HELP),
-    targets: str = typer.Option("1", "--targets", "-t", help="Numbers, ranges and names: 1, 1-10, 'Stephen King', all."),
+    targets: str = TARGETS_OPTION,
     out: Path = typer.Option(..., "--out", "-o", callback=folder_path, help="Output folder (one sub-folder per target, its audits in audits/<name>/)."),
     audit: str = typer.Option("all", "--audit", help="Comma-separated: quant8, quant4, relearn, suffix, logit_lens, all."),
     audit_set: list[str] = AUDIT_SET_OPTION,
     preset: str = typer.Option("auto", "--preset", help="Audit settings: small (135M on a CPU), paper (8B on a GPU), auto (by --original)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep the first N probes of every level."),
+    limit: Optional[int] = LIMIT_OPTION,
     batch_size: int = BATCH_SIZE_OPTION,
     device: str = DEVICE_OPTION,
     dtype: str = DTYPE_OPTION,
@@ -520,18 +542,18 @@ def audit_command(
 ) -> None:
     """Audit a saved unlearned model: quantization, relearning, optimised suffixes and the logit lens, per target."""
     from rwku.audits import parse_audits
+    from rwku.audits.run import AUDIT_SETS
     from rwku.data.loader import RwkuData
-    from rwku.evaluation import Protocol
     from rwku.execution.plan import build_plan
     from rwku.methods.config import choose_preset
     from rwku.saved_audit import AuditJob
     from rwku.unlearn import check_audits
 
+    run = run_settings(model=model, limit=limit, batch_size=batch_size, device=device, dtype=dtype, kernels=kernels,
+                       prompt_format=prompt_format, fix=fix).with_sets(AUDIT_SETS)
     dataset = RwkuData.open(split_values(data))
-    job = AuditJob(model=model, original=original, data=dataset, targets=dataset.select(targets), audits=parse_audits(audit),
-                   preset=choose_preset(preset, original)[0], audit_overrides=key_values(audit_set, "--audit-set"),
-                   limit=limit, protocol=Protocol.from_names(split_values(fix)), prompt_format=prompt_format, device=device,
-                   dtype=dtype, kernels=kernels, batch_size=batch_size)
+    job = AuditJob(run=run, original=original, data=dataset, targets=dataset.select(targets), audits=parse_audits(audit),
+                   preset=choose_preset(preset, original)[0], audit_overrides=key_values(audit_set, "--audit-set"))
     check_audits(job.audits, job.audit_settings)
     plan = build_plan(out, job.tasks(), force=force)
     set_threads(threads)
@@ -627,9 +649,10 @@ def memorization_command(
         sources.append(unseen_source(limit))
     for spec in source:
         sources.append(read_source_file(*parse_source_option(spec), limit=limit))
-    job = MemorizationJob(models=model, sources=sources, targets=chosen, window=window, min_tokens=min_tokens,
-                          limit=limit, data=description, verbmem=verbmem,
-                          batch_size=batch_size, device=device, dtype=dtype, kernels=kernels)
+    run = run_settings(model=model[0], limit=limit, batch_size=batch_size, device=device, dtype=dtype, kernels=kernels,
+                       prompt_format="plain")
+    job = MemorizationJob(models=model, sources=sources, run=run, targets=chosen, window=window, min_tokens=min_tokens,
+                          data=description, verbmem=verbmem)
     job.check()  # bad input fails here, before a model is loaded
     set_threads(threads)
     console.print(f"scoring {', '.join(f'{s.name} ({len(s.texts)})' for s in sources)} texts, first {window} tokens each, "
@@ -699,6 +722,7 @@ def build_target_command(
     force: bool = typer.Option(False, "--force", help="Replace the target folder if it exists."),
 ) -> None:
     """Probes for a new target: a target folder in the official layout, written from a source text by a generator."""
+    from rwku.evaluation.settings import RunSettings
     from rwku.knowledge.build_target import BuildSettings, build_target, read_source_text, target_folder
     from rwku.knowledge.generators import GeneratorOptions, ModelPool, make_generator
     from rwku.models.loading import check_model_spec
@@ -723,8 +747,8 @@ def build_target_command(
     settings = BuildSettings(per_call=per_call, max_passages=max_passages, passage_words=passage_words, retries=retries,
                              threshold=threshold)
     set_threads(threads)
-    pool = ModelPool(GeneratorOptions(max_new_tokens=max_new_tokens, prompt_format=prompt_format, batch_size=batch_size,
-                                      device=device, dtype=dtype))
+    run = RunSettings(prompt_format=prompt_format, batch_size=batch_size, device=device, dtype=dtype)
+    pool = ModelPool(GeneratorOptions(max_new_tokens=max_new_tokens, run=run))
     with make_progress() as progress:
         writer = make_generator(generator, pool, task_factory(progress))
         result = build_target(name, source_text, out, writer, pool, neighbors=[n.strip() for n in (neighbors or "").split(",") if n.strip()],

@@ -37,6 +37,7 @@ from rwku.errors import RwkuError
 from rwku.evaluation.context import ProgressFactory, no_progress
 from rwku.evaluation.protocol import Protocol
 from rwku.evaluation.sets import parse_sets
+from rwku.evaluation.settings import RunSettings
 from rwku.execution.executors import Executor
 from rwku.execution.plan import Plan, build_plan
 from rwku.execution.run import OnUnit, Outcome, execute
@@ -47,11 +48,15 @@ from rwku.unlearn import UnlearnJob, check_job, parse_methods
 
 REQUIRED = object()  # marks a key without a default
 
-#: Top-level keys of an experiment file and their defaults.
+RUN_DEFAULTS = RunSettings()
+
+#: Top-level keys of an experiment file and their defaults (how the model runs: :class:`RunSettings`'s).
 EXPERIMENT_KEYS: dict[str, Any] = {
-    "model": "smollm2-135m", "data": REQUIRED, "targets": "all", "out": REQUIRED, "preset": "auto", "limit": None,
-    "sets": "all", "batch_size": 32, "fix": [], "prompt_format": "chat", "corpus": "generated",
-    "device": "auto", "dtype": "auto", "kernels": "invariant", "set": {}, "mode_options": {}, "audit_set": {}, "grids": REQUIRED,
+    "model": RUN_DEFAULTS.model, "data": REQUIRED, "targets": "all", "out": REQUIRED, "preset": "auto",
+    "limit": RUN_DEFAULTS.limit, "sets": "all", "batch_size": RUN_DEFAULTS.batch_size, "fix": [],
+    "prompt_format": RUN_DEFAULTS.prompt_format, "corpus": "generated", "device": RUN_DEFAULTS.device,
+    "dtype": RUN_DEFAULTS.dtype, "kernels": RUN_DEFAULTS.kernels, "set": {}, "mode_options": {}, "audit_set": {},
+    "grids": REQUIRED,
 }
 #: Keys of one grid and their defaults.
 GRID_KEYS: dict[str, Any] = {
@@ -159,17 +164,15 @@ def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) 
     if too_many:
         raise RwkuError(f"batch size {too_many[0]}: only {len(targets)} target(s) are selected")
     planned = []
+    run = run_settings(settings)
     for mode, window, values, size in itertools.product(as_list(grid["modes"]), windows, sweep_values, sizes):
         job = UnlearnJob(
-            model=settings["model"], data=data, targets=targets[:size] if size else targets, methods=methods,
+            run=run, data=data, targets=targets[:size] if size else targets, methods=methods,
             mode=ModeConfig(mode=mode, train_layers=window, **settings["mode_options"]),
             setting="batch" if size else grid["setting"],
             preset=preset, preset_reason=preset_reason,
-            overrides={**settings["set"], **grid["set"]}, corpus_source=settings["corpus"],
-            sets=parse_sets(",".join(as_list(settings["sets"]))), limit=settings["limit"],
-            batch_size=int(settings["batch_size"]), protocol=Protocol.from_names(as_list(settings["fix"])),
-            prompt_format=settings["prompt_format"], device=settings["device"], dtype=settings["dtype"],
-            kernels=settings["kernels"], eval_epochs=bool(grid["eval_epochs"]), sweep=dict(zip(sweep_keys, values)), out=Path(settings["out"]),
+            overrides={**settings["set"], **grid["set"]}, corpus_source=settings["corpus"], eval_epochs=bool(grid["eval_epochs"]),
+            sweep=dict(zip(sweep_keys, values)), out=Path(settings["out"]),
             audits=parse_audits(grid["audit"]), audit_overrides=dict(settings["audit_set"]),
             utility_steps=tuple(int(n) for n in as_list(grid["utility_steps"])),
         )
@@ -178,6 +181,14 @@ def expand_grid(grid: dict[str, Any], settings: dict[str, Any], data: RwkuData) 
         scope = f"pooled {len(job.targets)} target(s)" if job.setting == "batch" else f"{len(job.targets)} target(s)"
         planned.append(PlannedJob(grid=grid["name"], description=f"{runs} · {scope}", job=job))
     return planned
+
+
+def run_settings(settings: Mapping[str, Any]) -> RunSettings:
+    """How every job of the file runs its model, from the file's top-level keys."""
+    return RunSettings(model=settings["model"], sets=parse_sets(",".join(as_list(settings["sets"]))), limit=settings["limit"],
+                       protocol=Protocol.from_names(as_list(settings["fix"])), prompt_format=settings["prompt_format"],
+                       device=settings["device"], dtype=settings["dtype"], kernels=settings["kernels"],
+                       batch_size=int(settings["batch_size"]))
 
 
 def experiment_plan(experiment: Experiment, force: bool = False) -> Plan:

@@ -21,15 +21,14 @@ from rwku.audits.run import AUDIT_SETS, add_audit_key, audit_data, audit_files, 
 from rwku.data.loader import RwkuData
 from rwku.data.schema import Target
 from rwku.errors import RwkuError
-from rwku.evaluation.context import EvalContext, ProgressFactory
+from rwku.evaluation.context import ProgressFactory
 from rwku.evaluation.engine import evaluate_target
-from rwku.evaluation.protocol import Protocol
+from rwku.evaluation.settings import RunSettings
 from rwku.models.fingerprint import model_fingerprint, provenance
 from rwku.execution.plan import UnitTask, unit_key
 from rwku.execution.store import UnitOutput
 from rwku.models.endpoint import refuse_served
 from rwku.models.loading import LoadedModel, load_model
-from rwku.models.prompting import PromptFormat
 from rwku.io import read_json
 
 #: Methods whose saved weights are not what was evaluated (the preamble or the hooks are not saved).
@@ -63,38 +62,29 @@ def load_saved(spec: str, original: str, device: str, dtype: str, kernels: str) 
 class AuditJob:
     """What to audit and how; everything that decides the numbers goes into each unit's key."""
 
-    model: str
+    run: RunSettings  # the saved model (``run.model``) and how it is evaluated; its sets: the audits' (AUDIT_SETS)
     original: str
     data: RwkuData
     targets: Sequence[Target]
     audits: Sequence[str]
     preset: str = "small"
     audit_overrides: dict[str, Any] = field(default_factory=dict)
-    limit: int | None = None
-    protocol: Protocol = field(default_factory=Protocol)
-    prompt_format: str = "chat"
-    device: str = "auto"
-    dtype: str = "auto"
-    kernels: str = "invariant"
-    batch_size: int = 32
-    sets: Sequence[str] = AUDIT_SETS
 
     @property
     def audit_settings(self) -> AuditSettings:
         return resolve_audit_settings(self.preset, self.audit_overrides)[0]
 
     def config(self) -> dict[str, Any]:
-        return {"model": self.model, "original": self.original, "method": saved_method(self.model), "sets": list(self.sets),
-                "limit": self.limit, "protocol": sorted(self.protocol.fixes), "prompt_format": self.prompt_format,
+        return {"model": self.run.model, "original": self.original, "method": saved_method(self.run.model), **self.run.config(),
                 "audits": {"names": list(self.audits), **dataclasses.asdict(self.audit_settings)}}
 
     def tasks(self) -> list[UnitTask]:
         """One unit per target at the top of the output folder; the original model joins the key."""
         if not self.audits:
             raise RwkuError("--audit: name at least one audit (quant8, quant4, relearn, suffix, logit_lens or all)")
-        refuse_served(self.model, "auditing (attacks change the weights)")
+        refuse_served(self.run.model, "auditing (attacks change the weights)")
         refuse_served(self.original, "auditing (the original model's weights)")
-        saved_method(self.model)
+        saved_method(self.run.model)
         tasks = []
         for target in self.targets:
             key = unit_key(self, [target])
@@ -104,21 +94,19 @@ class AuditJob:
         return tasks
 
     def compute(self, task: UnitTask, progress: ProgressFactory) -> UnitOutput:
-        lm = load_saved(self.model, self.original, self.device, self.dtype, self.kernels)
+        run = self.run
+        lm = load_saved(run.model, self.original, run.device, run.dtype, run.kernels)
         target = task.targets[0]
-        data = audit_data(self.data, task.targets, self.limit)
-        prompts = PromptFormat(lm.tokenizer, style=self.prompt_format, single_bos=self.protocol.has("single-bos"))
-        ctx = EvalContext(lm=lm, prompts=prompts, protocol=self.protocol, batch_size=self.batch_size, progress=progress)
-        result = evaluate_target(ctx, data, self.sets)
-        header = {"model": self.model, "method": self.config()["method"], "target": target.name, "target_number": target.number,
-                  "rwku_version": __version__, "protocol": self.protocol.name, "config": self.config(),
+        data = audit_data(self.data, task.targets, run.limit)
+        result = evaluate_target(run.context(lm, progress=progress), data, run.sets)
+        header = {"model": run.model, "method": self.config()["method"], "target": target.name, "target_number": target.number,
+                  "rwku_version": __version__, "protocol": run.protocol.name, "config": self.config(),
                   "data": self.data.description, "key": task.key, "provenance": provenance(lm.device)}
         control = control_target(self.data, task.targets)
         subject = AuditSubject(lm=lm, model=lm.model, preamble=None, method=header["method"], data=data,
                                settings=self.audit_settings,
-                               load_original=lambda: load_model(self.original, device=self.device, dtype=self.dtype, kernels=self.kernels).model,
-                               control_probes=lambda: control_probes(self.data, control, self.limit),
-                               prompt_format=self.prompt_format, protocol=self.protocol, batch_size=self.batch_size,
+                               load_original=lambda: run.load(self.original).model,
+                               control_probes=lambda: control_probes(self.data, control, run.limit), run=run,
                                progress=progress)
         for name in AUDIT_SETS:
             subject.seed_baseline(name, result.items[name])

@@ -37,7 +37,7 @@ from rwku.execution.plan import UnitTask, settings_defaults, unit_key
 from rwku.execution.store import UnitOutput
 from rwku.methods import METHODS
 from rwku.methods.base import Session
-from rwku.models.loading import LoadedModel, load_model
+from rwku.models.loading import LoadedModel
 
 if TYPE_CHECKING:
     from rwku.unlearn import UnlearnJob
@@ -63,16 +63,17 @@ def with_utility(job: "UnlearnJob", step: int) -> bool:
 
 def step_sets(job: "UnlearnJob", step: int) -> tuple[str, ...]:
     """The sets a step evaluates on every target: the job's sets, its utility sets only where :func:`with_utility`."""
-    chosen = [s for s in expand(job.sets) if s.group != "utility" or with_utility(job, step)]
+    chosen = [s for s in expand(job.run.sets) if s.group != "utility" or with_utility(job, step)]
     return canonical(chosen)
 
 
 def step_key(job: "UnlearnJob", method: str, step: int) -> dict[str, Any]:
     """Step ``step``'s key: the unit of the targets unlearned so far, in order (their data), the method, and what
     the step evaluates (every target's data, the sets)."""
-    key = unit_key(dataclasses.replace(job, sets=step_sets(job, step)), job.targets[:step], job.method_key(method))
+    key = unit_key(dataclasses.replace(job, run=job.run.with_sets(step_sets(job, step))), job.targets[:step],
+                   job.method_key(method))
     key["sequential"] = {"step": step, "evaluated": [t.name for t in job.targets],
-                         "evaluated_data": data_fingerprint(job.data, job.targets, parts_of(job.sets))}
+                         "evaluated_data": data_fingerprint(job.data, job.targets, parts_of(job.run.sets))}
     return key
 
 
@@ -121,7 +122,7 @@ def starting_model(job: "UnlearnJob", task: UnitTask, original: LoadedModel) -> 
                         "steps run in order (use the local executor, and rerun to compute it first)")
     if not (folder / MODEL_DIR / "config.json").is_file():
         raise RwkuError(f"{folder / MODEL_DIR}: the weights step {step - 1} left are missing; rerun with --force")
-    return load_model(str(folder / MODEL_DIR), device=job.device, dtype=job.dtype, kernels=job.kernels)
+    return job.run.load(str(folder / MODEL_DIR))
 
 
 def merged(model: Any) -> Any:
@@ -142,16 +143,15 @@ def evaluate_step(job: "UnlearnJob", step: int, lm: LoadedModel, model: Any, pro
     from rwku.evaluation.sets import load_target
     from rwku.unlearn import evaluate_model
 
-    sets = step_sets(job, step)
-    evaluated = dataclasses.replace(job, sets=sets)
-    return {t.slug: evaluate_model(evaluated, lm, model, None, load_target(job.data, t, sets, job.limit), progress)
+    run = job.run.with_sets(step_sets(job, step))
+    return {t.slug: evaluate_model(run, lm, model, None, load_target(job.data, t, run.sets, run.limit), progress)
             for t in job.targets}
 
 
 def unlearn_step(job: "UnlearnJob", task: UnitTask, progress: Any) -> UnitOutput:
     """One step: corpus (written by the original model), the method on the previous step's model, LoRA merged, every
     target evaluated, the weights stored for the next step."""
-    from rwku.unlearn import apply_method, load_original, prompt_format, timed, train_log, trained_corpora, unit_corpus, unit_summary
+    from rwku.unlearn import apply_method, load_original, timed, train_log, trained_corpora, unit_corpus, unit_summary
 
     method, target, step = task.method, task.targets[0], step_number(task.slug)
     settings = job.settings(method)
@@ -159,7 +159,7 @@ def unlearn_step(job: "UnlearnJob", task: UnitTask, progress: Any) -> UnitOutput
     corpus, corpus_seconds = timed(lambda: unit_corpus(job, original, [target], method, settings, progress))
     lm = starting_model(job, task, original)
     session = Session(lm=lm, targets=[target], corpus=corpus, params=settings.params, mode=job.mode,
-                      prompts=prompt_format(job, lm), progress=progress, train=settings.train)
+                      prompts=job.run.prompts(lm.tokenizer), progress=progress, train=settings.train)
     unlearned, unlearn_seconds = timed(lambda: apply_method(job, method, session))
     model = merged(unlearned.model)
     results, eval_seconds = timed(lambda: evaluate_step(job, step, lm, model, progress))

@@ -38,27 +38,26 @@ from rwku.corpus.retain import build_retain, excluded_names, people_fingerprint
 from rwku.data.loader import RwkuData
 from rwku.data.schema import PASSAGE, Target, TargetData, kinds_field, pool
 from rwku.errors import RwkuError
-from rwku.evaluation.context import EvalContext, ProgressFactory, no_progress
+from rwku.evaluation.context import ProgressFactory, no_progress
 from rwku.evaluation.engine import EvalResult, evaluate_target
-from rwku.evaluation.protocol import Protocol
 from rwku.evaluation.reference import REFERENCE_RUN
-from rwku.evaluation.sets import DEFAULT_SETS, load_target, parts_of
+from rwku.evaluation.sets import load_target, parts_of
 from rwku.evaluation.sets.probes import FORGET_PART
+from rwku.evaluation.settings import RunSettings
 from rwku.execution.executors import Executor
 from rwku.models.fingerprint import provenance
 from rwku.execution.plan import UnitTask, build_plan, settings_defaults, unit_key
-from rwku.execution.run import OnUnit, Outcome, execute
+from rwku.execution.run import OnFailure, OnUnit, Outcome, execute
 from rwku.execution.store import UnitOutput, role_means, shared_means
 from rwku.methods import METHODS
 from rwku.methods.base import Session, Unlearned
 from rwku.methods.config import MethodSettings, ModeConfig, check_known_keys, read_config_file, resolve_settings
 from rwku.methods.training import num_layers
 from rwku.models.endpoint import refuse_served
-from rwku.models.loading import LoadedModel, load_model
+from rwku.models.loading import LoadedModel
 from rwku.knowledge.planting import planted_record
-from rwku.models.prompting import PromptFormat
 from rwku.io import write_json_atomic
-from rwku.runner import original_model
+from rwku.runner import original_model, shared_model
 from rwku.sequential import SEQUENTIAL, check_sequential, step_tasks, unlearn_step
 
 T = TypeVar("T")
@@ -72,7 +71,7 @@ class UnlearnJob:
     why it was chosen; both are printed and stored.
     """
 
-    model: str
+    run: RunSettings
     data: RwkuData
     targets: Sequence[Target]
     methods: Sequence[str]
@@ -83,14 +82,6 @@ class UnlearnJob:
     overrides: dict[str, Any] = field(default_factory=dict)
     config_file: Path | None = None
     corpus_source: str = "generated"
-    sets: Sequence[str] = DEFAULT_SETS
-    limit: int | None = None
-    batch_size: int = 32
-    protocol: Protocol = field(default_factory=Protocol)
-    prompt_format: str = "chat"
-    device: str = "auto"
-    dtype: str = "auto"
-    kernels: str = "invariant"
     save_model: bool = False
     eval_epochs: bool = False
     sweep: dict[str, Any] = field(default_factory=dict)
@@ -127,18 +118,17 @@ class UnlearnJob:
         return name + ("" if self.setting == "single" else f"-{self.setting}")
 
     def eval_config(self) -> dict[str, Any]:
-        config = {"model": self.model, "sets": list(self.sets), "limit": self.limit, "protocol": sorted(self.protocol.fixes),
-                  "prompt_format": self.prompt_format, "kernels": self.kernels}
+        config = {"model": self.run.model, **self.run.config(), "kernels": self.run.kernels}
         return {**config, "reference_of": self.reference_of} if self.reference_of else config
 
     def reference_job(self) -> tuple["UnlearnJob | None", set[str]]:
         """The job that evaluates the never-taught reference (the base model the job's model was planted from) and
         the planted targets' names; (None, empty) for a model without a planting record or with ``reference`` off."""
-        record = planted_record(self.model) if self.reference else None
+        record = planted_record(self.run.model) if self.reference else None
         if record is None:
             return None, set()
-        job = dataclasses.replace(self, model=record["base"], methods=[], audits=(), eval_epochs=False,
-                                  reference=False, reference_of=self.model)
+        job = dataclasses.replace(self, run=dataclasses.replace(self.run, model=record["base"]), methods=[], audits=(),
+                                  eval_epochs=False, reference=False, reference_of=self.run.model)
         return job, set(record["planted"])
 
     def reference_tasks(self) -> list[UnitTask]:
@@ -222,7 +212,7 @@ def check_job(job: UnlearnJob, check_keys: bool = True) -> None:
         raise RwkuError(f"setting {job.setting}: choose single, batch or sequential")
     if job.setting == SEQUENTIAL:
         check_sequential(job)
-    refuse_served(job.model, "unlearning (training, and the corpus rwku samples from it)")
+    refuse_served(job.run.model, "unlearning (training, and the corpus rwku samples from it)")
     if job.corpus_source not in ("generated", "official"):
         raise RwkuError(f"corpus {job.corpus_source}: choose generated or official")
     if job.corpus_source == "official":
@@ -238,7 +228,7 @@ def check_job(job: UnlearnJob, check_keys: bool = True) -> None:
         check_audits(job.audits, job.audit_settings)
     for unit in job.units():
         for target in unit:
-            job.data.load(target, parts_of(job.sets))
+            job.data.load(target, parts_of(job.run.sets))
 
 
 def check_retain_available(methods: Sequence[str]) -> None:
@@ -280,8 +270,7 @@ def load_original(job: UnlearnJob, fresh: bool = True) -> LoadedModel:
     (the plan puts every "before" unit first, so the shared copy has done its work by then)."""
     if fresh:
         original_model.cache_clear()
-    lm = (load_model(job.model, device=job.device, dtype=job.dtype, kernels=job.kernels) if fresh
-          else original_model(job.model, job.device, job.dtype, job.kernels))
+    lm = job.run.load() if fresh else shared_model(job.run)
     if any(METHODS[m].trains for m in job.methods):
         job.mode.check_fits(num_layers(lm.model))
     return lm
@@ -289,12 +278,8 @@ def load_original(job: UnlearnJob, fresh: bool = True) -> LoadedModel:
 
 def load_unit(job: UnlearnJob, unit: Sequence[Target]) -> TargetData:
     """The unit's evaluation data (limited); pooled over its targets in the batch setting."""
-    datas = [load_target(job.data, t, job.sets, job.limit) for t in unit]
+    datas = [load_target(job.data, t, job.run.sets, job.run.limit) for t in unit]
     return datas[0] if len(datas) == 1 else pool(datas)
-
-
-def prompt_format(job: UnlearnJob, lm: LoadedModel, preamble: str | None = None) -> PromptFormat:
-    return PromptFormat(lm.tokenizer, style=job.prompt_format, preamble=preamble, single_bos=job.protocol.has("single-bos"))
 
 
 def unit_corpus(job: UnlearnJob, lm: LoadedModel, unit: Sequence[Target], method: str, settings: MethodSettings,
@@ -307,13 +292,13 @@ def unit_corpus(job: UnlearnJob, lm: LoadedModel, unit: Sequence[Target], method
     size = settings.corpus.corpus_size
     kinds = [kind for kind in METHODS[method].corpus_kinds if kind != RETAIN]
     spec = CorpusSpec(size=size, questions=settings.corpus.question_count,
-                      max_new_tokens=settings.corpus.corpus_max_new_tokens, seed=settings.train.seed, batch_size=job.batch_size)
+                      max_new_tokens=settings.corpus.corpus_max_new_tokens, seed=settings.train.seed, batch_size=job.run.batch_size)
     corpora = []
     for target in unit:
         if job.corpus_source == "official" and kinds:
             corpus = official_corpus(job.data, target, limit=size)
         else:
-            corpus = build_corpus(lm, target, spec, kinds, prompts=prompt_format(job, lm), progress=progress)
+            corpus = build_corpus(lm, target, spec, kinds, prompts=job.run.prompts(lm.tokenizer), progress=progress)
         if not corpus.passage:
             corpus.passage = job.data.load(target, (), optional=(PASSAGE,))["passage"][:size]
         corpora.append(corpus)
@@ -321,7 +306,7 @@ def unit_corpus(job: UnlearnJob, lm: LoadedModel, unit: Sequence[Target], method
     for corpus in corpora[1:]:
         merged = merged.merged(corpus)
     if RETAIN in METHODS[method].corpus_kinds:
-        merged.retain, merged.retain_dropped = build_retain(lm, spec, prompts=prompt_format(job, lm), progress=progress,
+        merged.retain, merged.retain_dropped = build_retain(lm, spec, prompts=job.run.prompts(lm.tokenizer), progress=progress,
                                                             excluded=excluded_names(job.data, unit))
     return merged
 
@@ -334,12 +319,10 @@ def apply_method(job: UnlearnJob, method: str, session: Session) -> Unlearned:
     return METHODS[method]().unlearn(session)
 
 
-def evaluate_model(job: UnlearnJob, lm: LoadedModel, model: Any, preamble: str | None, data: TargetData,
+def evaluate_model(run: RunSettings, lm: LoadedModel, model: Any, preamble: str | None, data: TargetData,
                    progress: ProgressFactory) -> EvalResult:
     """Evaluate ``model`` (the original's tokenizer, the run's prompt format, ICU's preamble if any) on the unit."""
-    ctx = EvalContext(lm=dataclasses.replace(lm, model=model), prompts=prompt_format(job, lm, preamble),
-                      protocol=job.protocol, batch_size=job.batch_size, progress=progress)
-    return evaluate_target(ctx, data, job.sets)
+    return evaluate_target(run.context(lm, model=model, preamble=preamble, progress=progress), data, run.sets)
 
 
 def unit_role(lm: LoadedModel, unit: Sequence[Target]) -> dict[str, str]:
@@ -355,10 +338,10 @@ def unit_role(lm: LoadedModel, unit: Sequence[Target]) -> dict[str, str]:
 def unit_summary(job: UnlearnJob, task: UnitTask, scores: dict, lm: LoadedModel) -> dict[str, Any]:
     """What every stored unit summary holds besides its scores: what produced them, its key, its provenance, and
     the targets' role where the model records one."""
-    return {"model": job.model, "method": task.method or "before", "target": ", ".join(t.name for t in task.targets),
+    return {"model": job.run.model, "method": task.method or "before", "target": ", ".join(t.name for t in task.targets),
             "targets": [t.name for t in task.targets], **kinds_field(task.targets), **unit_role(lm, task.targets),
             "rwku_version": __version__,
-            "protocol": job.protocol.name, "config": job.config(task.method, task.epochs), "key": task.key,
+            "protocol": job.run.protocol.name, "config": job.config(task.method, task.epochs), "key": task.key,
             "provenance": provenance(lm.device), **scores}
 
 
@@ -388,7 +371,7 @@ def unit_coverage(job: UnlearnJob, unit: Sequence[Target], corpus: Corpus, metho
     if not kinds:
         return None
     answers = [probe.answer for target in unit for probe in job.data.load(target, (), optional=(FORGET_PART,))["forget"]]
-    found = corpus_coverage(texts, answers, strip_punctuation=job.protocol.has("rouge-strip-punctuation"))
+    found = corpus_coverage(texts, answers, strip_punctuation=job.run.protocol.has("rouge-strip-punctuation"))
     return {**found, "kinds": kinds}
 
 
@@ -399,13 +382,13 @@ def unlearn_unit(job: UnlearnJob, task: UnitTask, progress: ProgressFactory) -> 
     data = load_unit(job, unit)
     corpus, corpus_seconds = timed(lambda: unit_corpus(job, lm, unit, method, settings, progress))
     session = Session(lm=lm, targets=list(unit), corpus=corpus, params=settings.params, mode=job.mode,
-                      prompts=prompt_format(job, lm), progress=progress, train=settings.train)
+                      prompts=job.run.prompts(lm.tokenizer), progress=progress, train=settings.train)
     epoch_files: dict[str, Any] = {}
     if task.epochs:
         session.on_epoch = lambda epoch, model: epoch_files.update(evaluate_epoch(job, task, lm, model, data, epoch, progress))
     unlearned, unlearn_seconds = timed(lambda: apply_method(job, method, session))
     try:
-        result = evaluate_model(job, lm, unlearned.model, unlearned.preamble, data, progress)
+        result = evaluate_model(job.run, lm, unlearned.model, unlearned.preamble, data, progress)
         audits = audit_unlearned(job, task, lm, unlearned, result, progress) if job.audits else {}
     finally:
         unlearned.close()
@@ -439,10 +422,10 @@ def audit_unlearned(job: UnlearnJob, task: UnitTask, lm: LoadedModel, unlearned:
     is discarded; the original model for comparison is loaded afresh (``lm.model`` may have been trained in place)."""
     control = control_target(job.data, task.targets)
     subject = AuditSubject(lm=lm, model=unlearned.model, preamble=unlearned.preamble, method=task.method,
-                           data=audit_data(job.data, task.targets, job.limit), settings=job.audit_settings,
-                           load_original=lambda: load_model(job.model, device=job.device, dtype=job.dtype, kernels=job.kernels).model,
-                           control_probes=lambda: control_probes(job.data, control, job.limit),
-                           prompt_format=job.prompt_format, protocol=job.protocol, batch_size=job.batch_size, progress=progress)
+                           data=audit_data(job.data, task.targets, job.run.limit), settings=job.audit_settings,
+                           load_original=lambda: job.run.load().model,
+                           control_probes=lambda: control_probes(job.data, control, job.run.limit), run=job.run,
+                           progress=progress)
     for name in AUDIT_SETS:
         if name in result.items:  # the unit's own evaluation: the same probes, the same model
             subject.seed_baseline(name, result.items[name])
@@ -452,7 +435,7 @@ def audit_unlearned(job: UnlearnJob, task: UnitTask, lm: LoadedModel, unlearned:
 def evaluate_epoch(job: UnlearnJob, task: UnitTask, lm: LoadedModel, model: Any, data: TargetData, epoch: int,
                    progress: ProgressFactory) -> dict[str, Any]:
     """The model as it stands after ``epoch``, evaluated: the files of ``epochs/<epoch>``, a point of the trade-off curve."""
-    result = evaluate_model(job, lm, model, None, data, progress)
+    result = evaluate_model(job.run, lm, model, None, data, progress)
     summary = {**unit_summary(job, task, result.summary, lm), "key": {**task.key, "epoch": epoch}, "epoch": epoch}
     return {f"epochs/{epoch}/items.json": {"config": summary["config"], "epoch": epoch, **result.items},
             f"epochs/{epoch}/summary.json": summary}
@@ -461,29 +444,32 @@ def evaluate_epoch(job: UnlearnJob, task: UnitTask, lm: LoadedModel, model: Any,
 def evaluate_original(job: UnlearnJob, task: UnitTask, progress: ProgressFactory) -> UnitOutput:
     """A "before" unit: the original model on the unit's data (a ``reference`` unit: the base model's)."""
     lm = load_original(job, fresh=False)
-    result = evaluate_model(job, lm, lm.model, None, load_unit(job, task.targets), progress)
+    result = evaluate_model(job.run, lm, lm.model, None, load_unit(job, task.targets), progress)
     summary = unit_summary(job, task, result.summary, lm)
     if task.run == REFERENCE_RUN:
         summary["method"] = summary["config"]["method"] = REFERENCE_RUN
     return UnitOutput(summary=summary, items={"config": summary["config"], **result.items})
 
 
-def write_comparison(job: UnlearnJob, outcome: Outcome) -> dict[str, dict[str, Any]]:
-    """``comparison.json``: Before and every run, each averaged over the targets all of them have stored; for a
-    planted model also per role (``roles``: the planted targets' mean, the control's), as the report shows them."""
+def write_comparison(job: UnlearnJob, outcome: Outcome) -> dict[str, Any]:
+    """``comparison.json``: Before and every run (``rows``), each averaged over the targets all of them have stored
+    (``targets``); for a planted model also per role (``roles``: the planted targets' mean, the control's), as the
+    report shows them. Returns what it wrote."""
     # the reference covers planted targets only: it would shrink the targets every run shares
     units = {run: units for run, units in outcome.units.items() if run != REFERENCE_RUN}
     shared, rows = shared_means(units)
     roles = {role: {"targets": targets, "rows": means} for role, (targets, means) in role_means(units).items()}
-    write_json_atomic(job.out / "comparison.json", {"model": job.model, "setting": job.setting, "targets": shared,
-                                                    "rows": rows, **({"roles": roles} if roles else {})})
-    return rows
+    comparison = {"model": job.run.model, "setting": job.setting, "targets": shared, "rows": rows,
+                  **({"roles": roles} if roles else {})}
+    write_json_atomic(job.out / "comparison.json", comparison)
+    return comparison
 
 
 def run_unlearn(job: UnlearnJob, *, force: bool = False, executor: Executor | None = None, progress: ProgressFactory = no_progress,
-                on_unit: OnUnit | None = None) -> tuple[Outcome, dict[str, dict[str, Any]]]:
-    """``rwku unlearn`` from Python: plan the job's units, compute those not stored, compare; returns the outcome
-    (stored units by run, failed units) and the comparison rows."""
+                on_unit: OnUnit | None = None, on_failure: OnFailure | None = None) -> tuple[Outcome, dict[str, Any]]:
+    """``rwku unlearn``, the command and from Python: plan the job's units, compute those not stored, compare;
+    returns the outcome (stored units by run, failed units) and the comparison (``comparison.json``: its ``rows``
+    by run, the shared ``targets``, a planted model's ``roles``)."""
     check_job(job, check_keys=False)
-    outcome = execute(build_plan(job.out, job.tasks(), force=force), executor, progress, on_unit)
+    outcome = execute(build_plan(job.out, job.tasks(), force=force), executor, progress, on_unit, on_failure)
     return outcome, write_comparison(job, outcome)

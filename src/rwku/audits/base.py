@@ -10,17 +10,15 @@ under the attack (an attack that restores every fact, related or not, is no targ
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from rwku.data.schema import Probe, TargetData
 from rwku.evaluation.context import EvalContext, ProgressFactory, no_progress
 from rwku.evaluation.metrics import mean_or_none
-from rwku.evaluation.protocol import Protocol
 from rwku.evaluation.sets.probes import evaluate_probes
+from rwku.evaluation.settings import RunSettings
 from rwku.models.loading import LoadedModel
-from rwku.models.prompting import PromptFormat
 
 #: Below this gap (ROUGE-L points, or lens points) between the original and the unlearned model there is nothing
 #: measurable to recover: recovered % is "n/a" (the RWKU score leaves such targets out for the same reason).
@@ -42,7 +40,8 @@ class AuditSubject:
 
     ``model`` carries any LoRA adapter and RepE hook; ``preamble`` is ICU's; ``load_original`` returns a fresh,
     unmodified original model (loaded at most once, on first use). ``control_probes`` are another target's forget
-    probes (relearning's control), ``settings`` the resolved :class:`~rwku.audits.settings.AuditSettings`.
+    probes (relearning's control), ``settings`` the resolved :class:`~rwku.audits.settings.AuditSettings`, ``run``
+    how the unit was evaluated (prompt format, protocol, batch size), which every audit's evaluation keeps.
     """
 
     lm: LoadedModel
@@ -53,9 +52,7 @@ class AuditSubject:
     settings: Any
     load_original: Callable[[], Any]
     control_probes: Callable[[], list[Probe]] = lambda: []
-    prompt_format: str = "chat"
-    protocol: Protocol = field(default_factory=Protocol)
-    batch_size: int = 32
+    run: RunSettings = field(default_factory=RunSettings)
     progress: ProgressFactory = no_progress
     baselines: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
     _original: Any = None
@@ -75,10 +72,7 @@ class AuditSubject:
 
     def context(self, model: Any, preamble: str | None) -> EvalContext:
         """An evaluation context for ``model`` with the run's prompt format, protocol and batch size."""
-        prompts = PromptFormat(self.lm.tokenizer, style=self.prompt_format, preamble=preamble,
-                               single_bos=self.protocol.has("single-bos"))
-        return EvalContext(lm=dataclasses.replace(self.lm, model=model), prompts=prompts, protocol=self.protocol,
-                           batch_size=self.batch_size, progress=self.progress)
+        return self.run.context(self.lm, model=model, preamble=preamble, progress=self.progress)
 
     def evaluate(self, model: Any, probes: Sequence[Probe], set_name: str, as_original: bool = False) -> list[dict[str, Any]]:
         """Every probe answered and scored (ROUGE-L recall) by ``model``: an attacked copy of the unlearned model

@@ -169,7 +169,7 @@ def attack(subject: AuditSubject, model: Any, probes: Sequence[Probe], as_origin
     with subject.progress("suffix search", len(probes)) as advance:
         for index, (probe, prompt) in enumerate(zip(probes, prompts)):
             optimised.append(optimise_suffix(model, subject.lm.tokenizer, prompt, probe.answer, subject.settings,
-                                             subject.settings.suffix_seed + index, subject.batch_size))
+                                             subject.settings.suffix_seed + index, subject.run.batch_size))
             advance(1)
     return optimised, answer_with(ctx, probes, prompts, [o.suffix for o in optimised], "answers with suffix")
 

@@ -27,7 +27,7 @@ from rwku.models.loading import LoadedModel, cache_root
 from rwku.models.prompting import PromptFormat
 
 #: The official files whose records name a neighbour entity (field ``neighbor``).
-NEIGHBOUR_FILES = ("neighbor_level1", "neighbor_level2")
+NEIGHBOR_FILES = ("neighbor_level1", "neighbor_level2")
 
 
 @lru_cache(maxsize=1)
@@ -42,10 +42,10 @@ def people_fingerprint() -> str:
     return hash_key({"people": list(retain_people())})
 
 
-def neighbour_entities(data: RwkuData, target: Target) -> list[str]:
+def neighbor_entities(data: RwkuData, target: Target) -> list[str]:
     """The neighbour entities of ``target``'s neighbour probes (none where the data has no neighbour files)."""
     names: dict[str, None] = {}
-    for kind in NEIGHBOUR_FILES:
+    for kind in NEIGHBOR_FILES:
         found = data.raw_records(target, kind)
         for record in found[0] if found else []:
             if record.get("neighbor"):
@@ -57,7 +57,7 @@ def excluded_names(data: RwkuData, targets: Sequence[Target]) -> list[str]:
     """What no retain text of a unit may mention: its targets' names and their neighbour entities."""
     names: dict[str, None] = {}
     for target in targets:
-        names.update(dict.fromkeys([target.name, *neighbour_entities(data, target)]))
+        names.update(dict.fromkeys([target.name, *neighbor_entities(data, target)]))
     return list(names)
 
 

@@ -11,31 +11,48 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
-from rwku.data.loader import data_fingerprint
+from rwku.data.loader import RwkuData, data_fingerprint
 from rwku.data.schema import Target, kinds_field
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import parts_of, set_keys
+from rwku.evaluation.settings import RunSettings
 from rwku.execution.key import KEY_VERSION, differences, resolved_placement, same_key, served_identity
-from rwku.models.endpoint import endpoint_name, is_served
 from rwku.models.fingerprint import model_fingerprint
 from rwku.results import ResultStore
+
+if TYPE_CHECKING:
+    from rwku.evaluation.context import ProgressFactory
+    from rwku.execution.store import UnitOutput
+
+
+class Job(Protocol):
+    """What every command's job is to the plan and the executors: how its model runs (``run``), its data, its units
+    with their declared keys (``tasks``), and how one unit is computed (``compute``, wherever an executor runs it)."""
+
+    run: RunSettings
+    data: RwkuData
+
+    def tasks(self) -> list["UnitTask"]: ...
+
+    def compute(self, task: "UnitTask", progress: "ProgressFactory") -> "UnitOutput": ...
 
 
 @dataclass
 class UnitTask:
     """One unit to compute: the original model evaluated (``method`` None) or one method's unlearning of it.
 
-    ``run`` is the folder under the output folder (``""`` for an ``rwku eval`` folder, whose units sit at its
-    top), ``job`` the :class:`rwku.runner.EvalJob` or :class:`rwku.unlearn.UnlearnJob` that computes it.
+    ``run`` is the folder under the output folder (``""`` for an ``rwku eval`` or ``rwku audit`` folder, whose units
+    sit at its top), ``job`` the :class:`Job` that computes it (:class:`rwku.runner.EvalJob`,
+    :class:`rwku.unlearn.UnlearnJob`, :class:`rwku.saved_audit.AuditJob`).
     ``defaults`` are the settings fields' defaults, which :func:`~rwku.execution.key.same_key` needs.
     """
 
     run: str
     slug: str
     targets: tuple[Target, ...]
-    job: Any
+    job: Job
     method: str | None
     key: dict[str, Any]
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -73,39 +90,45 @@ class Plan:
         return grouped
 
 
-def eval_section(job: Any, preamble: str | None = None) -> dict[str, Any]:
+def run_sections(run: RunSettings, preamble: str | None = None) -> dict[str, dict[str, Any]]:
+    """A unit key's ``model`` and ``eval`` sections: what identifies the model, and what decides an evaluation's
+    outputs (see :mod:`rwku.execution.key` for each field); ``preamble`` is ICU's."""
+    return {"model": model_section(run), "eval": eval_section(run, preamble)}
+
+
+def eval_section(run: RunSettings, preamble: str | None = None) -> dict[str, Any]:
     """What decides an evaluation's outputs: sets, limit, fixes, prompts, and where and how the model runs."""
-    device, dtype = ("server", "server") if is_served(job.model) else resolved_placement(job.device, job.dtype, job.kernels)
-    section = {"sets": list(job.sets), "limit": job.limit, "protocol": sorted(job.protocol.fixes),
-               "prompt_format": job.prompt_format, "preamble": preamble, "device": device, "dtype": dtype,
-               "kernels": job.kernels}
-    if job.kernels == "fast":
-        section["batch_size"] = job.batch_size
-    if set_keys(job.sets):  # only opt-in sets have settings of their own: other keys stay as they were
-        section["set_settings"] = set_keys(job.sets)
+    device, dtype = ("server", "server") if run.is_served else resolved_placement(run.device, run.dtype, run.kernels)
+    section = {"sets": list(run.sets), "limit": run.limit, "protocol": sorted(run.protocol.fixes),
+               "prompt_format": run.prompt_format, "preamble": preamble, "device": device, "dtype": dtype,
+               "kernels": run.kernels}
+    if run.kernels == "fast":
+        section["batch_size"] = run.batch_size
+    if set_keys(run.sets):  # only opt-in sets have settings of their own: other keys stay as they were
+        section["set_settings"] = set_keys(run.sets)
     return section
 
 
-def model_section(job: Any) -> dict[str, Any]:
+def model_section(run: RunSettings) -> dict[str, Any]:
     """What identifies the model: its spec and a fingerprint of its files; for a served model (``openai:NAME``) what
     the server reports of it (``/v1/models``) and the tokenizer that renders its prompts."""
-    if not is_served(job.model):
-        return {"spec": job.model, "fingerprint": model_fingerprint(job.model)}
-    tokenizer = getattr(job, "tokenizer", None) or endpoint_name(job.model, "--model")
-    return {"spec": job.model, "server": served_identity(job.model),
-            "tokenizer": {"spec": tokenizer, "fingerprint": model_fingerprint(tokenizer)}}
+    if not run.is_served:
+        return {"spec": run.model, "fingerprint": model_fingerprint(run.model)}
+    return {"spec": run.model, "server": served_identity(run.model),
+            "tokenizer": {"spec": run.prompt_tokenizer, "fingerprint": model_fingerprint(run.prompt_tokenizer)}}
 
 
-def unit_key(job: Any, targets: Sequence[Target], method: dict[str, Any] | None = None,
+def unit_key(job: Job, targets: Sequence[Target], method: dict[str, Any] | None = None,
              preamble: str | None = None) -> dict[str, Any]:
     """The declared key of one unit of ``job`` (see :mod:`rwku.execution.key` for each field)."""
+    sections = run_sections(job.run, preamble)
     key: dict[str, Any] = {
         "version": KEY_VERSION,
-        "model": model_section(job),
+        "model": sections["model"],
         # a target's kind decides what a method writes about it; people have no kind field and keep their old keys
-        "unit": {"targets": [t.name for t in targets], "data": data_fingerprint(job.data, targets, parts_of(job.sets)),
+        "unit": {"targets": [t.name for t in targets], "data": data_fingerprint(job.data, targets, parts_of(job.run.sets)),
                  **kinds_field(targets)},
-        "eval": eval_section(job, preamble),
+        "eval": sections["eval"],
     }
     if method is not None:
         key["method"] = method

@@ -222,11 +222,11 @@ def unit_memory(task: UnitTask) -> dict[str, Memory] | None:
     """Estimated memory of one unit's evaluation and (for a trained method) training, or None when the shape is unknown."""
     from rwku.methods import METHODS
 
-    shape = model_shape(task.job.model)
+    shape = model_shape(task.job.run.model)
     if shape is None:
         return None
     width = BYTES.get(task.key["eval"]["dtype"], 4)
-    memory = {"evaluation": evaluation_memory(shape, width, getattr(task.job, "batch_size", 32))}
+    memory = {"evaluation": evaluation_memory(shape, width, task.job.run.batch_size)}
     method = METHODS[task.method] if task.method else None
     if method is not None and method.trains:
         memory["training"] = training_memory(shape, width, unit_training(task, method))

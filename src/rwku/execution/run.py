@@ -67,7 +67,7 @@ def execute(plan: Plan, executor: Executor | None = None, progress: ProgressFact
 def compute_units(plan: Plan, to_run: list[UnitTask], executor: Executor, progress: ProgressFactory, outcome: Outcome,
                   on_unit: OnUnit | None, on_failure: OnFailure | None) -> None:
     """Prepare the models, hand ``to_run`` to the executor, and store or record each unit as it comes back."""
-    for spec in sorted({task.job.model for task in to_run}):
+    for spec in sorted({task.job.run.model for task in to_run}):
         prepare_model(spec)
     with progress(f"units ({executor.name})", len(to_run)) as advance:
         def done(task: UnitTask, output: UnitOutput | None, failure: Failure | None, where: str) -> None:

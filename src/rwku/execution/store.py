@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from rwku.evaluation.table1 import mean_rwku_score
 from rwku.execution.key import same_key
 from rwku.execution.plan import UnitTask
 from rwku.io import read_json, write_json_atomic
-from rwku.results import ResultStore, average_summaries, mean_rwku_score
+from rwku.results import ResultStore, average_summaries
 
 
 @dataclass

@@ -15,13 +15,13 @@ A generator takes requests (a system turn and a user turn) and returns one answe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from rwku.evaluation.context import EvalContext, ProgressFactory, no_progress
+from rwku.evaluation.settings import RunSettings
 from rwku.models.endpoint import endpoint_errors, endpoint_name, openai_client
-from rwku.models.loading import LoadedModel, load_model
-from rwku.models.prompting import PromptFormat
+from rwku.models.loading import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,11 @@ class Request:
 @dataclass(frozen=True)
 class GeneratorOptions:
     """How a generator answers: the answer's token budget; for local models (the generator's and the check models')
-    their prompt format, batch size, device and dtype; for an endpoint the seconds a request may take."""
+    how they run (``run``: prompt format, batch size, device, dtype; its ``model`` is each spec in turn); for an
+    endpoint the seconds a request may take."""
 
     max_new_tokens: int = 512
-    prompt_format: str = "chat"
-    batch_size: int = 16
-    device: str = "auto"
-    dtype: str = "auto"
+    run: RunSettings = field(default_factory=lambda: RunSettings(batch_size=16))
     timeout: float = 120.0
 
 
@@ -64,14 +62,12 @@ class ModelPool:
 
     def get(self, spec: str) -> LoadedModel:
         if spec not in self.loaded:
-            self.loaded[spec] = load_model(spec, device=self.options.device, dtype=self.options.dtype)
+            self.loaded[spec] = self.options.run.load(spec)
         return self.loaded[spec]
 
     def context(self, spec: str, progress: ProgressFactory = no_progress) -> EvalContext:
         """The evaluation context of ``spec``: its prompt format and the pool's batch size."""
-        lm = self.get(spec)
-        return EvalContext(lm=lm, prompts=PromptFormat(lm.tokenizer, style=self.options.prompt_format),
-                           batch_size=self.options.batch_size, progress=progress)
+        return self.options.run.context(self.get(spec), progress=progress)
 
 
 class LocalGenerator:
@@ -87,7 +83,7 @@ class LocalGenerator:
     def describe(self) -> dict[str, Any]:
         lm = self.pool.get(self.spec)
         return {"kind": "local", "spec": self.spec, "source": lm.source, "decoding": "greedy",
-                "prefill": self.prefill, "prompt_format": self.pool.options.prompt_format,
+                "prefill": self.prefill, "prompt_format": self.pool.options.run.prompt_format,
                 "max_new_tokens": self.pool.options.max_new_tokens}
 
     def answer(self, requests: Sequence[Request]) -> list[str]:

@@ -30,6 +30,7 @@ from rwku.errors import RwkuError
 
 if TYPE_CHECKING:
     from rwku.evaluation.context import ProgressFactory
+    from rwku.evaluation.settings import RunSettings
 
 RWKU = "rwku"
 UNSEEN = "unseen"
@@ -231,21 +232,28 @@ def summarize(rows: Sequence[dict[str, Any]], sources: Sequence[Source], targets
 # ---------------------------------------------------------------- a run
 
 
+def plain_run() -> RunSettings:
+    """The default settings, texts scored as they are (the plain format); imported here, on first use, so that
+    importing :mod:`rwku.knowledge` (which registers the planted models) stays light."""
+    from rwku.evaluation.settings import RunSettings
+
+    return RunSettings(prompt_format="plain")
+
+
 @dataclass
 class MemorizationJob:
-    """Models × sources, scored with one window; ``targets`` are those whose passages form the ``rwku`` source."""
+    """Models × sources, scored with one window; ``targets`` are those whose passages form the ``rwku`` source.
+
+    ``run`` is how each of ``models`` runs (its own ``model`` is replaced by each in turn); texts are scored as they
+    are, in the plain format; ``run.limit`` keeps the first N texts of each source (rwku: of each target)."""
 
     models: Sequence[str]
     sources: Sequence[Source]
+    run: RunSettings = field(default_factory=plain_run)
     targets: Sequence[Any] = ()
     window: int = DEFAULT_WINDOW
     min_tokens: int | None = None  # None: the window (only full windows are scored)
-    limit: int | None = None
     data: str | None = None
-    batch_size: int = 32
-    device: str = "auto"
-    dtype: str = "auto"
-    kernels: str = "invariant"
     verbmem: bool = False  # also VerbMem (greedy continuations: slower than EM's one scoring pass)
     results: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -253,7 +261,7 @@ class MemorizationJob:
     def check(self) -> None:
         from rwku.models.loading import check_model_spec, pick_device, pick_dtype
 
-        pick_dtype(self.dtype, pick_device(self.device), self.kernels)
+        pick_dtype(self.run.dtype, pick_device(self.run.device), self.run.kernels)
         if self.window < 2:
             raise RwkuError(f"--window {self.window}: needs at least 2 tokens (the first one is never scored)")
         if self.min_tokens is not None and not 2 <= self.min_tokens <= self.window:
@@ -266,15 +274,11 @@ class MemorizationJob:
 
     def run_model(self, model: str, progress: ProgressFactory, lm: Any = None) -> dict[str, Any]:
         """Score every source under one model (loaded here unless given); returns its entry of ``memorization.json``."""
-        from rwku.evaluation.context import EvalContext
         from rwku.models.fingerprint import provenance
-        from rwku.models.loading import load_model
-        from rwku.models.prompting import PromptFormat
 
         start = time.perf_counter()
-        lm = lm or load_model(model, device=self.device, dtype=self.dtype, kernels=self.kernels)
-        ctx = EvalContext(lm=lm, prompts=PromptFormat(lm.tokenizer, style="plain"), batch_size=self.batch_size,
-                          progress=progress)
+        lm = lm or self.run.load(model)
+        ctx = self.run.context(lm, progress=progress)
         rows = []
         for source in self.sources:
             label = f"{model} · {source.name}" if len(self.models) > 1 else source.name
@@ -295,7 +299,7 @@ class MemorizationJob:
         return {
             "rwku_version": __version__, "window": self.window,
             "min_tokens": self.window if self.min_tokens is None else self.min_tokens,
-            "limit": self.limit, "data": self.data,
+            "limit": self.run.limit, "data": self.data,
             "targets": [{"slug": t.slug, "number": t.number, "name": t.name} for t in self.targets],
             "sources": {s.name: {"origin": s.origin, "texts": len(s.texts)} for s in self.sources},
             "definition": "per text, positions 1..n-1 of its first n <= W tokens under teacher forcing: EM = share of "

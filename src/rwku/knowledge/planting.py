@@ -351,15 +351,12 @@ def train_planted(lm: LoadedModel, texts: Sequence[PlantText], recipe: PlantReci
 def measure(lm: LoadedModel, data: RwkuData, targets: Sequence[Target], sets: Sequence[str], batch_size: int,
             progress: Callable[[str, int], Any]) -> dict[str, dict[str, Any]]:
     """Each target's summary (the rwku engine, the faithful protocol, the model's chat template)."""
-    from rwku.evaluation import Protocol
-    from rwku.evaluation.context import EvalContext
     from rwku.evaluation.engine import evaluate_target
     from rwku.evaluation.sets import load_target
-    from rwku.models.prompting import PromptFormat
+    from rwku.evaluation.settings import RunSettings
 
     style = "chat" if getattr(lm.tokenizer, "chat_template", None) else "plain"
-    ctx = EvalContext(lm=lm, prompts=PromptFormat(lm.tokenizer, style=style), protocol=Protocol(),
-                      batch_size=batch_size, progress=progress)
+    ctx = RunSettings(prompt_format=style, batch_size=batch_size).context(lm, progress=progress)
     return {t.name: evaluate_target(ctx, load_target(data, t, sets), sets).summary for t in targets}
 
 

@@ -27,9 +27,10 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from rwku.evaluation import metrics  # noqa: E402
 from rwku.evaluation.sets import TABLE1_COLUMNS  # noqa: E402
+from rwku.evaluation.table1 import mean_rwku_score  # noqa: E402
 from rwku.io import write_atomic  # noqa: E402
 from rwku.report.collect import Run  # noqa: E402
-from rwku.results import get_path, mean_rwku_score  # noqa: E402
+from rwku.results import get_path  # noqa: E402
 
 FORGET = "forget.All"
 NEIGHBOR = "neighbor.All"

@@ -19,8 +19,9 @@ import numpy as np
 from rwku.errors import RwkuError
 from rwku.evaluation.reference import FORGET_PARTS, reference_scores
 from rwku.evaluation.sets import SETS, TABLE1_COLUMNS, Column
+from rwku.evaluation.table1 import rwku_score
 from rwku.report.collect import Run, method_legend
-from rwku.results import get_path, rwku_score
+from rwku.results import get_path
 
 #: The RWKU score (harmonic mean of efficacy, locality and utility ×100), computed here from stored units
 SCORE_COLUMN = Column("Score", "RWKU", "rwku_score.score", False)
