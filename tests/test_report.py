@@ -276,3 +276,21 @@ def test_a_model_without_roles_keeps_one_table(tmp_path):
     report = build_report([make_folder(tmp_path / "exp")], tmp_path / "report")
     assert report.table.role == "" and report.role_tables == []
     assert "## Control" not in (tmp_path / "report" / "table1.md").read_text()
+
+
+def test_the_printed_report_table_puts_every_cell_under_its_own_heading(monkeypatch):
+    """`rwku report` prints the table's own columns (a run without verbmem has no VerbMem column; a planted model's
+    table adds the reference columns), not the full column list: otherwise cells slide under other headings."""
+    from types import SimpleNamespace
+
+    import rwku.cli as cli
+
+    printed = []
+    monkeypatch.setattr(cli, "Console", lambda **_: SimpleNamespace(print=printed.append))
+    cell = lambda text, rank=None: SimpleNamespace(text=text, rank=rank)  # noqa: E731
+    shown = SimpleNamespace(targets_text="1 target(s)", note=None, columns=(COLUMNS[3], COLUMNS[-1]),
+                            rows=[(SimpleNamespace(label="ga-lora"), [cell("51.5", 1), cell("40.6")])])
+    cli.print_report_table(shown)
+    table = printed[0]
+    assert [c.header.split("\n")[-1] for c in table.columns] == ["run", f"{COLUMNS[3].label}↓", f"{COLUMNS[-1].label}↑"]
+    assert [list(c.cells) for c in table.columns][1:] == [["[bold]51.5[/]"], ["40.6"]]

@@ -597,10 +597,9 @@ def report_command(
 
 def print_report_table(shown: Any) -> None:
     """A report's Table 1 (a planted model's: one per role) as the report writes it: its columns, bold the best,
-    underlined the second."""
-    from rwku.report.table import COLUMNS
-
-    table = table1(f"Table 1 · mean over {shown.targets_text} every run has", "run", columns=COLUMNS)
+    underlined the second; the columns are the table's own (an opt-in set without values left out, the reference
+    columns added where there is a never-taught reference), so every cell sits under its heading."""
+    table = table1(f"Table 1 · mean over {shown.targets_text} every run has", "run", columns=shown.columns)
     table.caption = shown.note or None
     for run, cells in shown.rows:
         table.add_row(run.label, *[f"[bold]{c.text}[/]" if c.rank == 1 else f"[underline]{c.text}[/]" if c.rank == 2
