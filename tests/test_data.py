@@ -16,7 +16,7 @@ import pytest
 
 from rwku.data import ATTACK_TYPES, PASSAGE, RwkuData
 from rwku.data.schema import LEVEL_NAMES, count_records, normalize_attack
-from rwku.data.sources import DEMO_KINDS_ROOT, DEMO_ROOT, HF_CONFIGS, HF_TRAIN_KINDS, read_json_file
+from rwku.data.sources import DEMO_ROOT, HF_CONFIGS, HF_TRAIN_KINDS, read_json_file
 from rwku.errors import RwkuError
 from rwku.evaluation.sets import ALL_PARTS, DEFAULT_SETS, files_of, load_target, parse_sets, parts_of
 
@@ -709,8 +709,8 @@ def text_values(record: Any) -> list[str]:
     return []
 
 
-def test_the_bundled_demos_copy_no_text_of_the_rwku_release(shared_data):
-    """The demos are written for rwku (src/rwku/data/demo/README.md): no probe, passage, utility question or choice
+def test_the_bundled_demo_copies_no_text_of_the_rwku_release(shared_data):
+    """The demo is written for rwku (src/rwku/data/demo/README.md): no probe, passage, utility question or choice
     longer than 30 characters may equal one of the release's (BBH task names like
     ``logical_deduction_three_objects`` are shared on purpose and are not text)."""
     release: set[str] = set()
@@ -723,7 +723,6 @@ def test_the_bundled_demos_copy_no_text_of_the_rwku_release(shared_data):
         except ValueError:
             continue  # a JSON-lines file or a non-JSON xz: not a probe file
     assert len(release) > 100_000  # the release was read, not skipped
-    copied = [(path.relative_to(DEMO_ROOT.parent), text) for root in (DEMO_ROOT, DEMO_KINDS_ROOT)
-              for path in sorted(root.rglob("*.json")) for text in text_values(json.loads(path.read_text()))
-              if len(text) > 30 and " " in text and text in release]
+    copied = [(path.relative_to(DEMO_ROOT), text) for path in sorted(DEMO_ROOT.rglob("*.json"))
+              for text in text_values(json.loads(path.read_text())) if len(text) > 30 and " " in text and text in release]
     assert copied == []

@@ -334,46 +334,6 @@ def test_repe_reads_a_target_with_its_kinds_stimuli(tiny_lm, monkeypatch):
 # ---------------------------------------------------------------- the bundled demo of other kinds
 
 
-def test_the_demo_of_other_kinds_is_complete_and_consistent():
-    from rwku.evaluation.sets import ALL_PARTS
-
-    data = RwkuData.open(["demo-kinds"])
-    targets = data.targets()
-    assert [(t.name, t.kind) for t in targets] == [("Moby-Dick", "work"), ("Machu Picchu", "place"),
-                                                   ("Great Fire of London", "event")]
-    for target in targets:
-        assert target.intro.startswith(f"Please forget {target.name}. ") and target.bare_intro
-        loaded = data.load(target, ALL_PARTS)  # every file of every set is there and parses
-        forget = loaded["forget"]
-        assert {normalize_attack(p.type) for p in forget if p.level == "3"} == set(ATTACK_TYPES)
-        assert all(p.query.count("___") == 1 for p in forget + loaded["neighbor"] if p.level == "1")
-        assert all(p.neighbor for p in loaded["neighbor"]) and all(p.subject == target.name for p in forget)
-        records = data.raw_records(target, "source")[0]
-        passages = [r["text"] for r in records if r["kind"] == "passage"]
-        assert {r["kind"] for r in records} == {"passage", "statement", "qa"}
-        source = " ".join(r.get("text") or r["answer"] for r in records)  # everything planting would teach
-        assert all(p.answer.removeprefix("a ") in source for p in forget), target.name  # what planting would teach
-        assert all(p.answer not in source for p in loaded["neighbor"] if p.answer != "Nathaniel Hawthorne"), target.name
-        texts = {t.text for t in loaded["forget_mia"]}
-        assert len(texts) == 4 and not texts & set(passages) and not texts & {p.text for p in loaded["retain_mia"]}
-
-
-def test_the_demo_of_other_kinds_is_evaluated_and_unlearned_with_its_kinds(tmp_path, tiny_model_dir, cli):
-    code, _, err = cli("eval", "--model", str(tiny_model_dir), "--data", "demo-kinds", "--targets", "2",
-                       "--sets", "forget", "--limit", "1", "--out", str(tmp_path / "eval"), "--threads", "1")
-    assert code == 0, err
-    assert json.loads((tmp_path / "eval" / "2_Machu_Picchu" / "summary.json").read_text())["kinds"] == ["place"]
-    code, _, err = cli("unlearn", "--model", str(tiny_model_dir), "--data", "demo-kinds", "--targets", "1",
-                       "--method", "ga", "--sets", "forget", "--limit", "1", "--set", "epochs=1", "--set", "batch_size=2",
-                       "--set", "max_length=32", "--set", "corpus_size=2", "--set", "corpus_max_new_tokens=4",
-                       "--device", "cpu", "--threads", "1", "--out", str(tmp_path / "unlearned"))
-    assert code == 0, err
-    unit = next((tmp_path / "unlearned").glob("ga*/1_Moby-Dick"))
-    stored = json.loads((unit / "summary.json").read_text())
-    assert stored["kinds"] == ["work"] and stored["key"]["unit"]["kinds"] == ["work"]
-    assert json.loads((unit / "train_log.json").read_text())["corpus_sizes"]["forget"] == 2
-
-
 def test_a_kind_whose_runs_share_no_target_says_why_it_has_no_table(tmp_path):
     root = mixed_folder(tmp_path / "exp")
     write_unit(root / "npo" / "1_Ann_A", summary({"forget.All": 5.0}, config("npo"), ["Ann A"]))

@@ -23,7 +23,7 @@ app.add_typer(data_app, name="data")
 console = Console()
 STATE: dict[str, Any] = {"debug": False}
 
-DATA_HELP = "RWKU data: a folder (per-target dirs and/or merged All/ files), 'demo', 'demo-kinds' (a work, a place, an event), or 'hf:jinzhuoran/RWKU'. Repeat to combine."
+DATA_HELP = "RWKU data: a folder (per-target dirs and/or merged All/ files), 'demo', or 'hf:jinzhuoran/RWKU'. Repeat to combine."
 
 
 @app.callback()

@@ -45,8 +45,6 @@ HF_TRAIN_KINDS = {"intro", "passage", "positive", "negative", "pair", "reject"}
 
 TARGET_DIR = re.compile(r"^(\d+)_(.+)$")
 DEMO_ROOT = Path(__file__).parent / "demo"
-#: The bundled demo of targets that are not people (a work, a place, an event): ``--data demo-kinds``.
-DEMO_KINDS_ROOT = Path(__file__).parent / "demo_kinds"
 
 
 def read_json_file(path: Path) -> Any:
@@ -222,20 +220,18 @@ class HubSource:
 def discover_sources(spec: str) -> list[Source]:
     """Turn one ``--data`` value into sources.
 
-    ``demo`` is the bundled demo set (three people), ``demo-kinds`` the bundled demo of a work, a place and an event;
+    ``demo`` is the bundled demo set (three people);
     ``hf:ID`` (or ``hf:/local/copy``) reads through ``datasets``; a folder is
     searched for per-target folders (at its root, in ``Target/`` or in ``data/RWKU/``) and for merged files (at its
     root or in ``All/``), so pointing at a clone of an official layout finds all of it.
     """
     if spec == "demo":
         return [PerTargetSource(DEMO_ROOT)]
-    if spec == "demo-kinds":
-        return [PerTargetSource(DEMO_KINDS_ROOT)]
     if spec.startswith("hf:"):
         return [HubSource(spec[3:])]
     root = Path(spec).expanduser()
     if not root.exists():
-        raise RwkuError(f"--data {spec}: no such file or folder; give an RWKU data folder, 'demo', 'demo-kinds' or 'hf:jinzhuoran/RWKU'")
+        raise RwkuError(f"--data {spec}: no such file or folder; give an RWKU data folder, 'demo' or 'hf:jinzhuoran/RWKU'")
     if not root.is_dir():
         raise RwkuError(f"--data {spec}: is a file; give the folder that holds the RWKU target folders or merged files")
     sources: list[Source] = []
